@@ -1,0 +1,114 @@
+"""The catalog's write model: a product with its price and its stock.
+
+Rules are checked in the public methods before an event fires; the decorated bodies
+only change state, so replaying the stream is pure.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from shop.errors import Conflict, InvalidInput
+
+SKU_NAMESPACE = uuid5(NAMESPACE_URL, "https://shop.example/sku")
+
+
+class DuplicateSku(Conflict):
+    code = "duplicate_sku"
+    default_detail = "A product with this SKU already exists."
+
+
+class InsufficientStock(Conflict):
+    code = "insufficient_stock"
+    default_detail = "Not enough stock for this order."
+
+
+class Product(Aggregate):
+    """A product for sale. Its id is derived from its SKU, so the event store itself
+    rejects a second registration of the same SKU."""
+
+    @staticmethod
+    def create_id(sku: str, **_: object) -> UUID:
+        return product_id_for_sku(sku)
+
+    @event("Registered")
+    def __init__(self, sku: str, name: str, price: Decimal, stock: int) -> None:
+        self.sku = sku
+        self.name = name
+        self.price = price
+        self.stock = stock
+        self.reserved = 0
+
+    @classmethod
+    def register(cls, *, sku: str, name: str, price: Decimal, stock: int) -> Product:
+        check_price(price)
+        if stock < 0:
+            raise InvalidInput.field("stock", "Stock cannot be negative.")
+        return cls(sku=sku, name=name, price=price, stock=stock)
+
+    @property
+    def available(self) -> int:
+        return self.stock - self.reserved
+
+    def rename(self, name: str) -> None:
+        if not name.strip():
+            raise InvalidInput.field("name", "Name cannot be blank.")
+        self._renamed(name=name)
+
+    @event("Renamed")
+    def _renamed(self, name: str) -> None:
+        self.name = name
+
+    def reprice(self, price: Decimal) -> None:
+        check_price(price)
+        self._repriced(price=price)
+
+    @event("Repriced")
+    def _repriced(self, price: Decimal) -> None:
+        self.price = price
+
+    def restock(self, quantity: int) -> None:
+        if quantity < 1:
+            raise InvalidInput.field("quantity", "Restock at least one unit.")
+        self._restocked(quantity=quantity)
+
+    @event("Restocked")
+    def _restocked(self, quantity: int) -> None:
+        self.stock += quantity
+
+    def reserve(self, order_id: UUID, quantity: int) -> None:
+        if quantity < 1:
+            raise InvalidInput.field("quantity", "Reserve at least one unit.")
+        if quantity > self.available:
+            raise InsufficientStock(
+                f"Only {self.available} of {self.sku} available, {quantity} requested."
+            )
+        self._stock_reserved(order_id=order_id, quantity=quantity)
+
+    @event("StockReserved")
+    def _stock_reserved(self, order_id: UUID, quantity: int) -> None:
+        self.reserved += quantity
+
+    def release(self, order_id: UUID, quantity: int) -> None:
+        if not 1 <= quantity <= self.reserved:
+            raise InvalidInput.field("quantity", "Cannot release more than is reserved.")
+        self._stock_released(order_id=order_id, quantity=quantity)
+
+    @event("StockReleased")
+    def _stock_released(self, order_id: UUID, quantity: int) -> None:
+        self.reserved -= quantity
+
+
+def product_id_for_sku(sku: str) -> UUID:
+    # SKUs are compared case-insensitively: "mug-1" and "MUG-1" are one product.
+    return uuid5(SKU_NAMESPACE, sku.casefold())
+
+
+def check_price(price: Decimal) -> None:
+    if price <= 0:
+        raise InvalidInput.field("price", "Price must be positive.")
+    if price != price.quantize(Decimal("0.01")):
+        raise InvalidInput.field("price", "Price has at most two decimal places.")

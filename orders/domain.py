@@ -1,0 +1,82 @@
+"""The orders' write model: an order with its priced lines and its status."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from shop.errors import InvalidState
+
+PLACED, CANCELLED, SHIPPED, DELIVERED = "placed", "cancelled", "shipped", "delivered"
+
+
+class Order(Aggregate):
+    """A customer's order. ``lines`` are plain dicts:
+    ``{"product_id": UUID, "sku": str, "quantity": int, "unit_price": Decimal}``."""
+
+    @event("Placed")
+    def __init__(
+        self,
+        customer_id: int,
+        customer: str,
+        lines: list[dict],
+        total: Decimal,
+        shipping_address: str,
+    ) -> None:
+        self.customer_id = customer_id
+        self.customer = customer
+        self.lines = lines
+        self.total = total
+        self.shipping_address = shipping_address
+        self.status = PLACED
+        self.shipment_id: UUID | None = None
+        self.cancel_reason = ""
+
+    @classmethod
+    def place(
+        cls, *, customer_id: int, customer: str, lines: list[dict], shipping_address: str
+    ) -> Order:
+        total = sum(
+            (line["unit_price"] * line["quantity"] for line in lines), start=Decimal("0.00")
+        )
+        return cls(
+            customer_id=customer_id,
+            customer=customer,
+            lines=lines,
+            total=total.quantize(Decimal("0.01")),
+            shipping_address=shipping_address,
+        )
+
+    def cancel(self, reason: str = "") -> None:
+        self._require(PLACED, "cancelled")
+        self._cancelled(reason=reason)
+
+    @event("Cancelled")
+    def _cancelled(self, reason: str) -> None:
+        self.status = CANCELLED
+        self.cancel_reason = reason
+
+    def ship(self, shipment_id: UUID) -> None:
+        self._require(PLACED, "shipped")
+        self._shipped(shipment_id=shipment_id)
+
+    @event("Shipped")
+    def _shipped(self, shipment_id: UUID) -> None:
+        self.status = SHIPPED
+        self.shipment_id = shipment_id
+
+    def deliver(self) -> None:
+        self._require(SHIPPED, "delivered")
+        self._delivered()
+
+    @event("Delivered")
+    def _delivered(self) -> None:
+        self.status = DELIVERED
+
+    def _require(self, status: str, action: str) -> None:
+        if self.status != status:
+            raise InvalidState(
+                f"Order {self.id} is {self.status}; only a {status} order can be {action}."
+            )

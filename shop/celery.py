@@ -1,0 +1,11 @@
+"""The Celery app: `celery -A shop worker` runs projections, `celery -A shop beat` sweeps."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+
+app = Celery("shop")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

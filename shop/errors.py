@@ -1,0 +1,45 @@
+"""The one application error type. Domain errors subclass it and carry the API's code."""
+
+
+class ApplicationError(Exception):
+    """An error a client can act on; rendered as ``{code, detail[, errors]}``."""
+
+    code = "error"
+    status = 400
+    default_detail = "The request could not be processed."
+
+    def __init__(self, detail: str | None = None, *, errors: dict | None = None):
+        self.detail = detail or self.default_detail
+        self.errors = errors
+        super().__init__(self.detail)
+
+
+class InvalidInput(ApplicationError):
+    code = "invalid"
+    status = 400
+    default_detail = "The request has invalid fields."
+
+    @classmethod
+    def field(cls, name: str, message: str) -> "InvalidInput":
+        return cls(f"{name}: {message}", errors={name: [message]})
+
+
+class NotFound(ApplicationError):
+    code = "not_found"
+    status = 404
+    default_detail = "Not found."
+
+
+class Conflict(ApplicationError):
+    status = 409
+    code = "conflict"
+
+
+class ConcurrentUpdate(Conflict):
+    code = "concurrent_update"
+    default_detail = "Someone else changed this at the same time; try again."
+
+
+class InvalidState(Conflict):
+    code = "invalid_state"
+    default_detail = "The command is not allowed in the current state."
