@@ -8,33 +8,70 @@ tables after each test, so every test starts from an empty log.
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 
-from shop.eventstore import get_app, reset_app
+from shop.eventstore import ShopApplication, get_app, reset_app
 
 EVENT_TABLES = ("shop_events", "shop_snapshots")
 
 
-def _truncate_event_tables(django_db_blocker) -> None:
-    with django_db_blocker.unblock():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"TRUNCATE {', '.join(EVENT_TABLES)} RESTART IDENTITY"  # noqa: S608
-                )
+def truncate_event_tables(app: ShopApplication) -> None:
+    """Empty the log through the event store's own connection (not Django's, which
+    may sit inside the test's transaction)."""
+    with app.recorder.datastore.transaction(commit=True) as cursor:
+        if app.env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+            cursor.execute(f"TRUNCATE {', '.join(EVENT_TABLES)} RESTART IDENTITY")
         else:
-            app = get_app()
-            with app.recorder.datastore.transaction(commit=True) as cursor:
-                for table in EVENT_TABLES:
-                    cursor.execute(f"DELETE FROM {table}")  # noqa: S608
+            for table in EVENT_TABLES:
+                cursor.execute(f"DELETE FROM {table}")
 
 
 @pytest.fixture
-def event_store(django_db_setup, django_db_blocker):
+def event_store(django_db_setup):
     """The shop's event store on the test database, empty at the start of the test."""
     reset_app()
-    app = get_app()  # creates the tables in the test database
-    _truncate_event_tables(django_db_blocker)
+    app = get_app()  # creates its tables in the test database
+    truncate_event_tables(app)
     yield app
-    _truncate_event_tables(django_db_blocker)
+    truncate_event_tables(app)
     reset_app()
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth.models import User
+
+    def make(username: str, *, is_staff: bool = False) -> User:
+        return User.objects.create_user(
+            username=username, password="pass-word-123", is_staff=is_staff
+        )
+
+    return make
+
+
+@pytest.fixture
+def staff(make_user):
+    return make_user("staff", is_staff=True)
+
+
+@pytest.fixture
+def customer(make_user):
+    return make_user("john")
+
+
+@pytest.fixture
+def other_customer(make_user):
+    return make_user("jane")
+
+
+@pytest.fixture
+def client_for():
+    """An API client authenticated as the given user (or anonymous with None)."""
+    from rest_framework.test import APIClient
+
+    def make(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return make
