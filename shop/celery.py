@@ -9,3 +9,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
 app = Celery("shop")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# The sweep: trigger every projection every couple of seconds, so a lost message, a
+# broker outage or a crashed worker delays the read side but never loses an event.
+app.conf.beat_schedule = {
+    "sweep-projections": {
+        "task": "projections.sweep",
+        "schedule": float(os.environ.get("PROJECTION_SWEEP_SECONDS", "2")),
+    }
+}

@@ -92,8 +92,13 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Writers wait for each other instead of failing with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+    # Writers queue for the lock at BEGIN instead of failing with "database is locked",
+    # and WAL lets queries read the last committed read model while a projector writes.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

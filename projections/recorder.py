@@ -1,0 +1,46 @@
+"""A tracking recorder backed by the Django ``Checkpoint`` model.
+
+It subclasses the library's ``TrackingRecorder`` so that the library's own contract
+tests apply, and it writes through Django's connection, so a tracking record commits
+in the same transaction as the read-model rows it covers.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
+
+from projections.models import Checkpoint
+
+
+class DjangoTrackingRecorder(TrackingRecorder):
+    def __init__(self, projection: str) -> None:
+        self.projection = projection
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        """Record that everything up to ``tracking.notification_id`` is processed.
+
+        Positions only move forward: recording the same or an earlier position is an
+        ``IntegrityError`` (the event was processed already), as the contract says.
+        """
+        with transaction.atomic():
+            checkpoint, _ = Checkpoint.objects.select_for_update().get_or_create(
+                projection=self.projection,
+                upstream=tracking.application_name,
+                defaults={"position": 0},
+            )
+            if checkpoint.position >= tracking.notification_id:
+                raise IntegrityError(
+                    f"{self.projection} has already processed "
+                    f"{tracking.application_name} up to {checkpoint.position}"
+                )
+            checkpoint.position = tracking.notification_id
+            checkpoint.save(update_fields=["position", "updated_at"])
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        position = (
+            Checkpoint.objects.filter(projection=self.projection, upstream=application_name)
+            .values_list("position", flat=True)
+            .first()
+        )
+        return position or None

@@ -1,0 +1,321 @@
+"""The projection runner: reads the notification log after a checkpoint and applies it.
+
+``catch_up`` processes a projection batch by batch, one transaction per batch: lock
+the checkpoint row, read the next notifications straight from the recorder, apply the
+projector's handlers, advance the checkpoint, commit. ``rebuild`` runs the very same
+batch step from position zero inside ONE transaction, so queries keep reading the old,
+complete rows until the rebuilt ones commit, and an interrupted rebuild rolls back.
+
+Why reading up to the head is safe: the PostgreSQL recorder locks the events table
+for each insert, so notification ids commit in order. Once the head (largest id) is
+read, every smaller id is committed or permanently burned (a gap), never pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Model
+from django.utils import timezone
+from eventsourcing.domain import DomainEvent
+from eventsourcing.persistence import Tracking
+from eventsourcing.utils import get_topic
+
+from projections.models import Checkpoint
+from projections.recorder import DjangoTrackingRecorder
+from shop.eventstore import ShopApplication, get_app
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Any, Any], None]
+
+
+def handles(*event_classes: type[DomainEvent]) -> Callable[[Handler], Handler]:
+    """Mark a projector method as the handler of the given event classes."""
+
+    def mark(method: Handler) -> Handler:
+        method._handles = event_classes  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+class Projector:
+    """One read model: a handler per event type, bulk writes, and how to empty it.
+
+    Subclasses set ``name`` and ``models`` (the tables it owns, emptied by a rebuild)
+    and decorate one method per event class with ``@handles(...)``. A batch is applied
+    by ``apply(events)``: each handler sees its events in log order; a projector that
+    buffers writes does them in ``flush()``, called once per batch. Handlers must be
+    idempotent and keyed by aggregate id.
+    """
+
+    name: ClassVar[str]
+    models: ClassVar[Sequence[type[Model]]] = ()
+    handlers: ClassVar[dict[type, Handler]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.handlers = {}
+        for klass in reversed(cls.__mro__):
+            for attr in vars(klass).values():
+                for event_class in getattr(attr, "_handles", ()):
+                    cls.handlers[event_class] = attr
+
+    @classmethod
+    def topics(cls) -> list[str]:
+        return [get_topic(event_class) for event_class in cls.handlers]
+
+    def apply(self, events: Iterable[DomainEvent]) -> None:
+        self.begin()
+        for event in events:
+            self.handlers[type(event)](self, event)
+        self.flush()
+
+    def begin(self) -> None:
+        """Start a batch: clear anything buffered by an earlier (failed) batch."""
+
+    def flush(self) -> None:
+        """Write what the handlers buffered. Called once at the end of each batch."""
+
+    def reset(self) -> None:
+        """Empty the read model (the rebuild replays the whole log into it)."""
+        for model in self.models:
+            model.objects.all().delete()
+
+
+class ProjectionFailed(Exception):
+    """A handler raised: the projection is parked before the failing event."""
+
+    def __init__(self, projection: str, notification_id: int, error: BaseException):
+        self.projection = projection
+        self.notification_id = notification_id
+        self.error = error
+        super().__init__(
+            f"{projection} failed at notification {notification_id}: {error!r}"
+        )
+
+
+@dataclass
+class Progress:
+    position: int
+    head: int
+    processed: int
+
+
+def _lock_checkpoint(name: str) -> Checkpoint:
+    Checkpoint.objects.get_or_create(projection=name, upstream=ShopApplication.name)
+    if connection.vendor == "postgresql":
+        # Wait a bounded time for another worker (or a rebuild) holding this
+        # projection; the sweep will trigger it again.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '5s'")
+    return Checkpoint.objects.select_for_update().get(
+        projection=name, upstream=ShopApplication.name
+    )
+
+
+def _process_batch(
+    projector: Projector, checkpoint: Checkpoint, app: ShopApplication, limit: int
+) -> tuple[int, int]:
+    """Apply the next batch after ``checkpoint.position``; return (processed, head).
+
+    Must run inside a transaction holding the checkpoint row. Advances the checkpoint
+    (in memory and through the tracking recorder) to the last id covered.
+    """
+    head = app.recorder.max_notification_id() or 0
+    if head <= checkpoint.position:
+        return 0, head
+    notifications = app.recorder.select_notifications(
+        start=checkpoint.position,
+        stop=head,
+        limit=limit,
+        topics=projector.topics(),
+        inclusive_of_start=False,
+    )
+    events = []
+    for notification in notifications:
+        try:
+            events.append((notification.id, app.mapper.to_domain_event(notification)))
+        except Exception as exc:
+            raise ProjectionFailed(projector.name, notification.id, exc) from exc
+    _apply_events(projector, events)
+    # A short page means everything up to the head was read (irrelevant events too).
+    covered = notifications[-1].id if len(notifications) == limit else head
+    DjangoTrackingRecorder(projector.name).insert_tracking(
+        Tracking(application_name=app.name, notification_id=covered)
+    )
+    checkpoint.position = covered
+    return len(notifications), head
+
+
+def _apply_events(projector: Projector, events: list[tuple[int, DomainEvent]]) -> None:
+    try:
+        with transaction.atomic():  # a savepoint: a failed batch leaves the transaction usable
+            projector.apply(event for _, event in events)
+    except Exception as exc:
+        raise _locate_failure(projector, events, exc) from exc
+
+
+def _locate_failure(
+    projector: Projector, events: list[tuple[int, DomainEvent]], exc: Exception
+) -> ProjectionFailed:
+    """Re-apply the batch one event at a time to find the first event that fails.
+
+    The caller's transaction is rolled back afterwards; ``_park`` then commits the
+    events before the failing one, so the projection stops exactly in front of it.
+    """
+    for notification_id, event in events:
+        try:
+            with transaction.atomic():
+                projector.apply([event])
+        except Exception as single_exc:
+            return ProjectionFailed(projector.name, notification_id, single_exc)
+    return ProjectionFailed(projector.name, events[0][0] if events else 0, exc)
+
+
+def catch_up(projector: Projector, *, batch_size: int | None = None) -> int:
+    """Process everything appended after the projection's checkpoint.
+
+    Returns the number of events applied. A failing event parks the projection
+    (status failed, retried with back-off) and leaves the checkpoint before it.
+    """
+    limit = batch_size or settings.PROJECTION_BATCH_SIZE
+    app = get_app()
+    total = 0
+    while True:
+        try:
+            with transaction.atomic():
+                checkpoint = _lock_checkpoint(projector.name)
+                if checkpoint.status == Checkpoint.FAILED and (
+                    checkpoint.retry_at and checkpoint.retry_at > timezone.now()
+                ):
+                    return total
+                processed, _head = _process_batch(projector, checkpoint, app, limit)
+                if checkpoint.status == Checkpoint.FAILED:
+                    _mark_recovered(checkpoint)
+        except ProjectionFailed as failure:
+            total += _park(projector, failure, app)
+            return total
+        total += processed
+        if processed < limit:
+            return total
+
+
+def _park(projector: Projector, failure: ProjectionFailed, app: ShopApplication) -> int:
+    """Commit what precedes the failing event, then record the failure."""
+    processed = 0
+    with transaction.atomic():
+        checkpoint = _lock_checkpoint(projector.name)
+        before = failure.notification_id - 1
+        if before > checkpoint.position:
+            notifications = app.recorder.select_notifications(
+                start=checkpoint.position,
+                stop=before,
+                limit=before - checkpoint.position,
+                topics=projector.topics(),
+                inclusive_of_start=False,
+            )
+            projector.apply(app.mapper.to_domain_event(n) for n in notifications)
+            processed = len(notifications)
+            checkpoint.position = before
+        checkpoint.status = Checkpoint.FAILED
+        checkpoint.failures += 1
+        checkpoint.error_position = failure.notification_id
+        checkpoint.last_error = "".join(
+            traceback.format_exception(failure.error)
+        )[-4000:]
+        checkpoint.retry_at = timezone.now() + retry_delay(checkpoint.failures)
+        checkpoint.save()
+    logger.error("%s", failure)
+    return processed
+
+
+def retry_delay(failures: int) -> timedelta:
+    """Back-off between automatic retries of a failed projection: 1 s doubling to 5 min."""
+    return timedelta(seconds=min(2 ** max(failures - 1, 0), 300))
+
+
+def _mark_recovered(checkpoint: Checkpoint) -> None:
+    checkpoint.status = Checkpoint.OK
+    checkpoint.failures = 0
+    checkpoint.error_position = None
+    checkpoint.last_error = ""
+    checkpoint.retry_at = None
+    checkpoint.save(
+        update_fields=[
+            "status", "failures", "error_position", "last_error", "retry_at", "updated_at"
+        ]
+    )
+
+
+def retry_now(name: str) -> None:
+    """Let a failed projection retry at once (after a fix), from the failing event."""
+    Checkpoint.objects.filter(projection=name, upstream=ShopApplication.name).update(
+        retry_at=None
+    )
+
+
+def rebuild(
+    projector: Projector,
+    *,
+    batch_size: int | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> int:
+    """Replay the whole log into the projector's read model, in one transaction.
+
+    Queries keep answering from the old rows until the commit switches them all at
+    once; events appended meanwhile are caught up before the commit; an interrupted
+    rebuild rolls back and leaves the old read model serving. Memory stays flat: the
+    log is streamed in batches.
+    """
+    limit = batch_size or settings.PROJECTION_BATCH_SIZE
+    app = get_app()
+    processed_total = 0
+    with transaction.atomic():
+        checkpoint = _lock_checkpoint(projector.name)
+        projector.reset()
+        checkpoint.position = 0
+        Checkpoint.objects.filter(pk=checkpoint.pk).update(position=0)
+        while True:
+            processed, head = _process_batch(projector, checkpoint, app, limit)
+            processed_total += processed
+            if progress:
+                progress(Progress(checkpoint.position, head, processed_total))
+            if processed < limit:
+                break
+        _mark_recovered(checkpoint)
+    return processed_total
+
+
+def wait_for(name: str, position: int, timeout: float) -> int:
+    """Wait until the projection has processed ``position``; return its position.
+
+    Polls with a short back-off (2 ms doubling to 50 ms), one cheap indexed read per
+    poll, so a request waiting for its own write costs little.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        current = projection_position(name)
+        if current >= position or time.monotonic() >= deadline:
+            return current
+        time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+        delay = min(delay * 2, 0.05)
+
+
+def projection_position(name: str) -> int:
+    return (
+        Checkpoint.objects.filter(projection=name, upstream=ShopApplication.name)
+        .values_list("position", flat=True)
+        .first()
+        or 0
+    )
