@@ -1,5 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from shop.health import HealthApi
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -8,4 +11,7 @@ urlpatterns = [
     path("api/commands/", include("orders.urls")),
     path("api/commands/", include("shipping.urls")),
     path("api/queries/", include("projections.urls")),
+    path("api/health/", HealthApi.as_view(), name="health"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
