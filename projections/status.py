@@ -1,0 +1,104 @@
+"""How far behind each projection is: one function, shared by the ``projection_status``
+command, the query API's ``projections/`` endpoint and the admin.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from projections.models import Checkpoint
+from projections.registry import PROJECTORS
+from shop.eventstore import ShopApplication, get_app
+
+
+def projection_statuses() -> list[dict[str, Any]]:
+    """One dict per registered projection, in name order.
+
+    Keys: ``name``, ``position`` (last notification id processed), ``head`` (last
+    notification id in the log), ``lag_events`` (exact number of notifications after
+    ``position``), ``lag_seconds`` (age of the oldest unprocessed event, 0.0 when caught
+    up, None if it cannot be decoded), ``status`` ("ok" or "failed"), ``last_error``
+    (one line: the exception that parked the projection, "" when none),
+    ``error_position``, ``failures``, ``retry_at`` and ``updated_at`` (datetimes or
+    None), and ``traceback`` (the full stored error text).
+    """
+    app = get_app()
+    head = app.recorder.max_notification_id() or 0
+    checkpoints = {
+        c.projection: c
+        for c in Checkpoint.objects.filter(upstream=ShopApplication.name, projection__in=PROJECTORS)
+    }
+    now = timezone.now()
+    statuses = []
+    for name in sorted(PROJECTORS):
+        checkpoint = checkpoints.get(name) or Checkpoint(projection=name)
+        position = checkpoint.position
+        behind = head > position
+        statuses.append(
+            {
+                "name": name,
+                "position": position,
+                "head": head,
+                "lag_events": count_notifications_after(app, position) if behind else 0,
+                "lag_seconds": _lag_seconds(app, position, now) if behind else 0.0,
+                "status": checkpoint.status,
+                "last_error": error_summary(checkpoint.last_error),
+                "error_position": checkpoint.error_position,
+                "failures": checkpoint.failures,
+                "retry_at": checkpoint.retry_at,
+                "updated_at": checkpoint.updated_at,
+                "traceback": checkpoint.last_error,
+            }
+        )
+    return statuses
+
+
+def error_summary(text: str) -> str:
+    """The line of a stored traceback that says what went wrong: its last one.
+
+    (A traceback's first line is "Traceback (most recent call last):", and the
+    stored text may be cut at the front.)
+    """
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def count_notifications_after(app: ShopApplication, position: int) -> int:
+    """Exact count of notifications with an id above ``position``.
+
+    Counted in SQL on the event store's own connection: the recorders offer no count,
+    and paging through ``select_notifications`` would read every event.
+    """
+    recorder: Any = app.recorder
+    table = recorder.events_table_name
+    if app.env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+        from psycopg.sql import SQL, Identifier
+
+        statement = SQL("SELECT COUNT(*) AS n FROM {}.{} WHERE notification_id > %s").format(
+            Identifier(recorder.datastore.schema), Identifier(table)
+        )
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, (position,))
+            row = cursor.fetchone()
+            return int(row["n"])
+    # SQLite: the notification id is the table's rowid.
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {table} WHERE rowid > ?", (position,))  # noqa: S608
+        return int(cursor.fetchone()[0])
+
+
+def _lag_seconds(app: ShopApplication, position: int, now: datetime) -> float | None:
+    """Age of the oldest event the projection has not processed yet."""
+    notifications = app.recorder.select_notifications(
+        start=position, limit=1, inclusive_of_start=False
+    )
+    if not notifications:
+        return 0.0
+    try:
+        timestamp = app.mapper.to_domain_event(notifications[0]).timestamp
+    except Exception:
+        return None
+    return max((now - timestamp).total_seconds(), 0.0)
