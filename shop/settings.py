@@ -54,6 +54,10 @@ INSTALLED_APPS = [
     "shipping",
     "projections",
 ]
+# The benchmark's baseline app (bench/), only when running `python bench/run.py`.
+SHOP_BENCH = env_bool("SHOP_BENCH", default=False)
+if SHOP_BENCH:
+    INSTALLED_APPS.append("bench.baseline")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
