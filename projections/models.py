@@ -38,3 +38,82 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.projection}@{self.position}"
+
+
+class OrderHistory(models.Model):
+    """One customer order as "view order history" shows it: one row, one SELECT.
+
+    ``lines`` is denormalized: ``[{product_id, sku, product_name, quantity,
+    unit_price, line_total}]`` with money as decimal strings, so a page of orders
+    needs no join. ``product_name`` is the product's current name: a rename rewrites
+    it in every past order with one UPDATE (see ``OrderHistoryProjector``).
+    """
+
+    order_id = models.UUIDField(primary_key=True)
+    customer_id = models.IntegerField()
+    customer = models.CharField(max_length=150)
+    status = models.CharField(max_length=20)
+    total = models.DecimalField(max_digits=12, decimal_places=2)
+    shipping_address = models.TextField()
+    placed_at = models.DateTimeField()
+    # The order aggregate's version: that of the latest Order event applied.
+    version = models.PositiveIntegerField()
+    lines = models.JSONField(default=list)
+    shipment_id = models.UUIDField(null=True, blank=True, unique=True)
+    carrier = models.CharField(max_length=100, null=True, blank=True)
+    shipment_status = models.CharField(max_length=20, null=True, blank=True)
+    shipment_updated_at = models.DateTimeField(null=True, blank=True)
+    # The shipment aggregate's version, so a re-applied shipment event is skipped.
+    shipment_version = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "order history"
+        indexes = [
+            models.Index(
+                fields=["customer_id", "-placed_at"], name="orderhistory_customer_placed"
+            ),
+            models.Index(fields=["-placed_at", "-order_id"], name="orderhistory_placed"),
+        ]
+        # PostgreSQL also has a GIN index on ``lines`` for the rename's ``@>`` filter
+        # (added in migration 0002; SQLite has no GIN).
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} ({self.status})"
+
+
+class OrderHistoryProduct(models.Model):
+    """The order history's own note of each product's SKU and current name.
+
+    ``Order.Placed`` carries each line's SKU and price but not the product's name;
+    this table names the lines. It belongs to the order history projection (rebuilt
+    with it) and is fed by ``Product.Registered`` and ``Product.Renamed``.
+    """
+
+    product_id = models.UUIDField(primary_key=True)
+    sku = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+    # The product aggregate's version of the latest Registered/Renamed applied.
+    version = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.sku}: {self.name}"
+
+
+class ProductCatalog(models.Model):
+    """The catalog as shoppers browse it: one row per product."""
+
+    product_id = models.UUIDField(primary_key=True)
+    sku = models.CharField(max_length=64, db_index=True)
+    name = models.CharField(max_length=200)
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    stock = models.IntegerField()
+    reserved = models.IntegerField(default=0)
+    stock_available = models.IntegerField()
+    # The product aggregate's version: that of the latest Product event applied.
+    version = models.PositiveIntegerField()
+
+    class Meta:
+        verbose_name_plural = "product catalog"
+
+    def __str__(self) -> str:
+        return f"{self.sku}: {self.name}"

@@ -1,5 +1,378 @@
-"""Projectors: one per read model, one handler per event type."""
+"""Projectors: one per read model, one handler per event type.
 
-from projections.runner import Projector
+Each batch is applied in memory and written back in bulk: ``preload`` reads every row
+the batch touches with one query per table, the handlers change those rows, and
+``flush`` writes the changed ones with one upsert per table. Handlers are idempotent:
+every row remembers the version of the aggregate event it last applied, and an event
+whose ``originator_version`` is not newer is skipped, so re-applying a batch changes
+nothing.
+"""
 
-ALL_PROJECTORS: list[type[Projector]] = []
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.db import connection
+from django.db.models import Model, Q
+
+from catalog.domain import Product
+from orders.domain import CANCELLED, DELIVERED, PLACED, SHIPPED, Order
+from projections.models import OrderHistory, OrderHistoryProduct, ProductCatalog
+from projections.runner import Projector, handles
+from shipping import domain as shipping
+from shipping.domain import Shipment
+
+CENT = Decimal("0.01")
+
+
+def money(value: Any) -> str:
+    """A decimal as the API shows money: a string with two places."""
+    return str(Decimal(str(value)).quantize(CENT))
+
+
+def upsert(model: type[Model], rows: Iterable[Model]) -> None:
+    """Insert or update ``rows`` (keyed by primary key) in one statement."""
+    rows = list(rows)
+    if not rows:
+        return
+    pk = model._meta.pk.name
+    model.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=[pk],
+        update_fields=[f.name for f in model._meta.concrete_fields if f.name != pk],
+    )
+
+
+class BufferedProjector(Projector):
+    """A projector that loads a batch's rows up front and writes them in ``flush``."""
+
+    def apply(self, events: Iterable[Any]) -> None:
+        events = list(events)
+        self.begin()
+        self.preload(events)
+        for event in events:
+            self.handlers[type(event)](self, event)
+        self.flush()
+
+    def preload(self, events: list[Any]) -> None:
+        """Read every row the batch's events touch (one query per table)."""
+
+
+class ProductCatalogProjector(BufferedProjector):
+    """``ProductCatalog``: each product's name, price and the stock a shopper can buy."""
+
+    name = "product_catalog"
+    models = (ProductCatalog,)
+
+    def begin(self) -> None:
+        self.rows: dict[UUID, ProductCatalog] = {}
+        self.changed: set[UUID] = set()
+
+    def preload(self, events: list[Any]) -> None:
+        self.rows = ProductCatalog.objects.in_bulk({e.originator_id for e in events})
+
+    def flush(self) -> None:
+        upsert(ProductCatalog, (self.rows[pk] for pk in self.changed))
+
+    def _newer(self, event: Any) -> ProductCatalog | None:
+        """The product's row if ``event`` is newer than what it shows, else None."""
+        row = self.rows.get(event.originator_id)
+        if row is None:
+            raise LookupError(f"Product {event.originator_id} is not in the catalog.")
+        if row.version >= event.originator_version:
+            return None
+        return row
+
+    def _changed(self, row: ProductCatalog, event: Any) -> None:
+        row.stock_available = row.stock - row.reserved
+        row.version = event.originator_version
+        self.changed.add(row.product_id)
+
+    @handles(Product.Registered)
+    def registered(self, event: Product.Registered) -> None:
+        if event.originator_id in self.rows:
+            return
+        row = ProductCatalog(
+            product_id=event.originator_id,
+            sku=event.sku,
+            name=event.name,
+            price=event.price,
+            stock=event.stock,
+            reserved=0,
+        )
+        self.rows[row.product_id] = row
+        self._changed(row, event)
+
+    @handles(Product.Renamed)
+    def renamed(self, event: Product.Renamed) -> None:
+        if row := self._newer(event):
+            row.name = event.name
+            self._changed(row, event)
+
+    @handles(Product.Repriced)
+    def repriced(self, event: Product.Repriced) -> None:
+        if row := self._newer(event):
+            row.price = event.price
+            self._changed(row, event)
+
+    @handles(Product.Restocked)
+    def restocked(self, event: Product.Restocked) -> None:
+        if row := self._newer(event):
+            row.stock += event.quantity
+            self._changed(row, event)
+
+    @handles(Product.StockReserved)
+    def stock_reserved(self, event: Product.StockReserved) -> None:
+        if row := self._newer(event):
+            row.reserved += event.quantity
+            self._changed(row, event)
+
+    @handles(Product.StockReleased)
+    def stock_released(self, event: Product.StockReleased) -> None:
+        if row := self._newer(event):
+            row.reserved -= event.quantity
+            self._changed(row, event)
+
+
+class OrderHistoryProjector(BufferedProjector):
+    """``OrderHistory``: each order with its named lines and its shipment, one row.
+
+    Lines are named from ``OrderHistoryProduct`` (this projection's own product-name
+    table). A rename rewrites the name in every past order with ONE ``UPDATE`` per
+    renamed product per batch (:meth:`_rename_in_past_orders`), not one per order.
+    """
+
+    name = "order_history"
+    models = (OrderHistory, OrderHistoryProduct)
+
+    def begin(self) -> None:
+        self.products: dict[UUID, OrderHistoryProduct] = {}
+        self.orders: dict[UUID, OrderHistory] = {}
+        self.order_of_shipment: dict[UUID, UUID] = {}
+        self.changed_products: set[UUID] = set()
+        self.changed_orders: set[UUID] = set()
+        self.renamed: dict[UUID, str] = {}  # product id -> its latest name in the batch
+
+    def preload(self, events: list[Any]) -> None:
+        product_ids: set[UUID] = set()
+        order_ids: set[UUID] = set()
+        shipment_ids: set[UUID] = set()
+        for event in events:
+            if isinstance(event, Order.Placed):
+                order_ids.add(event.originator_id)
+                product_ids.update(UUID(str(line["product_id"])) for line in event.lines)
+            elif isinstance(event, Product.Registered | Product.Renamed):
+                product_ids.add(event.originator_id)
+            elif isinstance(event, Shipment.Created):
+                order_ids.add(event.order_id)
+            elif isinstance(
+                event, Shipment.Dispatched | Shipment.WentInTransit | Shipment.Delivered
+            ):
+                shipment_ids.add(event.originator_id)
+            else:
+                order_ids.add(event.originator_id)
+        self.products = OrderHistoryProduct.objects.in_bulk(product_ids)
+        if order_ids or shipment_ids:
+            rows = OrderHistory.objects.filter(
+                Q(order_id__in=order_ids) | Q(shipment_id__in=shipment_ids)
+            )
+            for row in rows:
+                self._keep(row)
+
+    def flush(self) -> None:
+        upsert(OrderHistoryProduct, (self.products[pk] for pk in self.changed_products))
+        upsert(OrderHistory, (self.orders[pk] for pk in self.changed_orders))
+        for product_id, name in self.renamed.items():
+            self._rename_in_past_orders(product_id, name)
+
+    def _keep(self, row: OrderHistory) -> None:
+        self.orders[row.order_id] = row
+        if row.shipment_id:
+            self.order_of_shipment[row.shipment_id] = row.order_id
+
+    # --- products --------------------------------------------------------------------
+
+    @handles(Product.Registered)
+    def product_registered(self, event: Product.Registered) -> None:
+        if event.originator_id in self.products:
+            return
+        self.products[event.originator_id] = OrderHistoryProduct(
+            product_id=event.originator_id,
+            sku=event.sku,
+            name=event.name,
+            version=event.originator_version,
+        )
+        self.changed_products.add(event.originator_id)
+
+    @handles(Product.Renamed)
+    def product_renamed(self, event: Product.Renamed) -> None:
+        product = self.products.get(event.originator_id)
+        if product is None:
+            raise LookupError(f"Product {event.originator_id} was renamed before registered.")
+        if product.version >= event.originator_version:
+            return
+        product.name = event.name
+        product.version = event.originator_version
+        self.changed_products.add(product.product_id)
+        self.renamed[product.product_id] = event.name
+        # Rows of this batch are written by flush() as they are in memory: rename
+        # them here; rows already in the table are renamed by one UPDATE in flush().
+        product_id = str(product.product_id)
+        for row in self.orders.values():
+            for line in row.lines:
+                if line["product_id"] == product_id:
+                    line["product_name"] = event.name
+
+    def _rename_in_past_orders(self, product_id: UUID, name: str) -> None:
+        """Set ``product_name`` in every order line of the product: one UPDATE."""
+        table = connection.ops.quote_name(OrderHistory._meta.db_table)
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # @> uses the GIN index on lines; WITH ORDINALITY keeps line order.
+                cursor.execute(
+                    f"""
+                    UPDATE {table} AS o SET lines = (
+                        SELECT jsonb_agg(
+                            CASE WHEN line->>'product_id' = %(product_id)s
+                                 THEN jsonb_set(line, '{{product_name}}', to_jsonb(%(name)s::text))
+                                 ELSE line END
+                            ORDER BY position)
+                        FROM jsonb_array_elements(o.lines) WITH ORDINALITY AS l(line, position)
+                    )
+                    WHERE o.lines @> %(contains)s::jsonb
+                    """,
+                    {
+                        "product_id": str(product_id),
+                        "name": name,
+                        "contains": json.dumps([{"product_id": str(product_id)}]),
+                    },
+                )
+            else:
+                # SQLite: json_each walks the array in order, json_group_array rebuilds it.
+                cursor.execute(
+                    f"""
+                    UPDATE {table} SET lines = (
+                        SELECT json_group_array(
+                            CASE WHEN json_extract(line.value, '$.product_id') = %s
+                                 THEN json_set(line.value, '$.product_name', %s)
+                                 ELSE json(line.value) END)
+                        FROM json_each({table}.lines) AS line
+                    )
+                    WHERE EXISTS (
+                        SELECT 1 FROM json_each({table}.lines) AS line
+                        WHERE json_extract(line.value, '$.product_id') = %s
+                    )
+                    """,
+                    [str(product_id), name, str(product_id)],
+                )
+
+    # --- orders ----------------------------------------------------------------------
+
+    def _order(self, order_id: UUID) -> OrderHistory:
+        row = self.orders.get(order_id)
+        if row is None:
+            raise LookupError(f"Order {order_id} is not in the order history.")
+        return row
+
+    def _newer_order_event(self, event: Any) -> OrderHistory | None:
+        row = self._order(event.originator_id)
+        if row.version >= event.originator_version:
+            return None
+        row.version = event.originator_version
+        self.changed_orders.add(row.order_id)
+        return row
+
+    def _line(self, line: dict) -> dict:
+        product_id = UUID(str(line["product_id"]))
+        product = self.products.get(product_id)
+        unit_price = Decimal(str(line["unit_price"]))
+        return {
+            "product_id": str(product_id),
+            "sku": line["sku"],
+            "product_name": product.name if product else line["sku"],
+            "quantity": line["quantity"],
+            "unit_price": money(unit_price),
+            "line_total": money(unit_price * line["quantity"]),
+        }
+
+    @handles(Order.Placed)
+    def order_placed(self, event: Order.Placed) -> None:
+        if event.originator_id in self.orders:
+            return
+        self._keep(
+            OrderHistory(
+                order_id=event.originator_id,
+                customer_id=event.customer_id,
+                customer=event.customer,
+                status=PLACED,
+                total=event.total,
+                shipping_address=event.shipping_address,
+                placed_at=event.timestamp,
+                version=event.originator_version,
+                lines=[self._line(line) for line in event.lines],
+            )
+        )
+        self.changed_orders.add(event.originator_id)
+
+    @handles(Order.Cancelled)
+    def order_cancelled(self, event: Order.Cancelled) -> None:
+        if row := self._newer_order_event(event):
+            row.status = CANCELLED
+
+    @handles(Order.Shipped)
+    def order_shipped(self, event: Order.Shipped) -> None:
+        if row := self._newer_order_event(event):
+            row.status = SHIPPED
+            row.shipment_id = event.shipment_id
+            self.order_of_shipment[event.shipment_id] = row.order_id
+
+    @handles(Order.Delivered)
+    def order_delivered(self, event: Order.Delivered) -> None:
+        if row := self._newer_order_event(event):
+            row.status = DELIVERED
+
+    # --- shipments -------------------------------------------------------------------
+
+    @handles(Shipment.Created)
+    def shipment_created(self, event: Shipment.Created) -> None:
+        row = self._order(event.order_id)
+        if row.shipment_id == event.originator_id and row.shipment_version:
+            return
+        row.shipment_id = event.originator_id
+        row.carrier = event.carrier
+        self.order_of_shipment[event.originator_id] = row.order_id
+        self._shipment_moved(row, event, shipping.CREATED)
+
+    @handles(Shipment.Dispatched)
+    def shipment_dispatched(self, event: Shipment.Dispatched) -> None:
+        self._shipment_event(event, shipping.DISPATCHED)
+
+    @handles(Shipment.WentInTransit)
+    def shipment_went_in_transit(self, event: Shipment.WentInTransit) -> None:
+        self._shipment_event(event, shipping.IN_TRANSIT)
+
+    @handles(Shipment.Delivered)
+    def shipment_delivered(self, event: Shipment.Delivered) -> None:
+        self._shipment_event(event, shipping.DELIVERED)
+
+    def _shipment_event(self, event: Any, status: str) -> None:
+        order_id = self.order_of_shipment.get(event.originator_id)
+        if order_id is None:
+            raise LookupError(f"Shipment {event.originator_id} belongs to no known order.")
+        row = self._order(order_id)
+        if (row.shipment_version or 0) < event.originator_version:
+            self._shipment_moved(row, event, status)
+
+    def _shipment_moved(self, row: OrderHistory, event: Any, status: str) -> None:
+        row.shipment_status = status
+        row.shipment_updated_at = event.timestamp
+        row.shipment_version = event.originator_version
+        self.changed_orders.add(row.order_id)
+
+
+ALL_PROJECTORS: list[type[Projector]] = [OrderHistoryProjector, ProductCatalogProjector]

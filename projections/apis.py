@@ -1,0 +1,368 @@
+"""The query API: thin views over the read-model tables (and one order's event history).
+
+Every view derives from :class:`QueryApi`, the one freshness mechanism:
+
+- each response (errors included) carries ``X-Projection-Position``: the position of
+  the projection(s) behind the endpoint, read BEFORE the data, so the rows returned
+  are at least that fresh;
+- ``?min_position=N`` (an integer ≥ 0) waits until that position is at least N, for up
+  to ``&wait=`` seconds (default 5; a larger value than 30 is clamped to 30), then
+  answers; if the projection is still behind: 503 ``projection_behind`` with a
+  ``Retry-After`` header (whole seconds, at least 1).
+
+Lists are ``{"next", "previous", "results"}``. The order's event history is short and
+not paginated, but keeps that shape (``next`` and ``previous`` are always null).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from django.db import DatabaseError
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from projections.models import Checkpoint
+from projections.registry import PROJECTORS
+from projections.runner import wait_for
+from projections.selectors import (
+    order_events,
+    order_get,
+    order_list,
+    product_list,
+    projection_list,
+    projections_position,
+)
+from shop.api import ErrorSerializer
+from shop.errors import ApplicationError
+from shop.eventstore import ShopApplication
+
+POSITION_HEADER = "X-Projection-Position"
+DEFAULT_WAIT_SECONDS = 5.0
+MAX_WAIT_SECONDS = 30.0
+
+
+class ProjectionBehind(ApplicationError):
+    code = "projection_behind"
+    status = 503
+    default_detail = "The read model has not caught up with the requested position yet."
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class UtcDateTimeField(serializers.DateTimeField):
+    """ISO 8601 in UTC with an explicit ``+00:00`` offset (DRF would write ``Z``)."""
+
+    def to_representation(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat()
+
+
+class FreshnessSerializer(serializers.Serializer):
+    min_position = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        help_text="Wait until the read model has processed this notification id "
+        "(the `position` a command returned).",
+    )
+    wait = serializers.FloatField(
+        min_value=0,
+        required=False,
+        default=DEFAULT_WAIT_SECONDS,
+        help_text=f"Seconds to wait for min_position (default {DEFAULT_WAIT_SECONDS:g}, "
+        f"larger values are clamped to {MAX_WAIT_SECONDS:g}).",
+    )
+
+    class Meta:
+        ref_name = "Freshness"
+
+
+FRESHNESS_PARAMETERS = [
+    OpenApiParameter("min_position", OpenApiTypes.INT, description="See FreshnessSerializer."),
+    OpenApiParameter("wait", OpenApiTypes.FLOAT, description="Seconds, default 5, at most 30."),
+]
+FRESHNESS_RESPONSES = {
+    400: ErrorSerializer,
+    503: ErrorSerializer,
+}
+
+
+class QueryApi(APIView):
+    """Base of every query view: the freshness header and the ``min_position`` wait."""
+
+    #: The projections whose tables the view reads; the position is the slowest one's.
+    projections: ClassVar[tuple[str, ...]]
+
+    position: int | None = None
+    retry_after: int | None = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authentication and permissions first
+        params = FreshnessSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        min_position = params.validated_data.get("min_position")
+        if min_position is None:
+            self.position = self.current_position()
+            return
+        self.position = self.wait_for(
+            min_position, min(params.validated_data["wait"], MAX_WAIT_SECONDS)
+        )
+        if self.position < min_position:
+            raise ProjectionBehind(
+                f"The read model has processed the log up to {self.position}, not yet "
+                f"{min_position}; retry shortly.",
+                retry_after=self.retry_after_seconds(),
+            )
+
+    def current_position(self) -> int:
+        return projections_position(self.projections)
+
+    def wait_for(self, min_position: int, timeout: float) -> int:
+        """Wait for each projection in turn, all within one deadline."""
+        deadline = time.monotonic() + timeout
+        for name in self.projections:
+            remaining = max(deadline - time.monotonic(), 0.0)
+            if wait_for(name, min_position, remaining) < min_position:
+                break
+        return self.current_position()
+
+    def retry_after_seconds(self) -> int:
+        """1 s while the projections run; until the next retry while one is parked."""
+        retry_at = (
+            Checkpoint.objects.filter(
+                upstream=ShopApplication.name,
+                projection__in=self.projections,
+                status=Checkpoint.FAILED,
+                retry_at__isnull=False,
+            )
+            .order_by("-retry_at")
+            .values_list("retry_at", flat=True)
+            .first()
+        )
+        if retry_at is None:
+            return 1
+        return max(1, math.ceil((retry_at - timezone.now()).total_seconds()))
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, ProjectionBehind):
+            self.retry_after = exc.retry_after
+        return super().handle_exception(exc)
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        position = self.position
+        if position is None:  # an error before initial() read it (401, 403, 400)
+            try:
+                position = self.current_position()
+            except DatabaseError:
+                position = None
+        if position is not None:
+            response[POSITION_HEADER] = str(position)
+        if self.retry_after is not None and response.status_code == 503:
+            response["Retry-After"] = str(self.retry_after)
+        return response
+
+    def paginated(
+        self,
+        queryset: Any,
+        serializer_class: type[serializers.Serializer],
+        pagination_class: type[CursorPagination],
+    ) -> Response:
+        paginator = pagination_class()
+        page = paginator.paginate_queryset(queryset, self.request, view=self)
+        return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def unpaginated(results: list) -> Response:
+    """A short list in the same shape as a paginated one."""
+    return Response({"next": None, "previous": None, "results": results})
+
+
+# --- products ---------------------------------------------------------------------
+
+
+class ProductPagination(CursorPagination):
+    ordering = ("sku", "product_id")
+
+
+class ProductListApi(QueryApi):
+    permission_classes = [AllowAny]
+    projections = ("product_catalog",)
+
+    class OutputSerializer(serializers.Serializer):
+        product_id = serializers.UUIDField()
+        sku = serializers.CharField()
+        name = serializers.CharField()
+        price = serializers.DecimalField(max_digits=12, decimal_places=2)
+        stock_available = serializers.IntegerField()
+
+        class Meta:
+            ref_name = "ProductListItem"
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("search", str, description="Matches SKU or name (icontains)."),
+            *FRESHNESS_PARAMETERS,
+        ],
+        responses={200: OutputSerializer(many=True), **FRESHNESS_RESPONSES},
+        summary="The catalog, by SKU",
+    )
+    def get(self, request: Request) -> Response:
+        products = product_list(search=request.query_params.get("search"))
+        return self.paginated(products, self.OutputSerializer, ProductPagination)
+
+
+# --- orders -----------------------------------------------------------------------
+
+
+class OrderPagination(CursorPagination):
+    ordering = ("-placed_at", "-order_id")
+
+
+class OrderLineSerializer(serializers.Serializer):
+    product_id = serializers.UUIDField()
+    sku = serializers.CharField()
+    product_name = serializers.CharField()
+    quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2)
+    line_total = serializers.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        ref_name = "OrderHistoryLine"
+
+
+class OrderShipmentSerializer(serializers.Serializer):
+    shipment_id = serializers.UUIDField()
+    carrier = serializers.CharField()
+    status = serializers.CharField(source="shipment_status")
+    updated_at = UtcDateTimeField(source="shipment_updated_at")
+
+    class Meta:
+        ref_name = "OrderHistoryShipment"
+
+
+class OrderOutputSerializer(serializers.Serializer):
+    order_id = serializers.UUIDField()
+    customer = serializers.CharField()
+    status = serializers.CharField()
+    placed_at = UtcDateTimeField()
+    total = serializers.DecimalField(max_digits=12, decimal_places=2)
+    shipping_address = serializers.CharField()
+    version = serializers.IntegerField()
+    lines = OrderLineSerializer(many=True)
+    shipment = serializers.SerializerMethodField()
+
+    class Meta:
+        ref_name = "OrderHistory"
+
+    @extend_schema_field(OrderShipmentSerializer(allow_null=True))
+    def get_shipment(self, order: Any) -> dict | None:
+        if order.shipment_id is None:
+            return None
+        return OrderShipmentSerializer(order).data
+
+
+class OrderListApi(QueryApi):
+    permission_classes = [IsAuthenticated]
+    projections = ("order_history",)
+    OutputSerializer = OrderOutputSerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "customer", str, description="Staff only: one customer's orders (username)."
+            ),
+            *FRESHNESS_PARAMETERS,
+        ],
+        responses={200: OutputSerializer(many=True), **FRESHNESS_RESPONSES},
+        summary="Order history, newest first (a customer's own; staff: everyone's)",
+    )
+    def get(self, request: Request) -> Response:
+        orders = order_list(user=request.user, customer=request.query_params.get("customer"))
+        return self.paginated(orders, self.OutputSerializer, OrderPagination)
+
+
+class OrderDetailApi(QueryApi):
+    permission_classes = [IsAuthenticated]
+    projections = ("order_history",)
+    OutputSerializer = OrderOutputSerializer
+
+    @extend_schema(
+        parameters=FRESHNESS_PARAMETERS,
+        responses={200: OutputSerializer, 404: ErrorSerializer, **FRESHNESS_RESPONSES},
+        summary="One order (owner or staff)",
+    )
+    def get(self, request: Request, order_id) -> Response:
+        order = order_get(user=request.user, order_id=order_id)
+        return Response(self.OutputSerializer(order).data)
+
+
+class OrderEventsApi(QueryApi):
+    """The order's audit timeline, read from the event store (never the read model)."""
+
+    permission_classes = [IsAuthenticated]
+    projections = ("order_history",)
+
+    class OutputSerializer(serializers.Serializer):
+        type = serializers.CharField(help_text='e.g. "Order.Placed"')
+        version = serializers.IntegerField()
+        timestamp = UtcDateTimeField()
+        data = serializers.DictField(help_text="The event's fields, as JSON values.")
+
+        class Meta:
+            ref_name = "OrderEvent"
+
+    @extend_schema(
+        parameters=FRESHNESS_PARAMETERS,
+        responses={200: OutputSerializer(many=True), 404: ErrorSerializer,
+                   **FRESHNESS_RESPONSES},
+        summary="The order's events, oldest first (owner or staff; not paginated)",
+    )
+    def get(self, request: Request, order_id) -> Response:
+        events = order_events(user=request.user, order_id=order_id)
+        return unpaginated(self.OutputSerializer(events, many=True).data)
+
+
+# --- projections ------------------------------------------------------------------
+
+
+class ProjectionListApi(QueryApi):
+    permission_classes = [IsAdminUser]
+    projections = tuple(sorted(PROJECTORS))
+
+    class OutputSerializer(serializers.Serializer):
+        name = serializers.CharField()
+        position = serializers.IntegerField()
+        head = serializers.IntegerField()
+        lag_events = serializers.IntegerField()
+        lag_seconds = serializers.FloatField(allow_null=True)
+        status = serializers.CharField()
+        last_error = serializers.CharField(allow_blank=True)
+        error_position = serializers.IntegerField(allow_null=True)
+        retry_at = UtcDateTimeField(allow_null=True)
+
+        class Meta:
+            ref_name = "ProjectionStatus"
+
+    @extend_schema(
+        parameters=FRESHNESS_PARAMETERS,
+        responses={200: OutputSerializer(many=True), **FRESHNESS_RESPONSES},
+        summary="Each projection's position, the log's head and the lag (staff)",
+    )
+    def get(self, request: Request) -> Response:
+        return unpaginated(self.OutputSerializer(projection_list(), many=True).data)

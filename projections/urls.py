@@ -1,0 +1,19 @@
+"""The query API, mounted at /api/queries/ (see shop/urls.py)."""
+
+from django.urls import path
+
+from projections.apis import (
+    OrderDetailApi,
+    OrderEventsApi,
+    OrderListApi,
+    ProductListApi,
+    ProjectionListApi,
+)
+
+urlpatterns = [
+    path("products/", ProductListApi.as_view(), name="product-list"),
+    path("orders/", OrderListApi.as_view(), name="order-list"),
+    path("orders/<uuid:order_id>", OrderDetailApi.as_view(), name="order-detail"),
+    path("orders/<uuid:order_id>/events", OrderEventsApi.as_view(), name="order-events"),
+    path("projections/", ProjectionListApi.as_view(), name="projection-list"),
+]
