@@ -1,0 +1,465 @@
+#!/usr/bin/env python
+"""The shop's benchmark: one command, every metric a ratio to a baseline of the same run.
+
+    python bench/run.py [--quick] [--keep]
+
+Runs against real PostgreSQL (its own databases ``shop_bench`` and ``shop_bench_log``,
+created and dropped here), its own redis-server on a free port, gunicorn (gthread) and
+a Celery prefork worker + beat; HTTP load comes from wrk. Prints a table, writes
+``bench/results/latest.json`` and ``bench/results/freshness.png``. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import loadgen  # noqa: E402
+from bench.plot import MATPLOTLIB_MISSING, percentile, plot_freshness  # noqa: E402
+from bench.procs import (  # noqa: E402
+    PYTHON,
+    ROOT,
+    Processes,
+    django_env,
+    drop_database,
+    free_port,
+    job,
+    psql,
+    recreate_database,
+    run_json,
+    start_celery,
+    start_gunicorn,
+    start_redis,
+)
+
+RESULTS = ROOT / "bench" / "results"
+HTTP_DB, LOG_DB = "shop_bench", "shop_bench_log"
+
+PROFILES = {
+    "quick": {
+        "rounds": 3, "wrk_seconds": 3, "wrk_warmup": 1, "latency_requests": 8,
+        "freshness_rounds": 2, "freshness_seconds": 8, "rate": 100,
+        "log_events": 100_000, "backlog": 30_000, "catch_up_rounds": 3,
+    },
+    "full": {
+        "rounds": 5, "wrk_seconds": 10, "wrk_warmup": 3, "latency_requests": 30,
+        "freshness_rounds": 3, "freshness_seconds": 30, "rate": 100,
+        "log_events": 1_000_000, "backlog": 100_000, "catch_up_rounds": 5,
+    },
+}
+CONNECTIONS = 8
+GUNICORN_WORKERS, GUNICORN_THREADS = 4, 4
+CELERY_CONCURRENCY = 2
+
+# name: [(field, operator, target)], field is "value" or "ratio".
+GOALS = {
+    "query_history_rps": [("ratio", ">=", 0.7)],
+    "query_vs_write_model_5": [("ratio", ">=", 3)],
+    "query_vs_write_model_50": [("ratio", ">=", 15)],
+    "command_place_order_rps": [("ratio", ">=", 0.35)],
+    "projection_catch_up_eps": [("value", ">=", 15_000), ("ratio", ">=", 0.3)],
+    "rebuild_eps": [("value", ">=", 12_000)],
+    "rebuild_peak_rss_mb": [("value", "<=", 300), ("ratio", "<=", 1.25)],
+    "freshness_p50_ms": [("value", "<=", 30)],
+    "freshness_p99_ms": [("value", "<=", 200)],
+}
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# --- preflight and machine ------------------------------------------------------------
+
+
+def preflight() -> None:
+    problems = []
+    if shutil.which("wrk") is None:
+        problems.append(loadgen.WRK_MISSING)
+    if shutil.which("redis-server") is None:
+        problems.append("redis-server is not installed: sudo apt-get install -y redis-server")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        problems.append(MATPLOTLIB_MISSING)
+    try:
+        psql("SELECT 1")
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"PostgreSQL at 127.0.0.1:5432 (user postgres) is unreachable: {exc}")
+    if problems:
+        raise SystemExit("Cannot run the benchmark:\n\n" + "\n\n".join(problems))
+
+
+def _first_line(args: list[str]) -> str:
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def machine_info() -> dict:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+    commit = _first_line(["git", "-C", str(ROOT), "rev-parse", "HEAD"])
+    dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"],
+                                capture_output=True, text=True).stdout.strip())
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": round(mem_kb / 1024 / 1024, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgres": psql("SELECT version()").split(" on ")[0],
+        "redis": _first_line(["redis-server", "--version"]),
+        "wrk": _first_line(["wrk", "--version"]),
+        "gunicorn": _first_line([str(Path(PYTHON).parent / "gunicorn"), "--version"]),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+
+
+# --- phases ------------------------------------------------------------------------
+
+
+def alternate(rounds: int, first, second) -> tuple[list, list]:
+    """Run two measurements ``rounds`` times, alternating which goes first."""
+    a, b = [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            a.append(first())
+            b.append(second())
+        else:
+            b.append(second())
+            a.append(first())
+    return a, b
+
+
+def wrk_pair(base: str, cfg: dict, target, baseline, label: str) -> dict:
+    def runner(script):
+        return lambda: loadgen.run_wrk(base, script, connections=CONNECTIONS,
+                                       duration=cfg["wrk_seconds"])
+
+    for script in (target, baseline):  # warm up every worker process and connection
+        loadgen.run_wrk(base, script, connections=CONNECTIONS, duration=cfg["wrk_warmup"])
+    t_runs, b_runs = alternate(cfg["rounds"], runner(target), runner(baseline))
+    for run in t_runs + b_runs:
+        if run["errors"] > 0.01 * max(run["requests"], 1):
+            say(f"  WARNING {label}: {run['errors']} errors of {run['requests']} requests")
+    value = median([r["rps"] for r in t_runs])
+    base_value = median([r["rps"] for r in b_runs])
+    say(f"  {label}: {value:,.0f} req/s vs baseline {base_value:,.0f} req/s")
+    return {"value": value, "baseline": base_value, "target_runs": t_runs,
+            "baseline_runs": b_runs}
+
+
+def phase_http(base: str, seed: dict, cfg: dict, tmp: Path) -> dict:
+    out: dict = {}
+    token20 = seed["history_tokens"]["20"]
+    say("query_history_rps: GET /api/queries/orders/ (20 orders x 3 lines) vs 5 rows")
+    out["query_history_rps"] = wrk_pair(
+        base, cfg,
+        loadgen.write_script(tmp, "query", "GET", "/api/queries/orders/", [token20]),
+        loadgen.write_script(tmp, "rows_get", "GET", "/bench/rows/", [token20]),
+        "query_history_rps",
+    )
+
+    say("query_vs_write_model: whole history from the read model vs from the event store")
+    for n in ("5", "20", "50"):
+        token = seed["history_tokens"][n]
+
+        def latency(path: str, follow: bool, token=token) -> dict:
+            args = [PYTHON, str(ROOT / "bench" / "clients.py"), "latency", base + path, token,
+                    "--requests", str(cfg["latency_requests"])]
+            return run_json(args + (["--follow-next"] if follow else []), os.environ.copy())
+
+        reads, writes = alternate(
+            cfg["rounds"],
+            lambda latency=latency: latency("/api/queries/orders/", True),
+            lambda latency=latency: latency("/bench/write-side/orders/", False),
+        )
+        if {r["results"] for r in reads + writes} != {int(n)}:
+            raise RuntimeError(f"history of {n}: read {reads[0]['results']}, "
+                               f"write {writes[0]['results']} orders")
+        read_ms = median([r["median_ms"] for r in reads])
+        write_ms = median([r["median_ms"] for r in writes])
+        say(f"  {n} orders: write side {write_ms:.1f} ms, read model {read_ms:.1f} ms "
+            f"({write_ms / read_ms:.1f}x)")
+        out[f"query_vs_write_model_{n}"] = {"value": write_ms, "baseline": read_ms,
+                                            "read_runs": reads, "write_runs": writes}
+
+    say("command_place_order_rps: POST /api/commands/orders/ (2 lines) vs insert one row")
+    tokens = seed["customer_tokens"][:CONNECTIONS]
+    out["command_place_order_rps"] = wrk_pair(
+        base, cfg,
+        loadgen.write_script(tmp, "order", "POST", "/api/commands/orders/", tokens,
+                             loadgen.order_bodies(seed["products"])),
+        loadgen.write_script(tmp, "rows_post", "POST", "/bench/rows/", tokens,
+                             [{"name": f"row {i}", "value": i} for i in range(50)]),
+        "command_place_order_rps",
+    )
+    return out
+
+
+def phase_freshness(base: str, seed: dict, cfg: dict, tmp: Path) -> dict:
+    say(f"freshness: {cfg['rate']} commands/s for {cfg['freshness_seconds']} s "
+        f"x {cfg['freshness_rounds']} rounds, each read back with ?min_position")
+    config = tmp / "freshness.json"
+    config.write_text(json.dumps({
+        "tokens": seed["customer_tokens"],
+        "bodies": loadgen.order_bodies(seed["products"], seed=11),
+        "rate": cfg["rate"],
+        "duration": cfg["freshness_seconds"],
+        "concurrency": 32,
+        "wait": 5,
+    }))
+    rounds, samples, plain = [], [], []
+    for r in range(cfg["freshness_rounds"]):
+        data_file = tmp / f"freshness-{r}.json"
+        summary = run_json(
+            [PYTHON, str(ROOT / "bench" / "clients.py"), "freshness", base,
+             "--config", str(config), "--out", str(data_file)],
+            os.environ.copy(),
+        )
+        data = json.loads(data_file.read_text())
+        summary.update(
+            p50_ms=percentile(data["freshness_ms"], 50),
+            p99_ms=percentile(data["freshness_ms"], 99),
+            plain_p50_ms=percentile(data["plain_read_ms"], 50),
+            plain_p99_ms=percentile(data["plain_read_ms"], 99),
+            command_p50_ms=percentile(data["command_ms"], 50),
+            command_p99_ms=percentile(data["command_ms"], 99),
+        )
+        say(f"  round {r + 1}: p50 {summary['p50_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms"
+            f" ({summary['ok']}/{summary['commands']} ok, "
+            f"{summary['achieved_rate']:.0f} commands/s)")
+        rounds.append(summary)
+        samples += data["freshness_ms"]
+        plain += data["plain_read_ms"]
+    return {"rounds": rounds, "samples": samples, "plain": plain}
+
+
+def phase_log(env: dict[str, str], cfg: dict) -> dict:
+    """Catch-up and rebuild, on a log generated in-process (no HTTP)."""
+    n = cfg["log_events"]
+    small = n // 10
+    out: dict = {"generate": []}
+
+    def generate(events: int, seed: int) -> None:
+        if events > 0:
+            result = job("generate", "--events", str(events), "--seed", str(seed), env=env)
+            out["generate"].append(result)
+            say(f"  appended {result['events']:,} events at "
+                f"{result['events_per_s']:,.0f}/s (head {result['head']:,})")
+
+    def rebuild(label: str) -> None:
+        decode = job("decode", env=env)
+        result = job("rebuild", env=env)
+        out[f"decode_{label}"], out[f"rebuild_{label}"] = decode, result
+        say(f"  rebuild of {result['head']:,} events: {result['log_events_per_s']:,.0f} "
+            f"events/s (read+decode {decode['log_events_per_s']:,.0f}/s), "
+            f"peak RSS {result['peak_rss_mb']:.0f} MB")
+
+    say(f"rebuild at 1/10 of the log ({small:,} events)")
+    generate(small, 1)
+    rebuild("small")
+
+    say(f"projection_catch_up_eps: {cfg['catch_up_rounds']} backlogs of "
+        f"{cfg['backlog']:,} events, order_history caught up by one worker")
+    out["catch_up"] = []
+    for r in range(cfg["catch_up_rounds"]):
+        generate(cfg["backlog"], 100 + r)
+        result = job("catch-up", "--projection", "order_history", env=env)
+        out["catch_up"].append(result)
+        say(f"  round {r + 1}: applied {result['applied']:,} events at "
+            f"{result['applied_per_s']:,.0f}/s ({result['log_events_per_s']:,.0f} log "
+            f"events/s); read+decode only: {result['decoded_per_s']:,.0f}/s")
+
+    head = out["catch_up"][-1]["head"] if out["catch_up"] else small
+    say(f"rebuild at the full log ({n:,} events)")
+    generate(n - head, 999)
+    rebuild("full")
+    return out
+
+
+# --- results ---------------------------------------------------------------------
+
+
+def metric(value: float, unit: str, baseline: float) -> dict:
+    return {"value": round(value, 3), "unit": unit, "baseline": round(baseline, 3),
+            "ratio": round(value / baseline, 3) if baseline else None}
+
+
+def build_metrics(http: dict, fresh: dict, log: dict) -> dict:
+    metrics = {}
+    metrics["query_history_rps"] = metric(
+        http["query_history_rps"]["value"], "req/s", http["query_history_rps"]["baseline"])
+    for n in ("5", "50"):
+        entry = http[f"query_vs_write_model_{n}"]
+        metrics[f"query_vs_write_model_{n}"] = metric(entry["value"], "ms", entry["baseline"])
+    metrics["command_place_order_rps"] = metric(
+        http["command_place_order_rps"]["value"], "req/s",
+        http["command_place_order_rps"]["baseline"])
+    metrics["projection_catch_up_eps"] = metric(
+        median([r["applied_per_s"] for r in log["catch_up"]]), "events/s",
+        median([r["decoded_per_s"] for r in log["catch_up"]]))
+    metrics["rebuild_eps"] = metric(
+        log["rebuild_full"]["log_events_per_s"], "events/s",
+        log["decode_full"]["log_events_per_s"])
+    metrics["rebuild_peak_rss_mb"] = metric(
+        log["rebuild_full"]["peak_rss_mb"], "MB", log["rebuild_small"]["peak_rss_mb"])
+    rounds = fresh["rounds"]
+    metrics["freshness_p50_ms"] = metric(
+        median([r["p50_ms"] for r in rounds]), "ms", median([r["plain_p50_ms"] for r in rounds]))
+    metrics["freshness_p99_ms"] = metric(
+        median([r["p99_ms"] for r in rounds]), "ms", median([r["plain_p99_ms"] for r in rounds]))
+    return metrics
+
+
+def goal_status(name: str, m: dict) -> tuple[str, bool]:
+    parts, ok = [], True
+    for field, op, target in GOALS.get(name, []):
+        actual = m[field]
+        met = actual is not None and (actual >= target if op == ">=" else actual <= target)
+        ok = ok and met
+        parts.append(f"{field} {op} {target:g}")
+    return ", ".join(parts), ok
+
+
+BASELINES = {
+    "query_history_rps": "5 rows of one table (DRF)",
+    "query_vs_write_model_5": "read model, same 5 orders",
+    "query_vs_write_model_50": "read model, same 50 orders",
+    "command_place_order_rps": "insert one row (DRF)",
+    "projection_catch_up_eps": "read+decode same events",
+    "rebuild_eps": "read+decode whole log",
+    "rebuild_peak_rss_mb": "peak RSS at 1/10 log",
+    "freshness_p50_ms": "plain query p50",
+    "freshness_p99_ms": "plain query p99",
+}
+
+
+def table(metrics: dict) -> str:
+    rows = [("metric", "value", "unit", "baseline", "(baseline is)", "ratio", "goal", "")]
+    for name, m in metrics.items():
+        goal, ok = goal_status(name, m)
+        rows.append((name, f"{m['value']:,.1f}", m["unit"], f"{m['baseline']:,.1f}",
+                     BASELINES[name], f"{m['ratio']:.3f}", goal, "met" if ok else "MISSED"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts, under 3 minutes")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the bench databases and logs for inspection")
+    args = parser.parse_args()
+    preflight()
+    mode = "quick" if args.quick else "full"
+    cfg = PROFILES[mode]
+    started_at, t0 = datetime.now(UTC), time.monotonic()
+    tmp = loadgen.scratch_dir()
+    procs = Processes(tmp)
+    machine = machine_info()
+    say(f"{mode} run; scratch dir {tmp}; {machine['cpu']}, {machine['cores']} cores")
+    try:
+        http_url, log_url = recreate_database(HTTP_DB), recreate_database(LOG_DB)
+        broker = start_redis(procs, free_port())
+        env, log_env = django_env(http_url, broker), django_env(log_url)
+        say("migrating the bench databases")
+        migrate(env)
+        migrate(log_env)
+        say("seeding users, products and order histories")
+        seed = job("seed", env=env)
+        base = start_gunicorn(procs, free_port(), env, GUNICORN_WORKERS, GUNICORN_THREADS)
+        start_celery(procs, env, CELERY_CONCURRENCY)
+        http = phase_http(base, seed, cfg, tmp)
+        job("sync", env=env)  # let the workers start the freshness run with no backlog
+        fresh = phase_freshness(base, seed, cfg, tmp)
+        procs.stop("celery-beat")
+        procs.stop("celery-worker")
+        procs.stop("gunicorn")
+        procs.stop("redis")
+        log = phase_log(log_env, cfg)
+    finally:
+        procs.stop_all()
+        if not args.keep:
+            for name in (HTTP_DB, LOG_DB):
+                try:
+                    drop_database(name)
+                except Exception as exc:  # noqa: BLE001
+                    say(f"could not drop {name}: {exc}")
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    metrics = build_metrics(http, fresh, log)
+    seconds = time.monotonic() - t0
+    goals = {}
+    for name, m in metrics.items():
+        text, ok = goal_status(name, m)
+        goals[name] = {"goal": text, "met": ok}
+    result = {
+        "machine": machine,
+        "run": {
+            "mode": mode,
+            "started_at": started_at.isoformat(timespec="seconds"),
+            "seconds": round(seconds, 1),
+            "config": {**cfg, "connections": CONNECTIONS, "gunicorn_workers": GUNICORN_WORKERS,
+                       "gunicorn_threads": GUNICORN_THREADS,
+                       "celery_concurrency": CELERY_CONCURRENCY},
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "metrics": metrics,
+        "goals": goals,
+        "baselines": BASELINES,
+        "details": {
+            "http": http,
+            "freshness": {"rounds": fresh["rounds"]},
+            "log": log,
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    plot_freshness(
+        fresh["samples"], fresh["plain"], RESULTS / "freshness.png",
+        f"Freshness at {cfg['rate']} commands/s ({mode} run, {len(fresh['samples'])} "
+        f"commands, {machine['cores']} cores)",
+    )
+    print()
+    print(table(metrics))
+    print()
+    say(f"done in {seconds:.0f} s; wrote {RESULTS / 'latest.json'} and "
+        f"{RESULTS / 'freshness.png'}")
+
+
+if __name__ == "__main__":
+    main()
