@@ -24,7 +24,12 @@ from typing import Any, ClassVar
 from django.db import DatabaseError
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
@@ -91,11 +96,33 @@ class FreshnessSerializer(serializers.Serializer):
 
 
 FRESHNESS_PARAMETERS = [
-    OpenApiParameter("min_position", OpenApiTypes.INT, description="See FreshnessSerializer."),
-    OpenApiParameter("wait", OpenApiTypes.FLOAT, description="Seconds, default 5, at most 30."),
+    OpenApiParameter(
+        "min_position",
+        OpenApiTypes.INT,
+        description="Wait until the read model has processed this notification id (the "
+        "`position` a command returned); 503 projection_behind if it does not in time.",
+    ),
+    OpenApiParameter(
+        "wait", OpenApiTypes.FLOAT, description="Seconds to wait: default 5, at most 30."
+    ),
+    OpenApiParameter(
+        POSITION_HEADER,
+        OpenApiTypes.INT,
+        location=OpenApiParameter.HEADER,
+        response=True,
+        description="The log position the read model behind this answer has processed.",
+    ),
+    OpenApiParameter(
+        "Retry-After",
+        OpenApiTypes.INT,
+        location=OpenApiParameter.HEADER,
+        response=[503],
+        description="Seconds after which to retry a projection_behind answer.",
+    ),
 ]
 FRESHNESS_RESPONSES = {
     400: ErrorSerializer,
+    401: ErrorSerializer,
     503: ErrorSerializer,
 }
 
@@ -177,13 +204,9 @@ class QueryApi(APIView):
             response["Retry-After"] = str(self.retry_after)
         return response
 
-    def paginated(
-        self,
-        queryset: Any,
-        serializer_class: type[serializers.Serializer],
-        pagination_class: type[CursorPagination],
-    ) -> Response:
-        paginator = pagination_class()
+    def paginated(self, queryset: Any, serializer_class: type[serializers.Serializer]) -> Response:
+        """One page of ``queryset`` by the view's ``pagination_class`` (a cursor)."""
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, self.request, view=self)
         return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
@@ -191,6 +214,17 @@ class QueryApi(APIView):
 def unpaginated(results: list) -> Response:
     """A short list in the same shape as a paginated one."""
     return Response({"next": None, "previous": None, "results": results})
+
+
+def unpaginated_schema(name: str, serializer: serializers.Serializer) -> serializers.Serializer:
+    return inline_serializer(
+        name,
+        {
+            "next": serializers.URLField(allow_null=True, help_text="Always null."),
+            "previous": serializers.URLField(allow_null=True, help_text="Always null."),
+            "results": serializer,
+        },
+    )
 
 
 # --- products ---------------------------------------------------------------------
@@ -201,7 +235,10 @@ class ProductPagination(CursorPagination):
 
 
 class ProductListApi(QueryApi):
+    """The catalog as shoppers see it, by SKU. Open to anyone."""
+
     permission_classes = [AllowAny]
+    pagination_class = ProductPagination
     projections = ("product_catalog",)
 
     class OutputSerializer(serializers.Serializer):
@@ -224,7 +261,7 @@ class ProductListApi(QueryApi):
     )
     def get(self, request: Request) -> Response:
         products = product_list(search=request.query_params.get("search"))
-        return self.paginated(products, self.OutputSerializer, ProductPagination)
+        return self.paginated(products, self.OutputSerializer)
 
 
 # --- orders -----------------------------------------------------------------------
@@ -278,7 +315,10 @@ class OrderOutputSerializer(serializers.Serializer):
 
 
 class OrderListApi(QueryApi):
+    """Order history, newest first: a customer's own orders; staff see everyone's."""
+
     permission_classes = [IsAuthenticated]
+    pagination_class = OrderPagination
     projections = ("order_history",)
     OutputSerializer = OrderOutputSerializer
 
@@ -294,10 +334,12 @@ class OrderListApi(QueryApi):
     )
     def get(self, request: Request) -> Response:
         orders = order_list(user=request.user, customer=request.query_params.get("customer"))
-        return self.paginated(orders, self.OutputSerializer, OrderPagination)
+        return self.paginated(orders, self.OutputSerializer)
 
 
 class OrderDetailApi(QueryApi):
+    """One order, for its owner or staff (another customer's order is not found)."""
+
     permission_classes = [IsAuthenticated]
     projections = ("order_history",)
     OutputSerializer = OrderOutputSerializer
@@ -329,8 +371,11 @@ class OrderEventsApi(QueryApi):
 
     @extend_schema(
         parameters=FRESHNESS_PARAMETERS,
-        responses={200: OutputSerializer(many=True), 404: ErrorSerializer,
-                   **FRESHNESS_RESPONSES},
+        responses={
+            200: unpaginated_schema("OrderEventList", OutputSerializer(many=True)),
+            404: ErrorSerializer,
+            **FRESHNESS_RESPONSES,
+        },
         summary="The order's events, oldest first (owner or staff; not paginated)",
     )
     def get(self, request: Request, order_id) -> Response:
@@ -342,6 +387,8 @@ class OrderEventsApi(QueryApi):
 
 
 class ProjectionListApi(QueryApi):
+    """How far each projection has read the log, and why it stopped if it did (staff)."""
+
     permission_classes = [IsAdminUser]
     projections = tuple(sorted(PROJECTORS))
 
@@ -361,7 +408,11 @@ class ProjectionListApi(QueryApi):
 
     @extend_schema(
         parameters=FRESHNESS_PARAMETERS,
-        responses={200: OutputSerializer(many=True), **FRESHNESS_RESPONSES},
+        responses={
+            200: unpaginated_schema("ProjectionStatusList", OutputSerializer(many=True)),
+            403: ErrorSerializer,
+            **FRESHNESS_RESPONSES,
+        },
         summary="Each projection's position, the log's head and the lag (staff)",
     )
     def get(self, request: Request) -> Response:
