@@ -29,7 +29,7 @@ from eventsourcing.domain import CanCreateTimestamp
 from catalog.domain import Product, product_id_for_sku
 from catalog.services import product_register, product_rename, product_reprice, product_restock
 from orders.services import order_cancel, order_place
-from projections.registry import PROJECTORS, get_projector
+from projections.management.commands._common import projectors_named
 from projections.runner import catch_up
 from shipping.services import shipment_change_status, shipment_create
 from shop.errors import NotFound
@@ -119,9 +119,9 @@ class Command(BaseCommand):
             self.stdout.write("Demo data already present (MUG-1 exists); nothing written.")
         else:
             self._seed(users)
-        for name in sorted(PROJECTORS):
-            applied = catch_up(get_projector(name))
-            self.stdout.write(f"Projection {name}: {applied} events applied.")
+        for projector in projectors_named([]):
+            applied = catch_up(projector)
+            self.stdout.write(f"Projection {projector.name}: {applied} events applied.")
         self.stdout.write("")
         self.stdout.write(f"Staff:     {STAFF[0]} / {STAFF[1]}   (admin at /admin/)")
         self.stdout.write(
