@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from catalog.domain import Product
 from shop.errors import ConcurrentUpdate, NotFound
@@ -100,9 +100,25 @@ def get_app() -> ShopApplication:
     if _app is None or _app_pid != os.getpid():
         with _lock:
             if _app is None or _app_pid != os.getpid():
-                _app = ShopApplication(env=event_store_env())
+                _app = _build_app()
                 _app_pid = os.getpid()
     return _app
+
+
+def _build_app(attempts: int = 5) -> ShopApplication:
+    # Building the application creates the event tables if missing (CREATE ... IF NOT
+    # EXISTS). Processes starting together (a prefork pool's children, gunicorn's
+    # workers) can collide in PostgreSQL's catalog ("tuple concurrently updated",
+    # a duplicate type): the loser retries and then finds the tables there.
+    for attempt in range(1, attempts + 1):
+        try:
+            return ShopApplication(env=event_store_env())
+        except PersistenceError:
+            if attempt == attempts:
+                raise
+            logger.warning("Creating the event tables collided; retrying.", exc_info=True)
+            time.sleep(random.uniform(0.01, 0.1) * attempt)
+    raise AssertionError("unreachable")
 
 
 def reset_app() -> None:
