@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 from eventsourcing.domain import DomainEvent
@@ -36,6 +36,11 @@ from shop.eventstore import ShopApplication, get_app
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Any, Any], None]
+
+# The database failing under a batch (connection dropped, lock or statement timeout,
+# deadlock) is not the event's fault: such errors propagate, the task fails and the
+# next trigger or sweep retries. Parking is for events that a handler cannot apply.
+TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 def handles(*event_classes: type[DomainEvent]) -> Callable[[Handler], Handler]:
@@ -161,6 +166,8 @@ def _apply_events(projector: Projector, events: list[tuple[int, DomainEvent]]) -
     try:
         with transaction.atomic():  # a savepoint: a failed batch leaves the transaction usable
             projector.apply(event for _, event in events)
+    except TRANSIENT_DATABASE_ERRORS:
+        raise
     except Exception as exc:
         raise _locate_failure(projector, events, exc) from exc
 
@@ -177,6 +184,8 @@ def _locate_failure(
         try:
             with transaction.atomic():
                 projector.apply([event])
+        except TRANSIENT_DATABASE_ERRORS:
+            raise
         except Exception as single_exc:
             return ProjectionFailed(projector.name, notification_id, single_exc)
     return ProjectionFailed(projector.name, events[0][0] if events else 0, exc)
@@ -215,6 +224,9 @@ def _park(projector: Projector, failure: ProjectionFailed, app: ShopApplication)
     processed = 0
     with transaction.atomic():
         checkpoint = _lock_checkpoint(projector.name)
+        if failure.notification_id <= checkpoint.position:
+            # Another worker has applied that event meanwhile: nothing to park.
+            return 0
         before = failure.notification_id - 1
         if before > checkpoint.position:
             notifications = app.recorder.select_notifications(
