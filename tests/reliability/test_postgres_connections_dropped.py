@@ -1,0 +1,97 @@
+"""PostgreSQL connections dropped: every session on the test database is terminated
+under load, several times."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from tests.support.load import CommandStream, command_belongs, shop_commands
+from tests.support.readside import (
+    assert_accepted_are_durable,
+    assert_catalog_matches_aggregates,
+    assert_caught_up_and_healthy,
+    assert_matches_rebuild,
+    wait_caught_up,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
+
+KILLS = 3
+THREADS = 3
+
+
+def terminate_sessions(settings_dict: dict) -> int:
+    """Terminate every session on the test database but this one (our own psycopg
+    connection): gunicorn's, the worker's, beat's and the test process's own."""
+    with psycopg.connect(
+        host=settings_dict.get("HOST") or "127.0.0.1", port=settings_dict.get("PORT") or 5432,
+        user=settings_dict.get("USER") or "postgres", password=settings_dict.get("PASSWORD"),
+        dbname="postgres", autocommit=True,
+    ) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [settings_dict["NAME"]],
+        ).fetchall()
+    return len(rows)
+
+
+def test_web_and_workers_recover_from_dropped_database_connections(services, api_users):
+    """Fault: pg_terminate_backend() on every session of the test database, 3 times,
+    while commands are being served and projected (this drops pooled connections of
+    Django and of the event store in gunicorn, in the Celery worker and in this test).
+    Load: 3 client threads sending orders, renames and reprices over HTTP to gunicorn
+    without pause; a Celery worker and beat (sweep every second) run throughout.
+    Must survive: service and data. Tolerance: a request in flight at the moment of a
+    kill may fail (at most one per client thread per kill, answered 5xx); once the
+    kills are over, 60 further commands must all succeed (pre-ping and Django's health
+    checks replace dead connections by themselves). Every accepted command's position
+    is its event in the log; the projections catch up and equal a rebuild.
+    """
+    from django.db import connection
+
+    from catalog.services import product_register
+
+    product_ids = [
+        product_register(sku=f"PG-{i}", name=f"Postgres {i}", price=Decimal("7.00"),
+                         stock=100_000).aggregate_id
+        for i in range(3)
+    ]
+    web = services.gunicorn()
+    worker = services.worker()
+    beat = services.beat(PROJECTION_SWEEP_SECONDS="1")
+    make = shop_commands(product_ids=product_ids, staff_token=api_users["staff"].token,
+                         customer_tokens=[c.token for c in api_users["customers"]], seed=5)
+    settings_dict = dict(connection.settings_dict)
+
+    terminated = []
+    with CommandStream(web.base_url, make, threads=THREADS) as stream:
+        for _ in range(KILLS):
+            stream.wait_for(stream.count() + 15)
+            terminated.append(terminate_sessions(settings_dict))
+        recovered_from = stream.count() + THREADS  # skip requests in flight at the kill
+        stream.wait_for(recovered_from + 60)
+    responses = stream.snapshot()
+    connection.close()  # this process's own session was terminated too
+
+    def logs() -> str:
+        return "\n".join(f"--- {p.name}\n{p.log_tail(2500)}" for p in (web, worker, beat))
+
+    assert all(terminated), terminated
+    during = [(r.tag, r.status, r.body, r.error) for r in responses[:recovered_from]
+              if not r.ok]
+    after = [(r.tag, r.status, r.body, r.error) for r in responses[recovered_from:]
+             if not r.ok]
+    assert not after, (after[:5], logs())
+    assert len(during) <= KILLS * THREADS, (during, logs())
+    assert all(status >= 500 for _, status, _, _ in during), during
+    assert_accepted_are_durable(responses, command_belongs)
+
+    wait_caught_up(45, what="projections to catch up after the kills", describe=logs)
+    services.stop_all()
+    assert_caught_up_and_healthy()
+    assert_catalog_matches_aggregates(product_ids)
+    assert_matches_rebuild()

@@ -1,0 +1,1 @@
+"""Helpers shared by test suites that run real processes (Redis, gunicorn, Celery)."""

@@ -1,0 +1,124 @@
+"""A tiny JSON-over-HTTP client (stdlib only) and a multi-process load runner.
+
+``run_load`` spreads requests over several OS processes (each running
+``python -m tests.support.http`` with many threads) that all start at the same
+instant, so the server sees real concurrency from independent clients.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.support.processes import ROOT
+
+
+@dataclass
+class Response:
+    status: int  # 0: no HTTP answer (connection refused or reset, timeout)
+    body: Any = None
+    error: str = ""
+    tag: Any = None
+    started: float = 0.0
+    finished: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def request(method: str, url: str, body: Any = None, *, token: str | None = None,
+            timeout: float = 30.0) -> Response:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    headers = {"Accept": "application/json"}
+    payload = None
+    if body is not None:
+        payload = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    started = time.time()
+    try:
+        conn.request(method, path, body=payload, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        return Response(0, error=repr(exc), started=started, finished=time.time())
+    finally:
+        conn.close()
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        data = raw.decode(errors="replace")[:500]
+    return Response(resp.status, data, started=started, finished=time.time())
+
+
+def _run_spec(spec: dict) -> list[dict]:
+    """Run ``spec["requests"]`` on ``spec["threads"]`` threads from ``spec["start_at"]``."""
+    todo: queue.Queue = queue.Queue()
+    for index, item in enumerate(spec["requests"]):
+        todo.put((index, item))
+    results: list[dict | None] = [None] * len(spec["requests"])
+
+    def work() -> None:
+        while True:
+            try:
+                index, item = todo.get_nowait()
+            except queue.Empty:
+                return
+            resp = request(item["method"], spec["base"] + item["path"], item.get("body"),
+                           token=item.get("token"), timeout=spec.get("timeout", 60))
+            resp.tag = item.get("tag")
+            results[index] = asdict(resp)
+
+    delay = spec.get("start_at", 0) - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    threads = [threading.Thread(target=work) for _ in range(spec["threads"])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results  # type: ignore[return-value]
+
+
+def run_load(base: str, requests_per_process: list[list[dict]], *, threads: int,
+             timeout: float = 120) -> list[Response]:
+    """Send each list of requests from its own OS process with ``threads`` threads.
+
+    A request is ``{"method", "path", "body"?, "token"?, "tag"?}``; every response
+    comes back with its ``tag``. All processes start sending at the same moment.
+    """
+    start_at = time.time() + 1.5  # after every interpreter has started
+    procs = []
+    for reqs in requests_per_process:
+        spec = {"base": base, "threads": threads, "start_at": start_at, "requests": reqs}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.http"], cwd=ROOT, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        procs.append((proc, json.dumps(spec)))
+    # Feed and drain every process at once: each waits for its spec on stdin.
+    with ThreadPoolExecutor(len(procs)) as pool:
+        outputs = list(pool.map(lambda p: p[0].communicate(p[1], timeout=timeout), procs))
+    responses: list[Response] = []
+    for (proc, _), (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, f"load process failed:\n{err[-3000:]}"
+        responses.extend(Response(**item) for item in json.loads(out))
+    return responses
+
+
+if __name__ == "__main__":
+    json.dump(_run_spec(json.load(sys.stdin)), sys.stdout)

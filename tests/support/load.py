@@ -1,0 +1,106 @@
+"""A steady stream of commands over HTTP from a few threads, for fault injection.
+
+The test injects its fault between milestones counted in responses ("after 20
+answers, stop Redis; after 30 more, start it"), so the phases do not depend on
+timing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable
+from uuid import UUID
+
+from tests.support.http import Response, request
+
+
+class CommandStream:
+    """Threads that send commands from ``make_command(n)`` until stopped."""
+
+    def __init__(self, base_url: str, make_command: Callable[[int], dict], *,
+                 threads: int = 3) -> None:
+        self.base_url = base_url
+        self.make_command = make_command
+        self.threads = [threading.Thread(target=self._run, daemon=True)
+                        for _ in range(threads)]
+        self.responses: list[Response] = []
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def __enter__(self) -> CommandStream:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                n = next(self._counter)
+            command = self.make_command(n)
+            resp = request(command["method"], self.base_url + command["path"],
+                           command.get("body"), token=command.get("token"))
+            resp.tag = command.get("tag")
+            with self._lock:
+                self.responses.append(resp)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.responses)
+
+    def wait_for(self, total: int, timeout: float = 60) -> None:
+        """Block until at least ``total`` responses have come back."""
+        deadline = time.monotonic() + timeout
+        while self.count() < total:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {self.count()} of {total} responses arrived")
+            time.sleep(0.02)
+
+    def snapshot(self) -> list[Response]:
+        with self._lock:
+            return list(self.responses)
+
+
+def shop_commands(*, product_ids: list[UUID], staff_token: str,
+                  customer_tokens: list[str], seed: int = 1) -> Callable[[int], dict]:
+    """Orders (mostly), renames and reprices on a few products."""
+    rng = random.Random(seed)
+    lock = threading.Lock()
+
+    def make(n: int) -> dict:
+        with lock:
+            roll, pid, qty = rng.random(), rng.choice(product_ids), rng.randint(1, 3)
+        if roll < 0.6:
+            return {"method": "POST", "path": "/api/commands/orders/",
+                    "token": customer_tokens[n % len(customer_tokens)],
+                    "body": {"lines": [{"product_id": str(pid), "quantity": qty}],
+                             "shipping_address": f"{n} Stream St"},
+                    "tag": ["order", n]}
+        if roll < 0.8:
+            return {"method": "POST", "path": f"/api/commands/products/{pid}/rename",
+                    "token": staff_token, "body": {"name": f"Stream name {n}"},
+                    "tag": ["product", str(pid)]}
+        return {"method": "POST", "path": f"/api/commands/products/{pid}/reprice",
+                "token": staff_token, "body": {"price": f"{10 + n % 90}.{n % 100:02d}"},
+                "tag": ["product", str(pid)]}
+
+    return make
+
+
+def command_belongs(resp: Response, event) -> bool:
+    """The event at a command's ``position`` is one that command appended."""
+    if resp.tag[0] == "order":
+        return getattr(event, "order_id", event.originator_id) == UUID(resp.body["order_id"])
+    return (event.originator_id == UUID(resp.tag[1])
+            and event.originator_version == resp.body["version"])
