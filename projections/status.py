@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from projections.models import Checkpoint
 from projections.registry import PROJECTORS
-from shop.eventstore import ShopApplication, get_app
+from shop.eventstore import ShopApplication, get_app, head_position
 
 
 def projection_statuses() -> list[dict[str, Any]]:
@@ -26,7 +26,7 @@ def projection_statuses() -> list[dict[str, Any]]:
     None), and ``traceback`` (the full stored error text).
     """
     app = get_app()
-    head = app.recorder.max_notification_id() or 0
+    head = head_position()
     checkpoints = {
         c.projection: c
         for c in Checkpoint.objects.filter(upstream=ShopApplication.name, projection__in=PROJECTORS)
