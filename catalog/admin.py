@@ -1,0 +1,132 @@
+"""The catalog in the admin: the product catalog read model, listed and searched, and
+the product commands (register, rename, reprice, restock) as forms that call the same
+services as the API."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import path, reverse
+
+from catalog.services import product_register, product_rename, product_reprice, product_restock
+from projections.models import ProductCatalog
+from shop.admin_forms import (
+    ReadModelAdmin,
+    command_form_view,
+    name_field,
+    price_field,
+    restock_quantity_field,
+    sku_field,
+    stock_field,
+)
+
+
+class ProductRegisterForm(forms.Form):
+    sku = sku_field()
+    name = name_field()
+    price = price_field()
+    stock = stock_field()
+
+
+class ProductRenameForm(forms.Form):
+    name = name_field()
+
+
+class ProductRepriceForm(forms.Form):
+    price = price_field()
+
+
+class ProductRestockForm(forms.Form):
+    quantity = restock_quantity_field()
+
+
+@admin.register(ProductCatalog)
+class ProductCatalogAdmin(ReadModelAdmin):
+    list_display = ("sku", "name", "price", "stock", "reserved", "stock_available")
+    list_display_links = ("sku", "name")
+    search_fields = ("sku", "name")
+    ordering = ("sku",)
+    list_per_page = 50
+    fields = ("product_id", "sku", "name", "price", "stock", "reserved", "stock_available",
+              "version")
+    change_list_template = "admin/catalog/product_change_list.html"
+    change_form_template = "admin/catalog/product_change_form.html"
+
+    def get_urls(self):
+        commands = [
+            path("register/", self.staff_view(self.register_view),
+                 name=self.url_name("register")),
+            path("<uuid:product_id>/rename/", self.staff_view(self.rename_view),
+                 name=self.url_name("rename")),
+            path("<uuid:product_id>/reprice/", self.staff_view(self.reprice_view),
+                 name=self.url_name("reprice")),
+            path("<uuid:product_id>/restock/", self.staff_view(self.restock_view),
+                 name=self.url_name("restock")),
+        ]
+        return commands + super().get_urls()
+
+    def _product_url(self, saved) -> str:
+        return reverse(f"admin:{self.url_name('change')}", args=[saved.aggregate_id])
+
+    def _changelist_url(self, _saved=None) -> str:
+        return reverse(f"admin:{self.url_name('changelist')}")
+
+    def register_view(self, request: HttpRequest) -> HttpResponse:
+        return command_form_view(
+            self, request,
+            form_class=ProductRegisterForm,
+            title="Register product",
+            run=product_register,
+            done=lambda saved: f"Registered product {saved.aggregate_id}",
+            success_url=self._changelist_url,
+            submit_label="Register",
+        )
+
+    def rename_view(self, request: HttpRequest, product_id) -> HttpResponse:
+        product = self._product(product_id)
+        return command_form_view(
+            self, request,
+            form_class=ProductRenameForm,
+            title="Rename product",
+            run=lambda **data: product_rename(product_id=product_id, **data),
+            done="Renamed the product",
+            success_url=self._product_url,
+            submit_label="Rename",
+            original=product,
+            initial={"name": product.name} if product else None,
+        )
+
+    def reprice_view(self, request: HttpRequest, product_id) -> HttpResponse:
+        product = self._product(product_id)
+        return command_form_view(
+            self, request,
+            form_class=ProductRepriceForm,
+            title="Reprice product",
+            run=lambda **data: product_reprice(product_id=product_id, **data),
+            done="Repriced the product",
+            success_url=self._product_url,
+            submit_label="Reprice",
+            original=product,
+            initial={"price": product.price} if product else None,
+            intro="Orders already placed keep the price they were placed at.",
+        )
+
+    def restock_view(self, request: HttpRequest, product_id) -> HttpResponse:
+        product = self._product(product_id)
+        return command_form_view(
+            self, request,
+            form_class=ProductRestockForm,
+            title="Restock product",
+            run=lambda **data: product_restock(product_id=product_id, **data),
+            done="Restocked the product",
+            success_url=self._product_url,
+            submit_label="Restock",
+            original=product,
+        )
+
+    @staticmethod
+    def _product(product_id) -> ProductCatalog | None:
+        # Only for the page's title and initial values: the service loads the aggregate
+        # itself (and reports an unknown id), whatever the read model has caught up to.
+        return ProductCatalog.objects.filter(product_id=product_id).first()

@@ -1,0 +1,193 @@
+"""Orders in the admin: the order history read model with filters and search, an order
+page with its lines, its shipment and its event timeline from the event store, and
+the order and shipment commands (cancel, create a shipment, advance it)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.http import HttpRequest, HttpResponse
+from django.urls import path, reverse
+
+from catalog.apis import SKU_PATTERN
+from orders.domain import CANCELLED, PLACED, SHIPPED
+from orders.domain import DELIVERED as ORDER_DELIVERED
+from orders.services import order_cancel
+from projections.models import OrderHistory
+from projections.selectors import EVENT_ENVELOPE, json_safe, order_events
+from shipping.admin import (
+    ShipmentAdvanceForm,
+    ShipmentCommandsMixin,
+    ShipmentCreateForm,
+    next_status,
+)
+from shipping.domain import DELIVERED as SHIPMENT_DELIVERED
+from shipping.domain import STATUSES as SHIPMENT_STATUSES
+from shop.admin_forms import command_form_view, reason_field, run_for_each
+from shop.errors import NotFound
+from shop.eventstore import get_app
+
+SKU_SEARCH = re.compile(SKU_PATTERN)
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """Every status the domain knows, not only those present in the rows."""
+
+    title = "status"
+    parameter_name = "status"
+    statuses: tuple[str, ...] = (PLACED, SHIPPED, ORDER_DELIVERED, CANCELLED)
+
+    def lookups(self, request, model_admin):
+        return [(status, status.replace("_", " ")) for status in self.statuses]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(**{self.parameter_name: value}) if value else queryset
+
+
+class ShipmentStatusFilter(StatusFilter):
+    title = "shipment status"
+    parameter_name = "shipment_status"
+    statuses = SHIPMENT_STATUSES
+    NONE = "none"
+
+    def lookups(self, request, model_admin):
+        return [(self.NONE, "no shipment"), *super().lookups(request, model_admin)]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.NONE:
+            return queryset.filter(shipment_id=None)
+        return super().queryset(request, queryset)
+
+
+class OrderCancelForm(forms.Form):
+    reason = reason_field()
+
+
+@admin.action(description="Cancel selected orders")
+def cancel_orders(model_admin, request, queryset):
+    reason = f"Cancelled in the admin by {request.user.get_username()}."
+    run_for_each(
+        request, queryset,
+        lambda order: order_cancel(order_id=order.order_id, user_id=request.user.pk,
+                                   is_staff=True, reason=reason),
+        done=lambda order, _saved: f"Cancelled order {order.order_id}",
+    )
+
+
+@admin.register(OrderHistory)
+class OrderHistoryAdmin(ShipmentCommandsMixin):
+    list_display = ("order_id", "customer", "status", "total", "placed_at", "skus",
+                    "shipment_status", "carrier")
+    list_filter = (StatusFilter, ShipmentStatusFilter, "placed_at")
+    date_hierarchy = "placed_at"
+    search_fields = ("customer", "order_id", "shipment_id")
+    search_help_text = "Customer (username), order id, shipment id or SKU."
+    ordering = ("-placed_at", "-order_id")
+    list_per_page = 50
+    actions = (cancel_orders, *ShipmentCommandsMixin.shipment_actions)
+    fieldsets = (
+        (None, {"fields": ("order_id", "customer", "customer_id", "status", "total",
+                           "placed_at", "shipping_address", "version")}),
+        ("Shipment", {"fields": ("shipment_id", "carrier", "shipment_status",
+                                 "shipment_updated_at")}),
+    )
+    change_form_template = "admin/orders/order_change_form.html"
+
+    @admin.display(description="SKUs")
+    def skus(self, order: OrderHistory) -> str:
+        return ", ".join(line.get("sku", "") for line in order.lines or [])
+
+    def get_search_results(self, request, queryset, search_term):
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if SKU_SEARCH.match(term):
+            # Orders with a line whose SKU starts with the term. The lines are JSON;
+            # matching their text works on PostgreSQL and SQLite alike.
+            found = found | queryset.filter(lines__icontains=f'"sku": "{term}')
+        return found, may_have_duplicates
+
+    def get_urls(self):
+        commands = [
+            path("<uuid:order_id>/cancel/", self.staff_view(self.cancel_view),
+                 name=self.url_name("cancel")),
+            *self.get_shipment_urls(),
+        ]
+        return commands + super().get_urls()
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        order = self.get_object(request, unquote(object_id))
+        if order is not None:
+            extra_context = {**(extra_context or {}), **self._order_page_context(request, order)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _order_page_context(self, request: HttpRequest, order: OrderHistory) -> dict[str, Any]:
+        can_advance = order.shipment_id is not None and order.shipment_status != SHIPMENT_DELIVERED
+        return {
+            "lines": order.lines or [],
+            "timeline": order_timeline(request, order),
+            "can_cancel": order.status == PLACED,
+            "can_ship": order.status == PLACED and order.shipment_id is None,
+            "can_advance": can_advance,
+            "cancel_form": OrderCancelForm(),
+            "shipment_create_form": ShipmentCreateForm(),
+            "shipment_advance_form": ShipmentAdvanceForm(
+                initial={"status": next_status(order.shipment_status)}
+            ),
+            "cancel_url": self._url("cancel", order),
+            "shipment_create_url": self._url("shipment_create", order),
+            "shipment_status_url": self._url("shipment_status", order),
+        }
+
+    def _url(self, view: str, order: OrderHistory) -> str:
+        return reverse(f"admin:{self.url_name(view)}", args=[order.order_id])
+
+    def cancel_view(self, request: HttpRequest, order_id) -> HttpResponse:
+        return command_form_view(
+            self, request,
+            form_class=OrderCancelForm,
+            title="Cancel order",
+            run=lambda *, reason: order_cancel(
+                order_id=order_id, user_id=request.user.pk, is_staff=True, reason=reason
+            ),
+            done="Cancelled the order; its stock reservations are released",
+            success_url=self._order_page_url(order_id),
+            submit_label="Cancel order",
+            original=OrderHistory.objects.filter(pk=order_id).first(),
+        )
+
+
+def order_timeline(request: HttpRequest, order: OrderHistory) -> list[dict[str, Any]]:
+    """The order's events and its shipment's, oldest first, from the event store.
+
+    Each row: ``{aggregate, type, version, timestamp, data}`` with ``data`` as JSON
+    text. The order's own come from the query side's ``order_events`` (the same
+    timeline as ``GET /api/queries/orders/{id}/events``).
+    """
+    try:
+        rows = [{"aggregate": "order", **event}
+                for event in order_events(user=request.user, order_id=order.order_id)]
+    except NotFound:
+        rows = []
+    if order.shipment_id is not None:
+        rows += [
+            {
+                "aggregate": "shipment",
+                "type": type(event).__qualname__,
+                "version": event.originator_version,
+                "timestamp": event.timestamp,
+                "data": {k: json_safe(v) for k, v in vars(event).items()
+                         if k not in EVENT_ENVELOPE},
+            }
+            for event in get_app().events.get(order.shipment_id)
+        ]
+    rows.sort(key=lambda row: row["timestamp"])
+    for row in rows:
+        row["data_json"] = json.dumps(row["data"], sort_keys=True)
+    return rows

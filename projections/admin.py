@@ -1,0 +1,111 @@
+"""Projections in the admin: one status page (position, head, lag, state and last error
+of every registered projection) with actions to rebuild, retry or catch up, and a
+read-only view of each checkpoint row with its full stored error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+
+from projections.models import Checkpoint
+from projections.registry import PROJECTORS, get_projector
+from projections.runner import catch_up, rebuild, retry_now
+from projections.status import projection_statuses
+from shop.admin_forms import ReadModelAdmin
+from shop.eventstore import ShopApplication
+
+
+def _rebuild(request: HttpRequest, name: str) -> None:
+    replayed = rebuild(get_projector(name))
+    messages.success(
+        request,
+        f"Rebuilt {name}: replayed {replayed} events into an emptied read model. "
+        "This ran synchronously in this request, which suits a small log; for a large "
+        "one use `manage.py rebuild_projections`.",
+    )
+
+
+def _retry(request: HttpRequest, name: str) -> None:
+    retry_now(name)
+    _catch_up(request, name)
+
+
+def _catch_up(request: HttpRequest, name: str) -> None:
+    applied = catch_up(get_projector(name))
+    checkpoint = Checkpoint.objects.filter(
+        projection=name, upstream=ShopApplication.name
+    ).first()
+    if checkpoint is not None and checkpoint.status == Checkpoint.FAILED:
+        messages.error(
+            request,
+            f"{name} is still failing at notification {checkpoint.error_position} "
+            f"(applied {applied} events before it); see its last error.",
+        )
+    else:
+        position = checkpoint.position if checkpoint else 0
+        messages.success(request, f"{name} applied {applied} events; now at {position}.")
+
+
+# action name -> (label, what it does for one projection)
+PROJECTION_ACTIONS: dict[str, tuple[str, Callable[[HttpRequest, str], None]]] = {
+    "rebuild": ("Rebuild selected projections (replay the whole log)", _rebuild),
+    "retry": ("Retry selected failed projections now", _retry),
+    "catch_up": ("Catch up selected projections now", _catch_up),
+}
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(ReadModelAdmin):
+    """The changelist is the projections' status page (every registered projection,
+    whether or not it has a checkpoint row yet); each row links to its checkpoint."""
+
+    list_display = ("projection", "position", "status", "failures", "updated_at")
+    fields = ("projection", "upstream", "position", "status", "failures", "error_position",
+              "retry_at", "updated_at", "last_error")
+    status_template = "admin/projections/projection_status.html"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+                        ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            self._run_action(request)
+            return HttpResponseRedirect(request.get_full_path())
+        checkpoints = dict(
+            Checkpoint.objects.filter(upstream=ShopApplication.name)
+            .values_list("projection", "pk")
+        )
+        statuses = [
+            {**status, "checkpoint_pk": checkpoints.get(status["name"])}
+            for status in projection_statuses()
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Projection status",
+            "statuses": statuses,
+            "actions": [(key, label) for key, (label, _) in PROJECTION_ACTIONS.items()],
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, self.status_template, context)
+
+    def _run_action(self, request: HttpRequest) -> None:
+        action = PROJECTION_ACTIONS.get(request.POST.get("action", ""))
+        names = [name for name in request.POST.getlist("projection") if name in PROJECTORS]
+        if action is None:
+            messages.error(request, "Choose an action.")
+            return
+        if not names:
+            messages.warning(request, "Select at least one projection.")
+            return
+        _label, run = action
+        for name in names:
+            try:
+                run(request, name)
+            except Exception as exc:  # a failing handler or a held lock: show, don't 500
+                messages.error(request, f"{name}: {exc}")

@@ -1,0 +1,115 @@
+"""Shipments in the admin. A shipment has no table of its own on the read side: the
+order history carries it (shipment id, carrier, status), so staff work shipments from
+the order pages. This module supplies the order admin's shipment commands: create a
+shipment for an order, advance a shipment's status (a form on the order page, and
+changelist actions for many at once)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import path, reverse
+
+from shipping.domain import STATUSES
+from shipping.services import shipment_change_status, shipment_create
+from shop.admin_forms import (
+    ReadModelAdmin,
+    carrier_field,
+    command_form_view,
+    run_for_each,
+    shipment_status_field,
+)
+from shop.errors import InvalidState
+
+
+class ShipmentCreateForm(forms.Form):
+    carrier = carrier_field()
+
+
+class ShipmentAdvanceForm(forms.Form):
+    status = shipment_status_field()
+
+
+def next_status(status: str | None) -> str | None:
+    """The step after ``status`` (the form's default), None when delivered."""
+    if status not in STATUSES:
+        return None
+    index = STATUSES.index(status) + 1
+    return STATUSES[index] if index < len(STATUSES) else None
+
+
+def _advance_action(status: str):
+    label = status.replace("_", " ")
+
+    @admin.action(description=f"Advance selected shipments to “{label}”")
+    def advance(model_admin, request, queryset):
+        with_shipment = queryset.exclude(shipment_id=None)
+        skipped = queryset.count() - with_shipment.count()
+        if skipped:
+            model_admin.message_user(
+                request, f"{skipped} selected order(s) have no shipment yet; skipped.",
+                level="warning",
+            )
+        run_for_each(
+            request, with_shipment,
+            lambda order: shipment_change_status(shipment_id=order.shipment_id, status=status),
+            done=lambda order, _saved: f"Shipment of order {order.order_id} is now {label}",
+        )
+
+    advance.__name__ = f"advance_shipments_to_{status}"
+    return advance
+
+
+class ShipmentCommandsMixin(ReadModelAdmin):
+    """For the order history admin: shipment commands keyed by the order's row."""
+
+    shipment_actions = tuple(_advance_action(status) for status in STATUSES[1:])
+
+    def get_shipment_urls(self):
+        return [
+            path("<uuid:order_id>/shipment/create/",
+                 self.staff_view(self.shipment_create_view),
+                 name=self.url_name("shipment_create")),
+            path("<uuid:order_id>/shipment/status/",
+                 self.staff_view(self.shipment_status_view),
+                 name=self.url_name("shipment_status")),
+        ]
+
+    def _order_page_url(self, order_id) -> str:
+        return reverse(f"admin:{self.url_name('change')}", args=[order_id])
+
+    def shipment_create_view(self, request: HttpRequest, order_id) -> HttpResponse:
+        return command_form_view(
+            self, request,
+            form_class=ShipmentCreateForm,
+            title="Create shipment",
+            run=lambda **data: shipment_create(order_id=order_id, **data),
+            done=lambda saved: f"Created shipment {saved.aggregate_id}; the order is shipped",
+            success_url=self._order_page_url(order_id),
+            submit_label="Create shipment",
+            original=self.model.objects.filter(pk=order_id).first(),
+        )
+
+    def shipment_status_view(self, request: HttpRequest, order_id) -> HttpResponse:
+        order = self.model.objects.filter(pk=order_id).first()
+        shipment_id = getattr(order, "shipment_id", None)
+
+        def advance(*, status: str):
+            # The row may lag behind the log; the service is what decides.
+            if shipment_id is None:
+                raise InvalidState(f"Order {order_id} has no shipment yet.")
+            return shipment_change_status(shipment_id=shipment_id, status=status)
+
+        return command_form_view(
+            self, request,
+            form_class=ShipmentAdvanceForm,
+            title="Advance shipment",
+            run=advance,
+            done=lambda saved: f"Shipment {saved.aggregate_id} is now "
+                               f"{request.POST.get('status', '').replace('_', ' ')}",
+            success_url=self._order_page_url(order_id),
+            submit_label="Change status",
+            original=order,
+            initial={"status": next_status(getattr(order, "shipment_status", None))},
+        )

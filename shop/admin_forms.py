@@ -1,0 +1,205 @@
+"""What the shop's admin pages share: read-only read-model admins, the input fields of
+the commands (the API's rules, as Django form fields), and the one way a page runs a
+command: call the same service as the API and turn a domain error into a message.
+
+The admin never writes a read-model table or an aggregate itself: a command goes
+through its service (which saves events), and read models change only when the
+projections catch up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from eventsourcing.persistence import IntegrityError
+
+from catalog.apis import MAX_RESTOCK, MAX_STOCK, SKU_PATTERN
+from orders.apis import MAX_QUANTITY
+from shipping.domain import STATUSES
+from shop.errors import ApplicationError, ConcurrentUpdate
+from shop.eventstore import Saved
+
+COMMAND_FORM_TEMPLATE = "admin/shop/command_form.html"
+
+
+def is_staff(request: HttpRequest) -> bool:
+    user = request.user
+    return bool(user.is_active and user.is_staff)
+
+
+class ReadModelAdmin(admin.ModelAdmin):
+    """A read model in the admin: listed and viewed by every staff member, never
+    added, changed or deleted here (only its projector writes it).
+
+    View access follows the API's rule for staff commands (``is_staff``), so a staff
+    member needs no per-model permission to see the tables the commands act on.
+    """
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_staff(request)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_staff(request)
+
+    def url_name(self, view: str) -> str:
+        opts = self.opts
+        return f"{opts.app_label}_{opts.model_name}_{view}"
+
+    def staff_view(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        """Wrap a custom view: admin login required, staff only."""
+
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not self.has_view_permission(request):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return self.admin_site.admin_view(checked)
+
+
+# --- command input: the API's validation rules as form fields --------------------------
+
+
+def sku_field() -> forms.RegexField:
+    return forms.RegexField(
+        SKU_PATTERN, max_length=64, label="SKU",
+        error_messages={"invalid": "Use 1-64 letters, digits, '-' or '_'."},
+        help_text="Letters, digits, '-' and '_'; unique regardless of case.",
+    )
+
+
+def name_field() -> forms.CharField:
+    return forms.CharField(max_length=200)
+
+
+def price_field() -> forms.DecimalField:
+    return forms.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal("0.01"),
+        help_text='Positive, at most two decimal places, e.g. "19.99".',
+    )
+
+
+def stock_field() -> forms.IntegerField:
+    return forms.IntegerField(min_value=0, max_value=MAX_STOCK)
+
+
+def restock_quantity_field() -> forms.IntegerField:
+    return forms.IntegerField(min_value=1, max_value=MAX_RESTOCK, help_text="Units to add.")
+
+
+def order_quantity_field() -> forms.IntegerField:
+    return forms.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+
+
+def reason_field() -> forms.CharField:
+    return forms.CharField(max_length=500, required=False, widget=forms.TextInput)
+
+
+def carrier_field() -> forms.CharField:
+    return forms.CharField(max_length=100)
+
+
+def shipment_status_field() -> forms.ChoiceField:
+    return forms.ChoiceField(choices=[(s, s.replace("_", " ")) for s in STATUSES])
+
+
+# --- running a command ------------------------------------------------------------------
+
+
+def run_command(
+    request: HttpRequest,
+    command: Callable[[], Saved],
+    *,
+    done: str | Callable[[Saved], str],
+    form: forms.Form | None = None,
+) -> Saved | None:
+    """Run one command service; report the outcome as an admin message.
+
+    On success: a success message with the new version and log position. A domain
+    error (or a lost race the service did not retry) becomes an error message, and
+    its field errors are attached to ``form``; nothing was appended to the log.
+    """
+    try:
+        saved = command()
+    except ApplicationError as exc:
+        messages.error(request, exc.detail)
+        if form is not None and exc.errors:
+            for field, field_errors in exc.errors.items():
+                for message in field_errors:
+                    form.add_error(field if field in form.fields else None, message)
+        return None
+    except IntegrityError:
+        messages.error(request, ConcurrentUpdate.default_detail)
+        return None
+    text = done(saved) if callable(done) else done
+    messages.success(
+        request, f"{text} (version {saved.version}, log position {saved.position})."
+    )
+    return saved
+
+
+def command_form_view(
+    model_admin: ReadModelAdmin,
+    request: HttpRequest,
+    *,
+    form_class: type[forms.Form],
+    title: str,
+    run: Callable[..., Saved],
+    done: str | Callable[[Saved], str],
+    success_url: str | Callable[[Saved], str],
+    submit_label: str,
+    original: Any = None,
+    initial: dict[str, Any] | None = None,
+    intro: str = "",
+) -> HttpResponse:
+    """A page with one command's form: GET shows it; a valid POST runs the command
+    through ``run(**cleaned_data)`` and redirects on success, or shows the form again
+    with the domain error as a message."""
+    form = form_class(request.POST if request.method == "POST" else None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        saved = run_command(request, lambda: run(**form.cleaned_data), done=done, form=form)
+        if saved is not None:
+            url = success_url(saved) if callable(success_url) else success_url
+            return HttpResponseRedirect(url)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": title,
+        "form": form,
+        "original": original,
+        "submit_label": submit_label,
+        "intro": intro,
+    }
+    return TemplateResponse(request, COMMAND_FORM_TEMPLATE, context)
+
+
+def run_for_each(
+    request: HttpRequest,
+    items: Iterable[Any],
+    command: Callable[[Any], Saved],
+    *,
+    done: Callable[[Any, Saved], str],
+) -> int:
+    """An admin action: run the command for each selected row, one message per row.
+    Returns how many succeeded."""
+    succeeded = 0
+    for item in items:
+        if run_command(request, lambda item=item: command(item),
+                       done=lambda saved, item=item: done(item, saved)):
+            succeeded += 1
+    return succeeded
