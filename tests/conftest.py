@@ -15,14 +15,20 @@ EVENT_TABLES = ("shop_events", "shop_snapshots")
 
 
 def truncate_event_tables(app: ShopApplication) -> None:
-    """Empty the log through the event store's own connection (not Django's, which
-    may sit inside the test's transaction)."""
+    """Empty the log through the event store's own connection.
+
+    DELETE, not TRUNCATE: a test's Django connection may still hold its transaction
+    open after reading the events table, and TRUNCATE's exclusive lock would wait for
+    it forever. Restarting the id sequence keeps positions predictable per test.
+    """
     with app.recorder.datastore.transaction(commit=True) as cursor:
+        for table in EVENT_TABLES:
+            cursor.execute(f"DELETE FROM {table}")
         if app.env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
-            cursor.execute(f"TRUNCATE {', '.join(EVENT_TABLES)} RESTART IDENTITY")
-        else:
-            for table in EVENT_TABLES:
-                cursor.execute(f"DELETE FROM {table}")
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence('shop_events', 'notification_id'),"
+                " 1, false)"
+            )
 
 
 @pytest.fixture
