@@ -19,3 +19,8 @@ urlpatterns = [
 
 if settings.SHOP_BENCH:  # the benchmark's baselines (bench/), never in production
     urlpatterns.append(path("bench/", include("bench.baseline.urls")))
+
+# Django's own 404/500 pages answer in the API's {code, detail} body (e.g. a malformed
+# UUID in a command path never reaches a view).
+handler404 = "shop.api.json_not_found"
+handler500 = "shop.api.json_server_error"
