@@ -123,6 +123,11 @@ def cmd_freshness(args: argparse.Namespace) -> dict:
                 state["next"] += 1
             if k >= total:
                 return
+            if time.perf_counter() > start + duration + 1.0:
+                # Saturated: the open loop is over; what was not sent is reported.
+                with lock:
+                    state["not_sent"] = state.get("not_sent", 0) + 1
+                continue
             due = start + k / rate
             delay = due - time.perf_counter()
             if delay > 0:
@@ -179,6 +184,7 @@ def cmd_freshness(args: argparse.Namespace) -> dict:
                    "plain_read_ms": plain_read_ms}, out)
     return {
         "commands": total,
+        "not_sent": state.get("not_sent", 0),
         "ok": len(freshness),
         "failures": len(failures),
         "failure_examples": failures[:5],

@@ -21,7 +21,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def plot_freshness(freshness_ms: list[float], plain_read_ms: list[float], path: Path,
-                   title: str) -> None:
+                   title: str, extra: tuple[str, list[float]] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,6 +52,10 @@ def plot_freshness(freshness_ms: list[float], plain_read_ms: list[float], path: 
         plain = np.sort(np.asarray(plain_read_ms))
         cdf.plot(plain, np.arange(1, len(plain) + 1) / len(plain), color="#999999",
                  label="plain query")
+    if extra and extra[1]:
+        other = np.sort(np.asarray(extra[1]))
+        cdf.plot(other, np.arange(1, len(other) + 1) / len(other), color="#e08a1e",
+                 label=extra[0])
     cdf.axvline(30, color="green", linestyle="--", linewidth=0.8, label="goal p50 30 ms")
     cdf.axvline(200, color="red", linestyle="--", linewidth=0.8, label="goal p99 200 ms")
     cdf.set_xscale("log")
