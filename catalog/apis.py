@@ -1,0 +1,124 @@
+"""Catalog commands over HTTP (staff only): one thin view per command."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAdminUser
+from rest_framework.views import APIView
+
+from catalog.services import product_register, product_rename, product_reprice, product_restock
+from shop.api import StrictIntegerField, error_responses, saved_response, saved_serializer
+
+SKU_PATTERN = r"\A[A-Za-z0-9_-]{1,64}\Z"
+# Caps beyond API.md's rules keep every number inside what read models can store.
+MAX_STOCK = 1_000_000_000
+MAX_RESTOCK = 1000
+
+
+def price_field() -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal("0.01"),
+        help_text="Positive, at most two decimal places, e.g. \"19.99\".",
+    )
+
+
+def name_field() -> serializers.CharField:
+    return serializers.CharField(max_length=200)
+
+
+ProductSaved = saved_serializer("product")
+
+
+class ProductRegisterApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    class InputSerializer(serializers.Serializer):
+        sku = serializers.RegexField(
+            SKU_PATTERN, max_length=64,
+            error_messages={"invalid": "Use 1-64 letters, digits, '-' or '_'."},
+            help_text="Unique regardless of case.",
+        )
+        name = name_field()
+        price = price_field()
+        stock = StrictIntegerField(min_value=0, max_value=MAX_STOCK)
+
+        class Meta:
+            ref_name = "ProductRegisterInput"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: ProductSaved,
+                   **error_responses(400, 401, 403, 409, e409="duplicate_sku")},
+        summary="Register a product",
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        saved = product_register(**serializer.validated_data)
+        return saved_response(saved, "product", status=status.HTTP_201_CREATED)
+
+
+class ProductRenameApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    class InputSerializer(serializers.Serializer):
+        name = name_field()
+
+        class Meta:
+            ref_name = "ProductRenameInput"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: ProductSaved, **error_responses(400, 401, 403, 404)},
+        summary="Rename a product",
+    )
+    def post(self, request, product_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        saved = product_rename(product_id=product_id, **serializer.validated_data)
+        return saved_response(saved, "product")
+
+
+class ProductRepriceApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    class InputSerializer(serializers.Serializer):
+        price = price_field()
+
+        class Meta:
+            ref_name = "ProductRepriceInput"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: ProductSaved, **error_responses(400, 401, 403, 404)},
+        summary="Change a product's price (orders already placed keep theirs)",
+    )
+    def post(self, request, product_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        saved = product_reprice(product_id=product_id, **serializer.validated_data)
+        return saved_response(saved, "product")
+
+
+class ProductRestockApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    class InputSerializer(serializers.Serializer):
+        quantity = StrictIntegerField(min_value=1, max_value=MAX_RESTOCK)
+
+        class Meta:
+            ref_name = "ProductRestockInput"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: ProductSaved, **error_responses(400, 401, 403, 404)},
+        summary="Add stock to a product",
+    )
+    def post(self, request, product_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        saved = product_restock(product_id=product_id, **serializer.validated_data)
+        return saved_response(saved, "product")

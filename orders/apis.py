@@ -1,0 +1,94 @@
+"""Order commands over HTTP: a customer places an order; its owner or staff cancel it."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.views import APIView
+
+from orders.services import order_cancel, order_place
+from shop.api import (
+    StrictIntegerField,
+    StrictUUIDField,
+    error_responses,
+    saved_response,
+    saved_serializer,
+)
+
+MAX_QUANTITY = 1000
+MAX_LINES = 100
+
+
+class OrderPlaceApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    class InputSerializer(serializers.Serializer):
+        class LineSerializer(serializers.Serializer):
+            product_id = StrictUUIDField()
+            quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
+
+            class Meta:
+                ref_name = "OrderLineInput"
+
+        lines = LineSerializer(many=True, min_length=1, max_length=MAX_LINES)
+        shipping_address = serializers.CharField(max_length=500)
+
+        class Meta:
+            ref_name = "OrderPlaceInput"
+
+        def validate_lines(self, lines: list[dict]) -> list[dict]:
+            if len({line["product_id"] for line in lines}) != len(lines):
+                raise serializers.ValidationError("Each product may appear in only one line.")
+            return lines
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: saved_serializer("order", total=True),
+            **error_responses(400, 401, 409, e409="insufficient_stock"),
+        },
+        summary="Place an order (prices from the catalog now; reserves stock)",
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        saved, total = order_place(
+            customer_id=request.user.id,
+            customer=request.user.get_username(),
+            lines=[(line["product_id"], line["quantity"]) for line in data["lines"]],
+            shipping_address=data["shipping_address"],
+        )
+        return saved_response(
+            saved, "order", status=status.HTTP_201_CREATED, total=f"{total:.2f}"
+        )
+
+
+class OrderCancelApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=500, allow_blank=True, default="")
+
+        class Meta:
+            ref_name = "OrderCancelInput"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: saved_serializer("order"),
+            **error_responses(400, 401, 404, 409, e409="invalid_state"),
+        },
+        summary="Cancel a placed order (owner or staff); releases its stock",
+    )
+    def post(self, request, order_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        saved = order_cancel(
+            order_id=order_id,
+            user_id=request.user.id,
+            is_staff=request.user.is_staff,
+            **serializer.validated_data,
+        )
+        return saved_response(saved, "order")

@@ -1,0 +1,63 @@
+"""Shipment commands over HTTP (staff only)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAdminUser
+from rest_framework.views import APIView
+
+from shipping.domain import STATUSES
+from shipping.services import shipment_change_status, shipment_create
+from shop.api import StrictUUIDField, error_responses, saved_response, saved_serializer
+
+ShipmentSaved = saved_serializer("shipment")
+
+
+class ShipmentCreateApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    class InputSerializer(serializers.Serializer):
+        order_id = StrictUUIDField()
+        carrier = serializers.CharField(max_length=100)
+
+        class Meta:
+            ref_name = "ShipmentCreateInput"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: ShipmentSaved,
+            **error_responses(400, 401, 403, 409, e409="invalid_state"),
+        },
+        summary="Create a shipment for a placed order (the order becomes shipped)",
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        saved = shipment_create(**serializer.validated_data)
+        return saved_response(saved, "shipment", status=status.HTTP_201_CREATED)
+
+
+class ShipmentStatusChangeApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    class InputSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=STATUSES)
+
+        class Meta:
+            ref_name = "ShipmentStatusChangeInput"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: ShipmentSaved,
+            **error_responses(400, 401, 403, 404, 409, e409="invalid_transition"),
+        },
+        summary="Move a shipment forward (delivered also delivers the order)",
+    )
+    def post(self, request, shipment_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        saved = shipment_change_status(shipment_id=shipment_id, **serializer.validated_data)
+        return saved_response(saved, "shipment")

@@ -1,0 +1,265 @@
+"""Shared HTTP plumbing for the API: the one exception handler, the "saved" response,
+strict input fields and the schema pieces every command documents.
+
+Every error body is ``{"code": <word>, "detail": <sentence>}``; a 400 also carries
+``"errors": {field: [messages]}`` (see :func:`exception_handler`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from drf_spectacular.utils import OpenApiResponse
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import set_rollback
+
+from shop.errors import ApplicationError, ConcurrentUpdate
+from shop.eventstore import Saved
+
+NON_FIELD_ERRORS = api_settings.NON_FIELD_ERRORS_KEY
+
+# DRF exception classes whose default code differs from the word API.md promises.
+_DRF_CODES: dict[type[exceptions.APIException], str] = {
+    exceptions.ValidationError: "invalid",
+    exceptions.ParseError: "parse_error",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "not_authenticated",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+}
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+def error_body(code: str, detail: str, errors: dict | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn DRF's nested validation errors into ``{dotted.path: [messages]}``.
+
+    - ``{"lines": [{}, {"quantity": ["..."]}]}`` becomes ``{"lines.1.quantity": [...]}``
+      (list items and ``ListField`` items are addressed by their index);
+    - a nested ``non_field_errors`` belongs to its parent: an empty ``lines`` list is
+      ``{"lines": [...]}``;
+    - errors without a field (a top-level ``non_field_errors``, or a body that is not
+      a JSON object) are under ``"non_field_errors"``.
+    """
+    flat: dict[str, list[str]] = {}
+
+    def add(path: str, message: Any) -> None:
+        flat.setdefault(path or NON_FIELD_ERRORS, []).append(str(message))
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                key = str(key)
+                walk(value, path if key == NON_FIELD_ERRORS else _join(path, key))
+        elif isinstance(node, list | tuple):
+            if all(not isinstance(item, Mapping | list | tuple) for item in node):
+                for item in node:
+                    add(path, item)
+            else:  # a list serializer's errors: one entry per item, {} for valid ones
+                for index, item in enumerate(node):
+                    if isinstance(item, Mapping | list | tuple):
+                        walk(item, _join(path, str(index)))
+                    elif item:
+                        add(_join(path, str(index)), item)
+        elif node is not None and node != "":
+            add(path, node)
+
+    walk(detail, prefix)
+    return flat
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _invalid_detail(errors: dict[str, list[str]]) -> str:
+    parts = [f"{field}: {messages[0]}" for field, messages in errors.items() if messages]
+    return "Invalid input. " + "; ".join(parts) if parts else "Invalid input."
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Render every error the API raises as ``{code, detail[, errors]}``.
+
+    - ``ApplicationError`` (domain errors included): its ``status``, ``code``,
+      ``detail`` and ``errors``;
+    - DRF's ``ValidationError``: 400 ``invalid``, ``errors`` flattened by
+      :func:`flatten_errors` (nested fields as dotted paths such as
+      ``lines.0.quantity``);
+    - ``ParseError``: 400 ``parse_error`` (``errors`` has the parser's message under
+      ``non_field_errors``);
+    - ``NotAuthenticated`` / ``AuthenticationFailed``: 401 ``not_authenticated`` with
+      ``WWW-Authenticate``; ``PermissionDenied``: 403 ``permission_denied``;
+      ``Http404`` / ``NotFound``: 404 ``not_found``; ``MethodNotAllowed``: 405
+      ``method_not_allowed``; any other ``APIException``: its status and default code;
+    - the event store's ``AggregateNotFoundError``: 404 ``not_found``; an
+      ``IntegrityError`` that escaped every retry: 409 ``concurrent_update``.
+
+    Anything else is a bug: it is left to Django (a 500, logged).
+    """
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, AggregateNotFoundError):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, IntegrityError):
+        exc = ConcurrentUpdate()
+
+    if isinstance(exc, ApplicationError):
+        errors = exc.errors
+        if errors is None and exc.status == status.HTTP_400_BAD_REQUEST:
+            errors = {}
+        set_rollback()
+        return Response(error_body(exc.code, exc.detail, errors), status=exc.status)
+
+    if not isinstance(exc, exceptions.APIException):
+        return None
+
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+
+    code = next(
+        (word for cls, word in _DRF_CODES.items() if isinstance(exc, cls)),
+        exc.default_code,
+    )
+    if isinstance(exc, exceptions.ValidationError):
+        errors = flatten_errors(exc.detail)
+        body = error_body(code, _invalid_detail(errors), errors)
+    else:
+        detail = str(exc.detail) if not isinstance(exc.detail, list | dict) else str(
+            exc.default_detail
+        )
+        errors = (
+            {NON_FIELD_ERRORS: [detail]} if exc.status_code == status.HTTP_400_BAD_REQUEST
+            else None
+        )
+        body = error_body(code, detail, errors)
+    set_rollback()
+    return Response(body, status=exc.status_code, headers=headers)
+
+
+def json_not_found(request, exception=None) -> JsonResponse:
+    """A ``handler404`` that answers JSON, so an unknown /api/ path is no HTML page."""
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def json_server_error(request) -> JsonResponse:
+    """A ``handler500`` that answers JSON."""
+    return JsonResponse(
+        error_body("server_error", "The server failed to handle the request."), status=500
+    )
+
+
+# --- input fields --------------------------------------------------------------------
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that is not a boolean (JSON ``true`` is not 1)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID given as a string (DRF would also read a JSON number or ``true``)."""
+
+    def to_internal_value(self, data: Any) -> UUID:
+        if not isinstance(data, str | UUID):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+# --- responses and schema ------------------------------------------------------------
+
+
+def saved_response(
+    saved: Saved, name: str, *, status: int = status.HTTP_200_OK, **extra: Any
+) -> Response:
+    """The body every command answers: ``{<name>_id, version, position, **extra}``."""
+    body = {f"{name}_id": str(saved.aggregate_id), "version": saved.version,
+            "position": saved.position, **extra}
+    return Response(body, status=status)
+
+
+@functools.cache
+def saved_serializer(name: str, *, total: bool = False) -> type[serializers.Serializer]:
+    """The documented shape of :func:`saved_response` for an aggregate ``name``
+    (with the order's ``total`` when asked).
+
+    Cached so the commands on one aggregate share one schema component.
+    """
+    fields: dict[str, Any] = {
+        f"{name}_id": serializers.UUIDField(),
+        "version": serializers.IntegerField(
+            help_text="The aggregate's version after the command."
+        ),
+        "position": serializers.IntegerField(
+            help_text="Notification id of the last event appended; pass it as "
+            "min_position to a query to read your own write."
+        ),
+    }
+    if total:
+        fields["total"] = serializers.DecimalField(max_digits=16, decimal_places=2)
+    component = "".join(part.capitalize() for part in name.split("_"))
+    suffix = "Placed" if total else "Saved"
+    meta = type("Meta", (), {"ref_name": f"{component}{suffix}"})
+    return type(f"{component}{suffix}Serializer", (serializers.Serializer,),
+                {**fields, "Meta": meta})
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="A stable machine word, e.g. insufficient_stock.")
+    detail = serializers.CharField(help_text="A sentence a person can act on.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Only on 400: {field: [messages]}; nested fields as dotted paths.",
+    )
+
+    class Meta:
+        ref_name = "Error"
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "invalid (bad or missing fields) or parse_error (malformed JSON)",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    409: "the command conflicts with the current state",
+}
+
+
+def error_responses(*statuses: int, **descriptions: str) -> dict[int, OpenApiResponse]:
+    """Schema entries for the error statuses a command can answer.
+
+    ``descriptions`` override the default text, keyed ``e409="insufficient_stock"``.
+    """
+    return {
+        code: OpenApiResponse(
+            ErrorSerializer, description=descriptions.get(f"e{code}", _ERROR_DESCRIPTIONS[code])
+        )
+        for code in statuses
+    }
