@@ -158,7 +158,9 @@ def save(*aggregates: Aggregate, primary: Aggregate | None = None) -> Saved:
     if not recordings:
         raise RuntimeError("save() was called with no pending events")
     position = max(r.notification.id for r in recordings)
-    transaction.on_commit(_trigger_projections)
+    # robust: the events are durable by now; a failing trigger (broker down, a
+    # projection error) is logged and must not turn an accepted command into a 500.
+    transaction.on_commit(_trigger_projections, robust=True)
     target = primary or aggregates[0]
     return Saved(aggregate_id=target.id, version=target.version, position=position)
 
