@@ -1,0 +1,190 @@
+"""The one exception handler: every error is ``{code, detail[, errors]}``, never a 5xx."""
+
+from uuid import uuid4
+
+import pytest
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from rest_framework import serializers
+
+from shop.api import flatten_errors
+from shop.errors import ApplicationError, InvalidInput
+from tests.api.helpers import assert_error, log_unchanged
+
+PRODUCTS = "/api/commands/products/"
+COMMANDS = [
+    "/api/commands/products/",
+    "/api/commands/orders/",
+    "/api/commands/shipments/",
+    f"/api/commands/products/{uuid4()}/rename",
+    f"/api/commands/products/{uuid4()}/reprice",
+    f"/api/commands/products/{uuid4()}/restock",
+    f"/api/commands/orders/{uuid4()}/cancel",
+    f"/api/commands/shipments/{uuid4()}/status",
+    "/api/auth/register/",
+    "/api/auth/token/",
+]
+
+
+# --- malformed bodies ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", COMMANDS)
+@pytest.mark.parametrize("raw", [b'{"sku": ', b"{'single': 1}", b"\xff\xfe", b"[1,"])
+def test_malformed_json_is_a_parse_error(event_store, staff, client_for, path, raw):
+    with log_unchanged():
+        response = client_for(staff).post(path, raw, content_type="application/json")
+    body = assert_error(response, 400, "parse_error")
+    assert body["errors"] == {"non_field_errors": [body["detail"]]}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", COMMANDS)
+@pytest.mark.parametrize("raw", [b"[]", b'[{"sku": "A"}]', b'"text"', b"42", b"null", b"true"])
+def test_a_body_that_is_not_an_object_is_invalid(event_store, staff, client_for, path, raw):
+    with log_unchanged():
+        response = client_for(staff).post(path, raw, content_type="application/json")
+    body = assert_error(response, 400, "invalid")
+    assert list(body["errors"]) == ["non_field_errors"]
+
+
+@pytest.mark.django_db
+def test_form_encoded_body_is_unsupported(event_store, staff, client_for):
+    with log_unchanged():
+        response = client_for(staff).post(PRODUCTS, {"sku": "A"})  # multipart
+    assert_error(response, 415, "unsupported_media_type")
+
+
+@pytest.mark.django_db
+def test_an_empty_body_reports_the_missing_fields(event_store, staff, client_for):
+    response = client_for(staff).post(PRODUCTS, b"", content_type="application/json")
+    assert_error(response, 400, "invalid", {"sku", "name", "price", "stock"})
+
+
+# --- methods, paths, content negotiation -----------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
+def test_other_methods_are_not_allowed(event_store, staff, client_for, method):
+    response = getattr(client_for(staff), method)(PRODUCTS)
+    body = assert_error(response, 405, "method_not_allowed")
+    assert method.upper() in body["detail"]
+
+
+@pytest.mark.django_db
+def test_unacceptable_accept_header(event_store, staff, client_for):
+    response = client_for(staff).post(PRODUCTS, {}, format="json", HTTP_ACCEPT="application/xml")
+    assert response.status_code == 406
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path",
+    ["/api/commands/nothing/", f"/api/commands/products/{uuid4()}/rename/",
+     f"/api/commands/products/{uuid4()}/delete", "/api/commands/orders/xyz/cancel"],
+)
+def test_unknown_paths_are_404(event_store, staff, client_for, path):
+    assert_error(client_for(staff).post(path, {}, format="json"), 404, "not_found")
+
+
+# --- errors escaping from the event store ----------------------------------------------
+
+
+@pytest.mark.django_db
+def test_aggregate_not_found_from_the_library_is_a_404(event_store, staff, client_for,
+                                                      monkeypatch):
+    def missing(**kwargs):
+        raise AggregateNotFoundError(kwargs["product_id"])
+
+    monkeypatch.setattr("catalog.apis.product_rename", missing)
+    response = client_for(staff).post(f"/api/commands/products/{uuid4()}/rename",
+                                      {"name": "x"}, format="json")
+    assert_error(response, 404, "not_found")
+
+
+@pytest.mark.django_db
+def test_an_integrity_error_that_escapes_is_concurrent_update(event_store, staff, client_for,
+                                                             monkeypatch):
+    def conflict(**kwargs):
+        raise IntegrityError("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr("catalog.apis.product_restock", conflict)
+    response = client_for(staff).post(f"/api/commands/products/{uuid4()}/restock",
+                                      {"quantity": 1}, format="json")
+    body = assert_error(response, 409, "concurrent_update")
+    assert "try again" in body["detail"]
+
+
+@pytest.mark.django_db
+def test_a_400_application_error_without_fields_still_has_errors(event_store, staff,
+                                                                 client_for, monkeypatch):
+    def reject(**kwargs):
+        raise InvalidInput("No.")
+
+    monkeypatch.setattr("catalog.apis.product_restock", reject)
+    response = client_for(staff).post(f"/api/commands/products/{uuid4()}/restock",
+                                      {"quantity": 1}, format="json")
+    body = assert_error(response, 400, "invalid")
+    assert body == {"code": "invalid", "detail": "No.", "errors": {}}
+
+
+@pytest.mark.django_db
+def test_an_application_error_keeps_its_status_and_code(event_store, staff, client_for,
+                                                       monkeypatch):
+    class Gone(ApplicationError):
+        code, status = "gone", 410
+
+    def gone(**kwargs):
+        raise Gone("It left.")
+
+    monkeypatch.setattr("catalog.apis.product_restock", gone)
+    response = client_for(staff).post(f"/api/commands/products/{uuid4()}/restock",
+                                      {"quantity": 1}, format="json")
+    assert response.status_code == 410
+    assert response.json() == {"code": "gone", "detail": "It left."}
+
+
+# --- flattening nested validation errors (no database) ---------------------------------
+
+
+class LineIn(serializers.Serializer):
+    product_id = serializers.UUIDField()
+    quantity = serializers.IntegerField(min_value=1)
+
+
+class OrderIn(serializers.Serializer):
+    lines = LineIn(many=True, min_length=1)
+    tags = serializers.ListField(child=serializers.IntegerField(), required=False)
+    note = serializers.CharField()
+
+
+def errors_for(data) -> dict:
+    serializer = OrderIn(data=data)
+    assert not serializer.is_valid()
+    return flatten_errors(serializer.errors)
+
+
+def test_flatten_names_list_items_by_index():
+    good = {"product_id": str(uuid4()), "quantity": 1}
+    errors = errors_for({"lines": [good, {"product_id": "x", "quantity": 0}], "note": "n"})
+    assert set(errors) == {"lines.1.product_id", "lines.1.quantity"}
+
+
+def test_flatten_puts_a_nested_non_field_error_on_its_parent():
+    assert set(errors_for({"lines": [], "note": "n"})) == {"lines"}
+    assert set(errors_for({"lines": "x", "note": "n"})) == {"lines"}
+
+
+def test_flatten_list_field_items():
+    errors = errors_for({"lines": [{"product_id": str(uuid4()), "quantity": 1}],
+                         "tags": [1, "x"], "note": "n"})
+    assert set(errors) == {"tags.1"}
+
+
+def test_flatten_top_level_errors():
+    assert flatten_errors(["Bad."]) == {"non_field_errors": ["Bad."]}
+    assert flatten_errors("Bad.") == {"non_field_errors": ["Bad."]}
+    assert flatten_errors({"non_field_errors": ["Bad."]}) == {"non_field_errors": ["Bad."]}
+    assert flatten_errors({"a": {"b": ["c"]}}) == {"a.b": ["c"]}
