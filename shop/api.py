@@ -109,12 +109,17 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
       ``WWW-Authenticate``; ``PermissionDenied``: 403 ``permission_denied``;
       ``Http404`` / ``NotFound``: 404 ``not_found``; ``MethodNotAllowed``: 405
       ``method_not_allowed``; any other ``APIException``: its status and default code;
+    - a ``RecursionError`` (a JSON body nested too deeply): 400 ``parse_error``;
     - the event store's ``AggregateNotFoundError``: 404 ``not_found``; an
       ``IntegrityError`` that escaped every retry: 409 ``concurrent_update``.
 
     Anything else is a bug: it is left to Django (a 500, logged).
     """
-    if isinstance(exc, Http404):
+    if isinstance(exc, RecursionError):
+        # Python's JSON decoder recurses per nesting level; a body nested thousands
+        # deep is malformed input, not a server error.
+        exc = exceptions.ParseError("JSON parse error - the body is nested too deeply.")
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()

@@ -40,6 +40,18 @@ def test_malformed_json_is_a_parse_error(event_store, staff, client_for, path, r
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+     b'{"stock": 1' + b"0" * 5000 + b"}"],
+)
+def test_pathological_json_is_a_parse_error(event_store, staff, client_for, raw):
+    with log_unchanged():
+        response = client_for(staff).post(PRODUCTS, raw, content_type="application/json")
+    assert_error(response, 400, "parse_error")
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("path", COMMANDS)
 @pytest.mark.parametrize("raw", [b"[]", b'[{"sku": "A"}]', b'"text"', b"42", b"null", b"true"])
 def test_a_body_that_is_not_an_object_is_invalid(event_store, staff, client_for, path, raw):
@@ -188,3 +200,55 @@ def test_flatten_top_level_errors():
     assert flatten_errors("Bad.") == {"non_field_errors": ["Bad."]}
     assert flatten_errors({"non_field_errors": ["Bad."]}) == {"non_field_errors": ["Bad."]}
     assert flatten_errors({"a": {"b": ["c"]}}) == {"a.b": ["c"]}
+
+
+# --- never a 5xx for bad input ---------------------------------------------------------
+
+ODD_VALUES = [None, True, 1, -1, 0, 1.5, "x", "", [], {}, "\x00", "a" * 10_000, 1e308, 10**30,
+              -1e308, "1e400", "NaN", "-0", [{}], [{"product_id": None}]]
+
+
+@pytest.mark.django_db
+def test_no_odd_field_value_causes_a_server_error(event_store, staff, customer, client_for,
+                                                  given_product, given_order):
+    mug = given_product()
+    order = given_order(customer, [(mug, 1)])
+    endpoints = {
+        "/api/commands/products/": ["sku", "name", "price", "stock"],
+        f"/api/commands/products/{mug}/rename": ["name"],
+        f"/api/commands/products/{mug}/reprice": ["price"],
+        f"/api/commands/products/{mug}/restock": ["quantity"],
+        "/api/commands/orders/": ["lines", "shipping_address"],
+        f"/api/commands/orders/{order}/cancel": ["reason"],
+        "/api/commands/shipments/": ["order_id", "carrier"],
+        f"/api/commands/shipments/{uuid4()}/status": ["status"],
+        "/api/auth/register/": ["username", "password", "email"],
+        "/api/auth/token/": ["username", "password"],
+    }
+    valid = {"sku": "B-1", "name": "n", "price": "1.00", "stock": 1, "quantity": 1,
+             "lines": [{"product_id": str(mug), "quantity": 1}], "shipping_address": "a",
+             "reason": "", "order_id": str(order), "carrier": "c", "status": "dispatched",
+             "username": "zed", "password": "a-long-password-1", "email": ""}
+    client = client_for(staff)
+    server_errors = []
+    for path, fields in endpoints.items():
+        for field in fields:
+            for value in ODD_VALUES:
+                body = {name: valid[name] for name in fields} | {field: value}
+                status = client.post(path, body, format="json").status_code
+                if status >= 500:
+                    server_errors.append((path, field, repr(value)[:30], status))
+    assert server_errors == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [(PRODUCTS, b'{"sku": "S-1", "name": "\\ud800", "price": "1.00", "stock": 1}', "name"),
+     ("/api/auth/register/", b'{"username": "abc", "password": "\\udfff-long-password"}',
+      "password")],
+)
+def test_a_lone_surrogate_is_a_field_error(event_store, staff, client_for, path, raw, field):
+    with log_unchanged():
+        response = client_for(staff).post(path, raw, content_type="application/json")
+    assert_error(response, 400, "invalid", {field})
