@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[Any, Any], None]
 
+# The PostgreSQL channel on which the runner announces "<projection>:<position>".
+ADVANCED_CHANNEL = "projection_advanced"
+
 # The database failing under a batch (connection dropped, lock or statement timeout,
 # deadlock) is not the event's fault: such errors propagate, the task fails and the
 # next trigger or sweep retries. Parking is for events that a handler cannot apply.
@@ -159,7 +162,15 @@ def _process_batch(
         Tracking(application_name=app.name, notification_id=covered)
     )
     checkpoint.position = covered
+    _announce(projector.name, covered)
     return len(notifications), head
+
+
+def _announce(name: str, position: int) -> None:
+    """Tell ``wait_for`` waiters of the advance; PostgreSQL delivers it at commit."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [ADVANCED_CHANNEL, f"{name}:{position}"])
 
 
 def _apply_events(projector: Projector, events: list[tuple[int, DomainEvent]]) -> None:
@@ -289,7 +300,7 @@ def rebuild(
     rebuild rolls back and leaves the old read model serving. Memory stays flat: the
     log is streamed in batches.
     """
-    limit = batch_size or settings.PROJECTION_BATCH_SIZE
+    limit = batch_size or settings.PROJECTION_REBUILD_BATCH_SIZE
     app = get_app()
     processed_total = 0
     with transaction.atomic():
@@ -311,9 +322,43 @@ def rebuild(
 def wait_for(name: str, position: int, timeout: float) -> int:
     """Wait until the projection has processed ``position``; return its position.
 
-    Polls with a short back-off (2 ms doubling to 50 ms), one cheap indexed read per
-    poll, so a request waiting for its own write costs little.
+    On PostgreSQL the waiter sleeps on ``LISTEN``: the runner announces each advance
+    with ``NOTIFY`` in the transaction that makes it, so the waiter wakes right after
+    the commit and reads nothing while it waits. Elsewhere (SQLite, or inside an open
+    transaction, where LISTEN only starts at commit) it polls with a short back-off.
     """
+    current = projection_position(name)
+    if current >= position or timeout <= 0:
+        return current
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        return _wait_listening(name, position, timeout)
+    return _wait_polling(name, position, timeout)
+
+
+def _wait_listening(name: str, position: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute(f"LISTEN {ADVANCED_CHANNEL}")
+    try:
+        current = projection_position(name)  # an advance before LISTEN is seen here
+        while current < position:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            # Re-read now and then as well, in case a notification was missed.
+            for notify in connection.connection.notifies(timeout=min(remaining, 0.5)):
+                projection, _, advanced_to = notify.payload.rpartition(":")
+                if projection == name and int(advanced_to) >= position:
+                    return int(advanced_to)
+            current = projection_position(name)
+        return current
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"UNLISTEN {ADVANCED_CHANNEL}")
+
+
+def _wait_polling(name: str, position: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:
@@ -321,7 +366,7 @@ def wait_for(name: str, position: int, timeout: float) -> int:
         if current >= position or time.monotonic() >= deadline:
             return current
         time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, 0.02)
 
 
 def projection_position(name: str) -> int:

@@ -4,10 +4,13 @@ event, so a lost, duplicated or late message cannot lose or double-apply anythin
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 
+import redis
 from celery import shared_task
 from django.conf import settings
 
@@ -23,8 +26,34 @@ _broker_down_until = 0.0
 _in_process_lock = threading.Lock()
 
 
+# Coalescing: while a catch-up of a projection is queued and not yet started, further
+# commands need not queue another one, because that task will read the log after they
+# committed. The key is cleared when the task starts, before it reads the log.
+PENDING_KEY = "shop:projections:pending:{}"
+PENDING_TTL_SECONDS = 60  # a lost message blocks triggers at most this long (sweep covers)
+_redis: tuple[int, redis.Redis] | None = None
+
+
+def _pending_store() -> redis.Redis | None:
+    """A Redis client for the pending flags, when the broker is Redis."""
+    global _redis
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    if _redis is None or _redis[0] != os.getpid():
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        _redis = (os.getpid(), client)
+    return _redis[1]
+
+
 @shared_task(name="projections.catch_up", ignore_result=True)
 def catch_up_projection(name: str) -> int:
+    store = _pending_store()
+    if store is not None:
+        try:
+            store.delete(PENDING_KEY.format(name))
+        except redis.RedisError:
+            logger.warning("Could not clear the pending flag of %s", name, exc_info=True)
     return catch_up(get_projector(name))
 
 
@@ -51,11 +80,18 @@ def trigger_projections() -> None:
         return
     if time.monotonic() < _broker_down_until:
         return
+    store = _pending_store()
     for name in PROJECTORS:
+        key = PENDING_KEY.format(name)
         try:
+            if store is not None and not store.set(key, 1, nx=True, ex=PENDING_TTL_SECONDS):
+                continue  # a queued catch-up will see this command's events
             catch_up_projection.apply_async(args=[name], retry=False)
         except Exception:
             _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
+            if store is not None:
+                with contextlib.suppress(redis.RedisError):  # else it expires
+                    store.delete(key)
             logger.warning(
                 "Broker unreachable; projections will catch up on the next sweep.",
                 exc_info=True,

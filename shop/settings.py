@@ -7,6 +7,7 @@ after each command, so ``runserver`` works with nothing else installed.
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -130,6 +131,8 @@ STORAGES = {
 # Serve app static files without collectstatic (admin, API docs): fine for this app's
 # handful of assets, and `collectstatic` still works for a CDN or proxy in front.
 WHITENOISE_USE_FINDERS = True
+# Until `collectstatic` has run, STATIC_ROOT does not exist; the finders serve anyway.
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -174,7 +177,10 @@ CELERY_TIMEZONE = "UTC"
 PROJECTION_SWEEP_SECONDS = float(os.environ.get("PROJECTION_SWEEP_SECONDS", "2"))
 
 # Notifications read per transaction by the projection runner.
-PROJECTION_BATCH_SIZE = int(os.environ.get("PROJECTION_BATCH_SIZE", "500"))
+PROJECTION_BATCH_SIZE = int(os.environ.get("PROJECTION_BATCH_SIZE", "1000"))
+# A rebuild runs in one transaction; larger batches mean fewer rewrites of rows that
+# change often (a product's stock), each of which PostgreSQL keeps until the commit.
+PROJECTION_REBUILD_BATCH_SIZE = int(os.environ.get("PROJECTION_REBUILD_BATCH_SIZE", "5000"))
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=False)
