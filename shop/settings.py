@@ -132,7 +132,7 @@ STORAGES = {
 # handful of assets, and `collectstatic` still works for a CDN or proxy in front.
 WHITENOISE_USE_FINDERS = True
 # Until `collectstatic` has run, STATIC_ROOT does not exist; the finders serve anyway.
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
