@@ -22,6 +22,7 @@ CHROMIUM_ARGS = [
 SCREENSHOT = Path(os.environ.get("ADMIN_SCREENSHOT", "/tmp/admin_order.png"))
 
 pytestmark = [
+    pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not CHROMIUM.exists(),
                        reason="needs Debian's chromium at /usr/bin/chromium "
