@@ -13,6 +13,7 @@ import time
 import redis
 from celery import shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import catch_up
@@ -46,7 +47,16 @@ def _pending_store() -> redis.Redis | None:
     return _redis[1]
 
 
-@shared_task(name="projections.catch_up", ignore_result=True)
+@shared_task(
+    name="projections.catch_up",
+    ignore_result=True,
+    # The database refusing for a moment (the checkpoint lock held past its timeout by
+    # a dying worker, a dropped connection) is retried soon, not left to the sweep.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=1,
+    retry_backoff_max=5,
+    max_retries=10,
+)
 def catch_up_projection(name: str) -> int:
     store = _pending_store()
     if store is not None:
