@@ -269,6 +269,9 @@ class ProductListApi(QueryApi):
 
 class OrderPagination(CursorPagination):
     ordering = ("-placed_at", "-order_id")
+    # A client showing a long history may ask for up to 100 orders a page.
+    page_size_query_param = "page_size"
+    max_page_size = 100
 
 
 class OrderLineSerializer(serializers.Serializer):

@@ -154,6 +154,11 @@ def test_order_history_is_paginated_by_cursor(client_for, customer, mug):
     seen = [o["order_id"] for o in first["results"] + second["results"]]
     assert seen == [str(i) for i in reversed(placed)]
 
+    whole = get(client, "/api/queries/orders/", page_size=100).json()
+    assert [o["order_id"] for o in whole["results"]] == seen and whole["next"] is None
+    capped = get(client, "/api/queries/orders/", page_size=5).json()
+    assert len(capped["results"]) == 5 and capped["next"]
+
 
 def test_order_detail_is_for_its_owner_and_staff(
     client_for, customer, other_customer, staff, mug
