@@ -19,7 +19,7 @@ from orders.domain import CANCELLED, PLACED, SHIPPED
 from orders.domain import DELIVERED as ORDER_DELIVERED
 from orders.services import order_cancel
 from projections.models import OrderHistory
-from projections.selectors import EVENT_ENVELOPE, json_safe, order_events
+from projections.selectors import aggregate_events, order_events
 from shipping.admin import (
     ShipmentAdvanceForm,
     ShipmentCommandsMixin,
@@ -30,7 +30,6 @@ from shipping.domain import DELIVERED as SHIPMENT_DELIVERED
 from shipping.domain import STATUSES as SHIPMENT_STATUSES
 from shop.admin_forms import command_form_view, reason_field, run_for_each
 from shop.errors import NotFound
-from shop.eventstore import get_app
 
 SKU_SEARCH = re.compile(SKU_PATTERN)
 
@@ -176,17 +175,8 @@ def order_timeline(request: HttpRequest, order: OrderHistory) -> list[dict[str, 
     except NotFound:
         rows = []
     if order.shipment_id is not None:
-        rows += [
-            {
-                "aggregate": "shipment",
-                "type": type(event).__qualname__,
-                "version": event.originator_version,
-                "timestamp": event.timestamp,
-                "data": {k: json_safe(v) for k, v in vars(event).items()
-                         if k not in EVENT_ENVELOPE},
-            }
-            for event in get_app().events.get(order.shipment_id)
-        ]
+        rows += [{"aggregate": "shipment", **event}
+                 for event in aggregate_events(order.shipment_id)]
     rows.sort(key=lambda row: row["timestamp"])
     for row in rows:
         row["data_json"] = json.dumps(row["data"], sort_keys=True)

@@ -8,7 +8,7 @@ from uuid import UUID
 from catalog.domain import Product
 from orders.domain import Order
 from shop.errors import InvalidInput, NotFound
-from shop.eventstore import Saved, get_app, load, retry_on_conflict, save
+from shop.eventstore import Saved, load, retry_on_conflict, save
 
 
 @retry_on_conflict
@@ -75,8 +75,3 @@ def order_get_for_user(*, order_id: UUID, user_id: int, is_staff: bool) -> Order
         raise NotFound(f"Order {order_id} was not found.")
     return order
 
-
-def order_history(*, order_id: UUID) -> list:
-    """The order's own events, oldest first (the audit timeline)."""
-    load(order_id, Order)
-    return list(get_app().events.get(order_id))

@@ -66,19 +66,26 @@ def order_events(*, user: User, order_id: UUID) -> list[dict[str, Any]]:
         not user.is_staff and placed.customer_id != user.pk
     ):
         raise NotFound(f"Order {order_id} was not found.")
-    return [
-        {
-            "type": type(event).__qualname__,
-            "version": event.originator_version,
-            "timestamp": event.timestamp,
-            "data": {
-                key: json_safe(value)
-                for key, value in vars(event).items()
-                if key not in EVENT_ENVELOPE
-            },
-        }
-        for event in events
-    ]
+    return [event_as_dict(event) for event in events]
+
+
+def aggregate_events(aggregate_id: UUID) -> list[dict[str, Any]]:
+    """Any aggregate's stored events, oldest first (staff tools: a shipment's timeline)."""
+    return [event_as_dict(event) for event in get_app().events.get(aggregate_id)]
+
+
+def event_as_dict(event: Any) -> dict[str, Any]:
+    """``{type, version, timestamp, data}``, ``data`` being the event's own fields."""
+    return {
+        "type": type(event).__qualname__,
+        "version": event.originator_version,
+        "timestamp": event.timestamp,
+        "data": {
+            key: json_safe(value)
+            for key, value in vars(event).items()
+            if key not in EVENT_ENVELOPE
+        },
+    }
 
 
 def json_safe(value: Any) -> Any:
