@@ -121,14 +121,20 @@ class Progress:
 
 def _lock_checkpoint(name: str) -> Checkpoint:
     Checkpoint.objects.get_or_create(projection=name, upstream=ShopApplication.name)
-    if connection.vendor == "postgresql":
+    if connection.vendor != "postgresql":
+        return Checkpoint.objects.select_for_update().get(
+            projection=name, upstream=ShopApplication.name
+        )
+    with connection.cursor() as cursor:
         # Wait a bounded time for another worker (or a rebuild) holding this
-        # projection; the sweep will trigger it again.
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = '5s'")
-    return Checkpoint.objects.select_for_update().get(
-        projection=name, upstream=ShopApplication.name
-    )
+        # projection; the task retries, and the sweep triggers it again. The bound is
+        # for the checkpoint only: the batch's own statements wait as usual.
+        cursor.execute("SET LOCAL lock_timeout = '5s'")
+        checkpoint = Checkpoint.objects.select_for_update().get(
+            projection=name, upstream=ShopApplication.name
+        )
+        cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
+    return checkpoint
 
 
 def _process_batch(

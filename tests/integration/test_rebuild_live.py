@@ -1,0 +1,195 @@
+"""Rebuilding on a live system: queries keep the old, complete answer until the rebuilt
+read model commits; commands issued meanwhile are reflected; a killed rebuild leaves
+the old read model serving and can simply be run again.
+
+The rebuild runs as the real management command in its own process. To hold it in
+the middle deterministically, the test keeps a share lock on one order-history row:
+the rebuild has taken the checkpoint and started replacing the rows, and waits there.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+from django.conf import settings
+
+from catalog.services import product_rename
+from projections.models import Checkpoint, OrderHistory, ProductCatalog
+from shop.eventstore import head_position
+from tests.read_side import place, project, register, rows
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def database_url() -> str:
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def start_rebuild(*names: str, batch_size: int = 10) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DEBUG": "1",
+        "CELERY_BROKER_URL": "",
+        "PROJECTION_REBUILD_BATCH_SIZE": str(batch_size),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "rebuild_projections", *names],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def hold_a_row(order_id) -> psycopg.Connection:
+    """Another session that keeps one order-history row share-locked until closed."""
+    conn = psycopg.connect(database_url().replace("postgres://", "postgresql://"))
+    conn.execute(
+        f"SELECT 1 FROM {OrderHistory._meta.db_table} WHERE order_id = %s FOR SHARE",
+        [order_id],
+    )
+    return conn
+
+
+def wait_until_blocked_on(
+    table: str, rebuild: subprocess.Popen, timeout: float = 30
+) -> None:
+    """Until a session (the rebuild) waits for a lock to use ``table``."""
+    deadline = time.monotonic() + timeout
+    # Autocommit: pg_stat_activity is a snapshot taken once per transaction.
+    with psycopg.connect(
+        database_url().replace("postgres://", "postgresql://"), autocommit=True
+    ) as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query ILIKE %s",
+                [f"%{table}%"],
+            ).fetchone()[0]
+            if waiting:
+                return
+            if rebuild.poll() is not None:
+                raise AssertionError(f"the rebuild ended early: {rebuild.stdout.read()}")
+            time.sleep(0.05)
+        activity = conn.execute(
+            "SELECT state, wait_event_type, wait_event, left(query, 120)"
+            " FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchall()
+    raise TimeoutError(f"the rebuild never waited for {table}: {activity}")
+
+
+def history(client) -> tuple[str, list[dict]]:
+    response = client.get("/api/queries/orders/", {"page_size": 100})
+    assert response.status_code == 200
+    return response["X-Projection-Position"], response.json()["results"]
+
+
+@pytest.fixture
+def shop_with_history(event_store, make_user, monkeypatch):
+    # Nothing projects in-process after a command: only catch_up and the rebuild do.
+    monkeypatch.setattr("projections.tasks.trigger_projections", lambda: None)
+    john = make_user("john")
+    mug = register("MUG-1", "Blue mug")
+    orders = [place(john, (mug, 1)) for _ in range(30)]
+    project()
+    return john, mug, orders
+
+
+def test_queries_answer_from_the_old_rows_in_the_middle_of_a_rebuild(
+    event_store, make_user, client_for, monkeypatch
+):
+    monkeypatch.setattr("projections.tasks.trigger_projections", lambda: None)
+    john = make_user("john")
+    mugs = [register(f"MUG-{i}", f"Mug {i}", stock=1000) for i in range(5)]
+    for i in range(300):
+        place(john, (mugs[i % 5], 1))
+    project()
+    client = client_for(john)
+    before = history(client)
+
+    rebuild = start_rebuild("order_history", batch_size=5)
+    # Its first progress line comes after its first batch: the replay has begun.
+    first_line = rebuild.stdout.readline()
+    assert "order_history" in first_line, first_line
+    # Stop it at its next read of the log (a reader of the events table waits).
+    blocker = psycopg.connect(database_url().replace("postgres://", "postgresql://"))
+    try:
+        blocker.execute("LOCK TABLE shop_events IN ACCESS EXCLUSIVE MODE")
+        wait_until_blocked_on("shop_events", rebuild)
+        assert rebuild.poll() is None, "the rebuild finished before it could be held"
+        # Rows of the rebuild so far exist only inside its transaction.
+        assert history(client) == before
+    finally:
+        blocker.close()
+    output, _ = rebuild.communicate(timeout=120)
+    assert rebuild.returncode == 0, output
+    assert history(client) == before  # the same history, rebuilt
+
+
+def test_commands_issued_during_a_rebuild_are_reflected_after_it(
+    shop_with_history, client_for
+):
+    john, mug, orders = shop_with_history
+    client = client_for(john)
+    before = history(client)
+    assert len(before[1]) == 30
+
+    lock = hold_a_row(orders[0])
+    rebuild = start_rebuild("order_history")
+    try:
+        wait_until_blocked_on(OrderHistory._meta.db_table, rebuild)
+        # Mid-rebuild: the old, complete answer, never an empty or partial one.
+        assert history(client) == before
+        # Commands keep being accepted while the rebuild runs.
+        product_rename(product_id=mug, name="Green mug")
+        late_order = place(john, (mug, 2))
+        assert history(client) == before
+    finally:
+        lock.close()
+    output, _ = rebuild.communicate(timeout=120)
+    assert rebuild.returncode == 0, output
+
+    position, after = history(client)
+    assert int(position) == head_position()  # the rebuild caught up with the commands
+    assert [o["order_id"] for o in after][0] == str(late_order)
+    assert len(after) == 31
+    assert {line["product_name"] for o in after for line in o["lines"]} == {"Green mug"}
+
+
+def test_a_killed_rebuild_leaves_the_old_read_model_serving(shop_with_history, client_for):
+    john, mug, orders = shop_with_history
+    client = client_for(john)
+    before = history(client)
+    old_rows = {model: rows(model) for model in (OrderHistory, ProductCatalog)}
+    old_checkpoints = list(Checkpoint.objects.order_by("projection").values())
+
+    lock = hold_a_row(orders[0])
+    rebuild = start_rebuild()
+    try:
+        wait_until_blocked_on(OrderHistory._meta.db_table, rebuild)
+        os.killpg(rebuild.pid, signal.SIGKILL)
+        rebuild.wait(timeout=30)
+    finally:
+        lock.close()
+
+    assert history(client) == before
+    assert {model: rows(model) for model in old_rows} == old_rows
+    assert list(Checkpoint.objects.order_by("projection").values()) == old_checkpoints
+
+    # Simply run it again.
+    again = start_rebuild()
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, output
+    assert {model: rows(model) for model in old_rows} == old_rows
+    assert history(client)[1] == before[1]
