@@ -9,6 +9,7 @@ tests pointed at the test database write events there too, and rebuilt after a f
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -137,6 +138,9 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+# Close the pool before the interpreter tears modules down (else its finaliser fails
+# noisily at exit, e.g. after every management command).
+atexit.register(reset_app)
 
 
 @dataclass(frozen=True)
