@@ -85,6 +85,10 @@ def event_store_env() -> dict[str, str]:
         defaults = {"SQLITE_LOCK_TIMEOUT": "20"}
     else:  # pragma: no cover - configuration error
         raise RuntimeError(f"Unsupported database engine for the event store: {db['ENGINE']}")
+    # Keep recently used aggregates in memory and fast-forward them with the events
+    # saved since (one small query), instead of replaying snapshot + events per command.
+    defaults["AGGREGATE_CACHE_MAXSIZE"] = "1000"
+    defaults["AGGREGATE_CACHE_FASTFORWARD"] = "y"
     for key, value in defaults.items():
         env[key] = os.environ.get(key, value)
     return env
