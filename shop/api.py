@@ -8,15 +8,20 @@ Every error body is ``{"code": <word>, "detail": <sentence>}``; a 400 also carri
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError as DjangoInterfaceError
+from django.db import OperationalError as DjangoOperationalError
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import OpenApiResponse
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import InterfaceError as EventStoreInterfaceError
+from eventsourcing.persistence import OperationalError as EventStoreOperationalError
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -26,6 +31,14 @@ from shop.errors import ApplicationError, ConcurrentUpdate
 from shop.eventstore import Saved
 
 NON_FIELD_ERRORS = api_settings.NON_FIELD_ERRORS_KEY
+logger = logging.getLogger(__name__)
+
+DEPENDENCY_DOWN = (
+    DjangoOperationalError,
+    DjangoInterfaceError,
+    EventStoreOperationalError,
+    EventStoreInterfaceError,
+)
 
 # DRF exception classes whose default code differs from the word API.md promises.
 _DRF_CODES: dict[type[exceptions.APIException], str] = {
@@ -113,6 +126,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     - the event store's ``AggregateNotFoundError``: 404 ``not_found``; an
       ``IntegrityError`` that escaped every retry: 409 ``concurrent_update``.
 
+    - the database or the event store unreachable (``OperationalError``,
+      ``InterfaceError``): 503 ``service_unavailable`` with ``Retry-After`` (a
+      command that got this answer may or may not have been saved; its retry is
+      checked against the new state like any command).
+
     Anything else is a bug: it is left to Django (a 500, logged).
     """
     if isinstance(exc, RecursionError):
@@ -127,6 +145,14 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = exceptions.NotFound()
     elif isinstance(exc, IntegrityError):
         exc = ConcurrentUpdate()
+    elif isinstance(exc, DEPENDENCY_DOWN):
+        logger.warning("A dependency is down", exc_info=exc)
+        set_rollback()
+        return Response(
+            error_body("service_unavailable", "A database is unreachable; retry shortly."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
 
     if isinstance(exc, ApplicationError):
         errors = exc.errors

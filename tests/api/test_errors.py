@@ -4,7 +4,7 @@ from uuid import uuid4
 
 import pytest
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 from rest_framework import serializers
 
 from shop.api import flatten_errors
@@ -127,6 +127,19 @@ def test_an_integrity_error_that_escapes_is_concurrent_update(event_store, staff
                                       {"quantity": 1}, format="json")
     body = assert_error(response, 409, "concurrent_update")
     assert "try again" in body["detail"]
+
+
+@pytest.mark.django_db
+def test_an_unreachable_event_store_is_a_503_not_a_500(event_store, staff, client_for,
+                                                       monkeypatch):
+    def down(**kwargs):
+        raise OperationalError("couldn't get a connection after 5.00 sec")
+
+    monkeypatch.setattr("catalog.apis.product_restock", down)
+    response = client_for(staff).post(f"/api/commands/products/{uuid4()}/restock",
+                                      {"quantity": 1}, format="json")
+    assert_error(response, 503, "service_unavailable")
+    assert response["Retry-After"] == "1"
 
 
 @pytest.mark.django_db
