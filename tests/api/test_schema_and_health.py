@@ -1,0 +1,109 @@
+"""The OpenAPI document, the interactive docs and the health endpoint."""
+
+from __future__ import annotations
+
+import pytest
+from drf_spectacular.validation import validate_schema
+
+import shop.eventstore
+from projections.models import Checkpoint
+from shop.eventstore import ShopApplication
+
+pytestmark = pytest.mark.django_db
+
+# Every path of API.md (plus the operations endpoints), as the schema names them.
+CONTRACT_PATHS = {
+    ("post", "/api/auth/register/"),
+    ("post", "/api/auth/token/"),
+    ("post", "/api/commands/products/"),
+    ("post", "/api/commands/products/{product_id}/rename"),
+    ("post", "/api/commands/products/{product_id}/reprice"),
+    ("post", "/api/commands/products/{product_id}/restock"),
+    ("post", "/api/commands/orders/"),
+    ("post", "/api/commands/orders/{order_id}/cancel"),
+    ("post", "/api/commands/shipments/"),
+    ("post", "/api/commands/shipments/{shipment_id}/status"),
+    ("get", "/api/queries/products/"),
+    ("get", "/api/queries/orders/"),
+    ("get", "/api/queries/orders/{order_id}"),
+    ("get", "/api/queries/orders/{order_id}/events"),
+    ("get", "/api/queries/projections/"),
+    ("get", "/api/health/"),
+}
+
+
+@pytest.fixture
+def schema(client):
+    response = client.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_the_schema_is_valid_openapi_3(schema):
+    validate_schema(schema)  # drf-spectacular's own validation; raises when invalid
+    assert schema["openapi"].startswith("3.")
+
+
+def test_the_schema_lists_every_endpoint_of_the_contract(schema):
+    documented = {
+        (method, path) for path, operations in schema["paths"].items() for method in operations
+    }
+    assert documented >= CONTRACT_PATHS, CONTRACT_PATHS - documented
+
+
+def test_the_schema_documents_bodies_and_error_codes(schema):
+    register = schema["paths"]["/api/commands/products/"]["post"]
+    assert "requestBody" in register
+    assert {"201", "400", "401", "403", "409"} <= set(register["responses"])
+    place = schema["paths"]["/api/commands/orders/"]["post"]
+    assert {"201", "400", "401", "409"} <= set(place["responses"])
+    history = schema["paths"]["/api/queries/orders/"]["get"]
+    assert {"200", "401", "503"} <= set(history["responses"])
+    assert {"min_position", "wait"} <= {p["name"] for p in history["parameters"]}
+
+
+def test_the_interactive_docs_are_served_without_a_cdn(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "swagger-ui" in page and "/static/drf_spectacular_sidecar/" in page
+    assert "cdn.jsdelivr.net" not in page
+
+
+def test_health_reports_database_broker_and_projection_lag(client, event_store):
+    response = client.get("/api/health/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["database"] == "ok"
+    assert body["broker"].startswith("not configured")
+    assert body["projections"] == {"worst_lag_events": 0, "worst_lag_seconds": 0, "failed": []}
+
+
+def test_health_is_degraded_when_a_projection_has_failed(client, event_store):
+    Checkpoint.objects.create(
+        projection="order_history", upstream=ShopApplication.name, status=Checkpoint.FAILED
+    )
+    body = client.get("/api/health/").json()
+    assert body["status"] == "degraded"
+    assert body["projections"]["failed"] == ["order_history"]
+
+
+def test_health_is_503_when_the_event_store_is_unreachable(client, event_store, monkeypatch):
+    real_env = shop.eventstore.event_store_env
+
+    def unreachable() -> dict[str, str]:
+        # Nothing listens on port 1: connections are refused at once.
+        return {**real_env(), "POSTGRES_PORT": "1", "POSTGRES_CONNECT_TIMEOUT": "1"}
+
+    # This process's event store is rebuilt on first use, pointed at nothing; the
+    # fixture's own application is put back afterwards.
+    fixture_app = shop.eventstore._app
+    shop.eventstore._app = None
+    monkeypatch.setattr(shop.eventstore, "event_store_env", unreachable)
+    try:
+        response = client.get("/api/health/")
+    finally:
+        shop.eventstore._app = fixture_app
+    assert response.status_code == 503
+    assert response.json() == {"status": "down", "database": response.json()["database"]}
+    assert response.json()["database"].startswith("error:")
