@@ -72,6 +72,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "shop.urls"
+# Paths are exact (as API.md writes them): redirecting a POST to the slashed path
+# would drop its body (and DEBUG turns that redirect into an error page).
+APPEND_SLASH = False
 WSGI_APPLICATION = "shop.wsgi.application"
 
 TEMPLATES = [
