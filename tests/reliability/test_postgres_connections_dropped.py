@@ -61,8 +61,8 @@ def test_web_and_workers_recover_from_dropped_database_connections(services, api
         for i in range(3)
     ]
     web = services.gunicorn()
-    worker = services.worker()
-    beat = services.beat(PROJECTION_SWEEP_SECONDS="1")
+    services.worker()
+    services.beat(PROJECTION_SWEEP_SECONDS="1")
     make = shop_commands(product_ids=product_ids, staff_token=api_users["staff"].token,
                          customer_tokens=[c.token for c in api_users["customers"]], seed=5)
     settings_dict = dict(connection.settings_dict)
@@ -78,7 +78,7 @@ def test_web_and_workers_recover_from_dropped_database_connections(services, api
     connection.close()  # this process's own session was terminated too
 
     def logs() -> str:
-        return "\n".join(f"--- {p.name}\n{p.log_tail(2500)}" for p in (web, worker, beat))
+        return services.logs(2500)  # gunicorn, worker and beat
 
     assert all(terminated), terminated
     during = [(r.tag, r.status, r.body, r.error) for r in responses[:recovered_from]

@@ -39,8 +39,8 @@ def test_commands_survive_a_broker_outage_and_the_read_side_recovers(
         for i in range(3)
     ]
     web = services.gunicorn()
-    worker = services.worker()
-    beat = services.beat(PROJECTION_SWEEP_SECONDS="1")
+    services.worker()
+    services.beat(PROJECTION_SWEEP_SECONDS="1")
     make = shop_commands(product_ids=product_ids, staff_token=api_users["staff"].token,
                          customer_tokens=[c.token for c in api_users["customers"]])
 
@@ -54,7 +54,7 @@ def test_commands_survive_a_broker_outage_and_the_read_side_recovers(
     responses = stream.snapshot()
 
     def logs() -> str:
-        return "\n".join(f"--- {p.name}\n{p.log_tail(2500)}" for p in (web, worker, beat))
+        return services.logs(2500)  # gunicorn, worker and beat
 
     failed = [(r.tag, r.status, r.body, r.error) for r in responses if not r.ok]
     assert not failed, (failed[:5], logs())

@@ -1,4 +1,5 @@
-"""A tiny JSON-over-HTTP client (stdlib only) and a multi-process load runner.
+"""A tiny JSON-over-HTTP client (stdlib only), a per-server ``Client`` on it, and a
+multi-process load runner.
 
 ``run_load`` spreads requests over several OS processes (each running
 ``python -m tests.support.http`` with many threads) that all start at the same
@@ -31,6 +32,7 @@ class Response:
     started: float = 0.0
     finished: float = 0.0
     extra: dict = field(default_factory=dict)
+    headers: dict = field(default_factory=dict)  # names in lower case
 
     @property
     def ok(self) -> bool:
@@ -54,6 +56,7 @@ def request(method: str, url: str, body: Any = None, *, token: str | None = None
         conn.request(method, path, body=payload, headers=headers)
         resp = conn.getresponse()
         raw = resp.read()
+        headers = {name.lower(): value for name, value in resp.getheaders()}
     except (OSError, http.client.HTTPException) as exc:
         return Response(0, error=repr(exc), started=started, finished=time.time())
     finally:
@@ -62,7 +65,42 @@ def request(method: str, url: str, body: Any = None, *, token: str | None = None
         data = json.loads(raw) if raw else None
     except ValueError:
         data = raw.decode(errors="replace")[:500]
-    return Response(resp.status, data, started=started, finished=time.time())
+    return Response(resp.status, data, started=started, finished=time.time(), headers=headers)
+
+
+class Client:
+    """``request`` against one server, optionally authenticated with an API token.
+
+    Unlike ``request``, a request that gets no HTTP answer raises ``ConnectionError``.
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 40.0):
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Any = None) -> Response:
+        resp = request(method, self.base_url + path, body, token=self.token,
+                       timeout=self.timeout)
+        if resp.status == 0:
+            raise ConnectionError(f"{method} {path}: no answer: {resp.error}")
+        return resp
+
+    def get(self, path: str) -> Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any = None) -> Response:
+        return self.request("POST", path, body if body is not None else {})
+
+    def read_after(self, path: str, position: int, timeout: float = 30.0) -> Response:
+        """GET a query at least as fresh as ``position``, retrying 503 up to ``timeout``."""
+        separator = "&" if "?" in path else "?"
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.get(f"{path}{separator}min_position={position}&wait=10")
+            if response.status != 503 or time.monotonic() > deadline:
+                return response
+            time.sleep(0.2)
 
 
 def _run_spec(spec: dict) -> list[dict]:

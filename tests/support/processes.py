@@ -1,9 +1,9 @@
 """Private services for tests: a redis-server, gunicorn, a Celery worker and beat.
 
-Every process here is started by the test that uses it, on a spare port, in its own
-process group, so a test can kill it (``kill -9`` of the whole group) without touching
-the machine's shared PostgreSQL or Redis. Output goes to log files whose tails are
-quoted when a process does not come up.
+Every process here is started by the tests that use it (the reliability and e2e
+suites), on a spare port, in its own process group, so a test can kill it (``kill -9``
+of the whole group) without touching the machine's shared PostgreSQL or Redis. Output
+goes to log files whose tails are quoted when a process does not come up.
 """
 
 from __future__ import annotations
@@ -164,6 +164,9 @@ class RedisServer(Process):
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        """Start (again, on the same port) unless it is running already."""
+        if self.running():
+            return self
         super().start()
         try:
             wait_until(self._pong, timeout=10, what="redis-server to answer PING")
@@ -225,6 +228,10 @@ class Services:
     def stop_all(self) -> None:
         for proc in reversed(self.processes):
             proc.stop()
+
+    def logs(self, chars: int = 4000) -> str:
+        """The tail of every process's log, for an assertion message."""
+        return "\n".join(f"--- {p.name}\n{p.log_tail(chars)}" for p in self.processes)
 
 
 def start_worker(proc: Process, timeout: float = 45) -> Process:
