@@ -29,6 +29,11 @@ def truncate_event_tables(app: ShopApplication) -> None:
                 "SELECT setval(pg_get_serial_sequence('shop_events', 'notification_id'),"
                 " 1, false)"
             )
+    # Aggregates cached in memory belonged to the log just emptied (product ids are
+    # derived from SKUs, so a later test would otherwise load a stale product).
+    cache = app.repository.cache
+    if cache is not None:
+        app.repository.cache = type(cache)(maxsize=cache.maxsize)
 
 
 @pytest.fixture

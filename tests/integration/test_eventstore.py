@@ -187,8 +187,7 @@ def test_a_product_is_snapshotted_every_50_versions(event_store, monkeypatch):
     assert reads == [52]
     assert (product.version, product.stock) == (53, 104)
     # ... and a cold one (empty cache) starts from the snapshot, not from version 1.
-    event_store.repository.cache.clear()
-    event_store.repository.cache.cache.clear()
+    event_store.repository.cache = type(event_store.repository.cache)(maxsize=10)
     reads.clear()
     product = load(product_id, Product)
     assert reads == [50]
