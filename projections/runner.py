@@ -138,14 +138,21 @@ def _lock_checkpoint(name: str) -> Checkpoint:
 
 
 def _process_batch(
-    projector: Projector, checkpoint: Checkpoint, app: ShopApplication, limit: int
+    projector: Projector,
+    checkpoint: Checkpoint,
+    app: ShopApplication,
+    limit: int,
+    stop: int | None = None,
 ) -> tuple[int, int]:
     """Apply the next batch after ``checkpoint.position``; return (processed, head).
 
-    Must run inside a transaction holding the checkpoint row. Advances the checkpoint
-    (in memory and through the tracking recorder) to the last id covered.
+    Reads up to the log's head (or ``stop``, when given). Must run inside a
+    transaction holding the checkpoint row. Advances the checkpoint (in memory and
+    through the tracking recorder) to the last id covered.
     """
     head = app.recorder.max_notification_id() or 0
+    if stop is not None:
+        head = min(head, stop)
     if head <= checkpoint.position:
         return 0, head
     notifications = app.recorder.select_notifications(
@@ -246,16 +253,10 @@ def _park(projector: Projector, failure: ProjectionFailed, app: ShopApplication)
             return 0
         before = failure.notification_id - 1
         if before > checkpoint.position:
-            notifications = app.recorder.select_notifications(
-                start=checkpoint.position,
-                stop=before,
-                limit=before - checkpoint.position,
-                topics=projector.topics(),
-                inclusive_of_start=False,
+            # The failure lies within one batch, so this is at most a batch too.
+            processed, _ = _process_batch(
+                projector, checkpoint, app, limit=before - checkpoint.position, stop=before
             )
-            projector.apply(app.mapper.to_domain_event(n) for n in notifications)
-            processed = len(notifications)
-            checkpoint.position = before
         checkpoint.status = Checkpoint.FAILED
         checkpoint.failures += 1
         checkpoint.error_position = failure.notification_id
