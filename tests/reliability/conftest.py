@@ -63,3 +63,4 @@ def services(live_db, redis_server, tmp_path):
                                          broker_url=redis_server.url))
     yield manager
     manager.stop_all()
+

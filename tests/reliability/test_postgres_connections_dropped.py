@@ -3,12 +3,10 @@ under load, several times."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import psycopg
 import pytest
 
-from tests.support.load import CommandStream, command_belongs, shop_commands
+from tests.support.load import CommandStream, command_belongs, start_shop_under_load
 from tests.support.readside import (
     assert_accepted_are_durable,
     assert_catalog_matches_aggregates,
@@ -53,18 +51,8 @@ def test_web_and_workers_recover_from_dropped_database_connections(services, api
     """
     from django.db import connection
 
-    from catalog.services import product_register
-
-    product_ids = [
-        product_register(sku=f"PG-{i}", name=f"Postgres {i}", price=Decimal("7.00"),
-                         stock=100_000).aggregate_id
-        for i in range(3)
-    ]
-    web = services.gunicorn()
-    services.worker()
-    services.beat(PROJECTION_SWEEP_SECONDS="1")
-    make = shop_commands(product_ids=product_ids, staff_token=api_users["staff"].token,
-                         customer_tokens=[c.token for c in api_users["customers"]], seed=5)
+    shop = start_shop_under_load(services, api_users, prefix="PG", price="7.00", seed=5)
+    web, make, product_ids = shop.web, shop.make, shop.product_ids
     settings_dict = dict(connection.settings_dict)
 
     terminated = []

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 
-from tests.support.load import CommandStream, command_belongs, shop_commands
+from tests.support.load import CommandStream, command_belongs, start_shop_under_load
 from tests.support.readside import (
     assert_accepted_are_durable,
     assert_catalog_matches_aggregates,
@@ -31,18 +29,8 @@ def test_commands_survive_a_broker_outage_and_the_read_side_recovers(
     log; after Redis is back the projections reach the head with no manual step (the
     sweep re-triggers them) and equal a rebuild; the catalog matches the aggregates.
     """
-    from catalog.services import product_register
-
-    product_ids = [
-        product_register(sku=f"R-{i}", name=f"Redis {i}", price=Decimal("3.50"),
-                         stock=100_000).aggregate_id
-        for i in range(3)
-    ]
-    web = services.gunicorn()
-    services.worker()
-    services.beat(PROJECTION_SWEEP_SECONDS="1")
-    make = shop_commands(product_ids=product_ids, staff_token=api_users["staff"].token,
-                         customer_tokens=[c.token for c in api_users["customers"]])
+    shop = start_shop_under_load(services, api_users, prefix="R", price="3.50")
+    web, make, product_ids = shop.web, shop.make, shop.product_ids
 
     with CommandStream(web.base_url, make, threads=3) as stream:
         stream.wait_for(20)

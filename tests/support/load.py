@@ -12,6 +12,8 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
 from uuid import UUID
 
 from tests.support.http import Response, request
@@ -104,3 +106,29 @@ def command_belongs(resp: Response, event) -> bool:
         return getattr(event, "order_id", event.originator_id) == UUID(resp.body["order_id"])
     return (event.originator_id == UUID(resp.tag[1])
             and event.originator_version == resp.body["version"])
+
+
+@dataclass
+class ShopUnderLoad:
+    web: object  # the running gunicorn (``.base_url``)
+    make: object  # n -> the n-th command to send (tests.support.load.shop_commands)
+    product_ids: list
+
+
+def start_shop_under_load(services, api_users, *, prefix: str, price: str,
+                          seed: int = 1) -> ShopUnderLoad:
+    """Three products, gunicorn, a worker and beat (1 s sweep), and a command generator:
+    the running shop that the fault tests break."""
+    from catalog.services import product_register
+
+    product_ids = [
+        product_register(sku=f"{prefix}-{i}", name=f"{prefix} {i}", price=Decimal(price),
+                         stock=100_000).aggregate_id
+        for i in range(3)
+    ]
+    web = services.gunicorn()
+    services.worker()
+    services.beat(PROJECTION_SWEEP_SECONDS="1")
+    make = shop_commands(product_ids=product_ids, staff_token=api_users["staff"].token,
+                         customer_tokens=[c.token for c in api_users["customers"]], seed=seed)
+    return ShopUnderLoad(web=web, make=make, product_ids=product_ids)
