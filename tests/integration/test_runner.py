@@ -173,7 +173,7 @@ WORKER = textwrap.dedent(
     """
     import json, os, sys, time
     import django
-    os.environ["DJANGO_SETTINGS_MODULE"] = "shop.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     django.setup()
     from projections.registry import PROJECTORS, get_projector
     from projections.runner import catch_up

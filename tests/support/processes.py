@@ -277,7 +277,7 @@ def app_env(*, database: dict, broker_url: str, **extra: str) -> dict[str, str]:
     """The environment of an app process pointed at the test database and a broker."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_"))}
     env.update(
-        DJANGO_SETTINGS_MODULE="shop.settings",
+        DJANGO_SETTINGS_MODULE="tests.settings",
         DATABASE_URL=database_url(database),
         SECRET_KEY="reliability-tests-secret-key",
         DEBUG="0",

@@ -1,0 +1,10 @@
+"""Settings for the test suite: the shop's own, with a fast password hasher.
+
+PBKDF2 costs about 0.3 s per user created or logged in; the tests check behaviour,
+not password strength. Subprocesses the tests start (gunicorn, Celery) use this module
+too, so a password hashed here verifies there.
+"""
+
+from shop.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
