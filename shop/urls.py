@@ -7,7 +7,7 @@ from shop.health import HealthApi
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/auth/", include("shop.accounts")),
+    path("api/auth/", include("shop.accounts.urls")),
     path("api/commands/", include("catalog.urls")),
     path("api/commands/", include("orders.urls")),
     path("api/commands/", include("shipping.urls")),

@@ -49,6 +49,18 @@ def test_token_is_stable(db):
     assert first.json()["token"] == second.json()["token"]
 
 
+@pytest.mark.parametrize("keyword", ["Token", "Bearer", "bearer"])
+def test_a_token_works_as_token_or_bearer(db, keyword, event_store):
+    client = APIClient()
+    register(client)
+    token = client.post(TOKEN, {"username": "alice", "password": PASSWORD},
+                        format="json").json()["token"]
+    client.credentials(HTTP_AUTHORIZATION=f"{keyword} {token}")
+    assert client.get("/api/queries/orders/").status_code == 200
+    response = client.post("/api/commands/orders/", {}, format="json")
+    assert_error(response, 400, "invalid", {"lines", "shipping_address"})
+
+
 def test_email_is_optional(db):
     response = register(APIClient())
     assert response.status_code == 201
