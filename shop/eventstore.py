@@ -23,10 +23,12 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.utils import Environment, strtobool
 
 from catalog.domain import Product
 from shop.errors import ConcurrentUpdate, NotFound
@@ -94,6 +96,40 @@ def event_store_env() -> dict[str, str]:
     return env
 
 
+class UnsafeEventStore(ImproperlyConfigured):
+    """The event store would insert events without the lock that orders them."""
+
+
+UNSAFE_DB_FUNCTIONS = (
+    "The event store would insert events through PostgreSQL DB functions "
+    "(POSTGRES_ENABLE_DB_FUNCTIONS is on, e.g. SHOP_POSTGRES_ENABLE_DB_FUNCTIONS=yes in "
+    "the environment: the library reads the prefixed name first). Those inserts skip "
+    "the table lock that makes notification ids commit in order, so a projection could "
+    "skip an event for good. Unset SHOP_POSTGRES_ENABLE_DB_FUNCTIONS and "
+    "POSTGRES_ENABLE_DB_FUNCTIONS (see ARCHITECTURE.md, rule 6)."
+)
+
+
+def db_functions_enabled() -> bool:
+    """Whether the recorder would use DB functions, read as the library reads it.
+
+    The library builds its environment from ``os.environ`` plus ours and looks up
+    ``SHOP_<KEY>`` before ``<KEY>``; this answers without connecting.
+    """
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        return False
+    env = Environment(ShopApplication.name, {**os.environ, **event_store_env()})
+    return strtobool(env.get("POSTGRES_ENABLE_DB_FUNCTIONS") or "no")
+
+
+def refuse_unsafe(app: ShopApplication) -> None:
+    """Refuse (and close) an application whose recorder inserts through DB functions."""
+    datastore = getattr(app.recorder, "datastore", None)
+    if getattr(datastore, "enable_db_functions", False):
+        app.close()
+        raise UnsafeEventStore(UNSAFE_DB_FUNCTIONS)
+
+
 _lock = threading.Lock()
 _app: ShopApplication | None = None
 _app_pid: int | None = None
@@ -105,8 +141,11 @@ def get_app() -> ShopApplication:
     if _app is None or _app_pid != os.getpid():
         with _lock:
             if _app is None or _app_pid != os.getpid():
-                _app = _build_app()
-                _app_pid = os.getpid()
+                if db_functions_enabled():  # before building creates the DB function
+                    raise UnsafeEventStore(UNSAFE_DB_FUNCTIONS)
+                app = _build_app()
+                refuse_unsafe(app)  # what the recorder actually does, however configured
+                _app, _app_pid = app, os.getpid()
     return _app
 
 
