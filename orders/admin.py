@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 
@@ -75,23 +76,23 @@ def cancel_orders(model_admin, request, queryset):
         request, queryset,
         lambda order: order_cancel(order_id=order.order_id, user_id=request.user.pk,
                                    is_staff=True, reason=reason),
-        done=lambda order, _saved: f"Cancelled order {order.order_id}",
+        done=lambda order, _saved: f"Cancelled order {order.number}",
     )
 
 
 @admin.register(OrderHistory)
 class OrderHistoryAdmin(ShipmentCommandsMixin):
-    list_display = ("order_id", "customer", "status", "total", "placed_at", "skus",
+    list_display = ("number", "customer", "status", "total", "placed_at", "skus",
                     "shipment_status", "carrier")
     list_filter = (StatusFilter, ShipmentStatusFilter, "placed_at")
     date_hierarchy = "placed_at"
     search_fields = ("customer", "order_id", "shipment_id")
-    search_help_text = "Customer (username), order id, shipment id or SKU."
+    search_help_text = "Order number, customer (username), order id, shipment id or SKU."
     ordering = ("-placed_at", "-order_id")
     list_per_page = 50
     actions = (cancel_orders, *ShipmentCommandsMixin.shipment_actions)
     fieldsets = (
-        (None, {"fields": ("order_id", "customer", "customer_id", "status", "total",
+        (None, {"fields": ("number", "order_id", "customer", "customer_id", "status", "total",
                            "placed_at", "shipping_address", "version")}),
         ("Shipment", {"fields": ("shipment_id", "carrier", "shipment_status",
                                  "shipment_updated_at")}),
@@ -103,8 +104,15 @@ class OrderHistoryAdmin(ShipmentCommandsMixin):
         return ", ".join(line.get("sku", "") for line in order.lines or [])
 
     def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lstrip("#")
+        if term.isdigit():
+            # An order number (or, rarely, the all-digit start of an id): a number's
+            # digits inside other ids are no match.
+            match = Q(order_id__istartswith=term) | Q(shipment_id__istartswith=term)
+            if len(term) <= 18:  # fits a bigint
+                match |= Q(number=int(term))
+            return queryset.filter(match), False
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        term = search_term.strip()
         if SKU_SEARCH.match(term):
             # Orders with a line whose SKU starts with the term. The lines are JSON;
             # matching their text works on PostgreSQL and SQLite alike.

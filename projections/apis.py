@@ -298,6 +298,10 @@ class OrderShipmentSerializer(serializers.Serializer):
 
 class OrderOutputSerializer(serializers.Serializer):
     order_id = serializers.UUIDField()
+    number = serializers.IntegerField(
+        allow_null=True,
+        help_text="The order's number, to say aloud: the log position of its placement.",
+    )
     customer = serializers.CharField()
     status = serializers.CharField()
     placed_at = UtcDateTimeField()
@@ -327,6 +331,7 @@ class OrderOutputSerializer(serializers.Serializer):
         # field serializer per line. The fields declared above document the shape.
         return {
             "order_id": str(order.order_id),
+            "number": order.number,
             "customer": order.customer,
             "status": order.status,
             "placed_at": order.placed_at.astimezone(UTC).isoformat(),
@@ -346,10 +351,20 @@ class OrderListApi(QueryApi):
     projections = ("order_history",)
     OutputSerializer = OrderOutputSerializer
 
+    class FilterSerializer(serializers.Serializer):
+        customer = serializers.CharField(required=False, allow_blank=True, max_length=150)
+        number = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+        class Meta:
+            ref_name = "OrderHistoryFilter"
+
     @extend_schema(
         parameters=[
             OpenApiParameter(
                 "customer", str, description="Staff only: one customer's orders (username)."
+            ),
+            OpenApiParameter(
+                "number", int, description="The order with this number (a positive integer)."
             ),
             *FRESHNESS_PARAMETERS,
         ],
@@ -357,7 +372,9 @@ class OrderListApi(QueryApi):
         summary="Order history, newest first (a customer's own; staff: everyone's)",
     )
     def get(self, request: Request) -> Response:
-        orders = order_list(user=request.user, customer=request.query_params.get("customer"))
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        orders = order_list(user=request.user, **filters.validated_data)
         return self.paginated(orders, self.OutputSerializer)
 
 

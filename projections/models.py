@@ -50,6 +50,9 @@ class OrderHistory(models.Model):
     """
 
     order_id = models.UUIDField(primary_key=True)
+    # The notification id of the order's ``Order.Placed``: unique, increasing with
+    # placement (gaps allowed), short enough to say aloud ("order 10432").
+    number = models.BigIntegerField(unique=True, null=True)
     customer_id = models.IntegerField()
     customer = models.CharField(max_length=150)
     status = models.CharField(max_length=20)
@@ -67,7 +70,8 @@ class OrderHistory(models.Model):
     shipment_version = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
-        verbose_name_plural = "order history"
+        verbose_name = "order"
+        verbose_name_plural = "orders"
         indexes = [
             models.Index(
                 fields=["customer_id", "-placed_at"], name="orderhistory_customer_placed"
@@ -78,7 +82,7 @@ class OrderHistory(models.Model):
         # (added in migration 0002; SQLite has no GIN).
 
     def __str__(self) -> str:
-        return f"order {self.order_id} ({self.status})"
+        return f"Order {self.number}" if self.number else f"Order {self.order_id}"
 
 
 class OrderHistoryProduct(models.Model):

@@ -51,12 +51,11 @@ def upsert(model: type[Model], rows: Iterable[Model]) -> None:
 class BufferedProjector(Projector):
     """A projector that loads a batch's rows up front and writes them in ``flush``."""
 
-    def apply(self, events: Iterable[Any]) -> None:
+    def apply(self, events: Iterable[tuple[int, Any]]) -> None:
         events = list(events)
         self.begin()
-        self.preload(events)
-        for event in events:
-            self.handlers[type(event)](self, event)
+        self.preload([event for _, event in events])
+        self.handle(events)
         self.flush()
 
     def preload(self, events: list[Any]) -> None:
@@ -307,6 +306,7 @@ class OrderHistoryProjector(BufferedProjector):
         self._keep(
             OrderHistory(
                 order_id=event.originator_id,
+                number=self.notification_id,
                 customer_id=event.customer_id,
                 customer=event.customer,
                 status=PLACED,

@@ -61,7 +61,9 @@ class Projector:
 
     Subclasses set ``name`` and ``models`` (the tables it owns, emptied by a rebuild)
     and decorate one method per event class with ``@handles(...)``. A batch is applied
-    by ``apply(events)``: each handler sees its events in log order; a projector that
+    by ``apply(events)``, ``events`` being ``(notification_id, event)`` pairs: each
+    handler sees its events in log order, with ``self.notification_id`` the id of the
+    event it handles (an order's number is its ``Order.Placed``'s); a projector that
     buffers writes does them in ``flush()``, called once per batch. Handlers must be
     idempotent and keyed by aggregate id.
     """
@@ -69,6 +71,7 @@ class Projector:
     name: ClassVar[str]
     models: ClassVar[Sequence[type[Model]]] = ()
     handlers: ClassVar[dict[type, Handler]]
+    notification_id: int = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -82,11 +85,16 @@ class Projector:
     def topics(cls) -> list[str]:
         return [get_topic(event_class) for event_class in cls.handlers]
 
-    def apply(self, events: Iterable[DomainEvent]) -> None:
+    def apply(self, events: Iterable[tuple[int, DomainEvent]]) -> None:
         self.begin()
-        for event in events:
-            self.handlers[type(event)](self, event)
+        self.handle(events)
         self.flush()
+
+    def handle(self, events: Iterable[tuple[int, DomainEvent]]) -> None:
+        """Call each event's handler in log order, ``notification_id`` set for it."""
+        for notification_id, event in events:
+            self.notification_id = notification_id
+            self.handlers[type(event)](self, event)
 
     def begin(self) -> None:
         """Start a batch: clear anything buffered by an earlier (failed) batch."""
@@ -189,7 +197,7 @@ def _announce(name: str, position: int) -> None:
 def _apply_events(projector: Projector, events: list[tuple[int, DomainEvent]]) -> None:
     try:
         with transaction.atomic():  # a savepoint: a failed batch leaves the transaction usable
-            projector.apply(event for _, event in events)
+            projector.apply(events)
     except TRANSIENT_DATABASE_ERRORS:
         raise
     except Exception as exc:
@@ -207,7 +215,7 @@ def _locate_failure(
     for notification_id, event in events:
         try:
             with transaction.atomic():
-                projector.apply([event])
+                projector.apply([(notification_id, event)])
         except TRANSIENT_DATABASE_ERRORS:
             raise
         except Exception as single_exc:

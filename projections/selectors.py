@@ -35,9 +35,16 @@ def product_list(*, search: str | None = None) -> QuerySet[ProductCatalog]:
     return products
 
 
-def order_list(*, user: User, customer: str | None = None) -> QuerySet[OrderHistory]:
-    """The user's orders; staff see everyone's, or one ``customer``'s (a username)."""
+def order_list(
+    *, user: User, customer: str | None = None, number: int | None = None
+) -> QuerySet[OrderHistory]:
+    """The user's orders; staff see everyone's, or one ``customer``'s (a username).
+
+    ``number``: only the order with that number (if the user may see it).
+    """
     orders = OrderHistory.objects.all()
+    if number is not None:
+        orders = orders.filter(number=number)
     if not user.is_staff:
         return orders.filter(customer_id=user.pk)
     if customer:

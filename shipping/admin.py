@@ -54,7 +54,7 @@ def _advance_action(status: str):
         run_for_each(
             request, with_shipment,
             lambda order: shipment_change_status(shipment_id=order.shipment_id, status=status),
-            done=lambda order, _saved: f"Shipment of order {order.order_id} is now {label}",
+            done=lambda order, _saved: f"Shipment of order {order.number} is now {label}",
         )
 
     advance.__name__ = f"advance_shipments_to_{status}"

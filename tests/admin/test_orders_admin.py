@@ -57,6 +57,9 @@ def test_order_history_list_filters_and_search(staff_client, three_orders):
     assert listed(staff_client.get(CHANGELIST, {"q": str(mine)})) == {mine}
     assert listed(staff_client.get(CHANGELIST, {"q": str(mine)[:8]})) == {mine}
     assert listed(staff_client.get(CHANGELIST, {"q": "tee-9"})) == {theirs, shipped}
+    number = OrderHistory.objects.get(pk=theirs).number
+    assert listed(staff_client.get(CHANGELIST, {"q": str(number)})) == {theirs}
+    assert listed(staff_client.get(CHANGELIST, {"q": f"#{number}"})) == {theirs}
     assert listed(staff_client.get(CHANGELIST, {"q": "MUG-1", "status": "placed"})) == {mine}
 
 
@@ -125,7 +128,8 @@ def test_cancel_action_on_the_changelist(staff_client, three_orders):
     })
     assert response.status_code == 302
     messages = messages_of(response)
-    assert any(f"Cancelled order {mine}" in m for m in messages)
+    number = OrderHistory.objects.get(pk=mine).number
+    assert any(f"Cancelled order {number} " in m for m in messages)
     assert any("is shipped; only a placed order" in m for m in messages)
     assert get_app().repository.get(mine).status == "cancelled"
     assert get_app().repository.get(shipped).status == "shipped"

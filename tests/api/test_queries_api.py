@@ -80,9 +80,11 @@ def test_an_order_has_the_documented_shape(client_for, customer, mug, pen):
 
     assert response.status_code == 200
     [order] = response.json()["results"]
-    assert set(order) == {"order_id", "customer", "status", "placed_at", "total",
+    assert set(order) == {"order_id", "number", "customer", "status", "placed_at", "total",
                           "shipping_address", "version", "lines", "shipment"}
     assert order["order_id"] == str(order_id)
+    # the number is the log position of the order's placement: 2 products, then it
+    assert order["number"] == 3
     assert (order["customer"], order["status"], order["total"], order["version"]) == (
         "john", "placed", "62.97", 1
     )
@@ -117,6 +119,37 @@ def test_an_order_shows_its_shipment_and_the_current_product_name(
         str(shipment_id), "DHL", "dispatched"
     )
     assert ISO_UTC.match(shipment["updated_at"])
+
+
+def test_order_numbers_increase_with_placement_and_staff_search_by_number(
+    client_for, customer, other_customer, staff, mug
+):
+    first = place(customer, (mug, 1))
+    second = place(other_customer, (mug, 2))
+    project()
+    staff_client = client_for(staff)
+
+    numbers = {o["order_id"]: o["number"]
+               for o in get(staff_client, "/api/queries/orders/").json()["results"]}
+    assert numbers[str(first)] < numbers[str(second)]
+    detail = get(staff_client, f"/api/queries/orders/{second}").json()
+    assert detail["number"] == numbers[str(second)]
+
+    found = get(staff_client, "/api/queries/orders/", number=numbers[str(second)]).json()
+    assert [o["order_id"] for o in found["results"]] == [str(second)]
+    assert get(staff_client, "/api/queries/orders/", number=999999).json()["results"] == []
+    # a customer finds only their own order by its number
+    johns = get(client_for(customer), "/api/queries/orders/", number=numbers[str(second)])
+    assert johns.json()["results"] == []
+
+
+@pytest.mark.parametrize("number", ["abc", "0", "-3", "1.5", "99999999999999999999999"])
+def test_an_invalid_order_number_is_400_invalid(client_for, staff, number, event_store):
+    response = get(client_for(staff), "/api/queries/orders/", number=number)
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid" and set(body["errors"]) == {"number"}
 
 
 def test_customers_see_their_own_orders_newest_first(

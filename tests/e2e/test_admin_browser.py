@@ -61,7 +61,9 @@ def test_staff_logs_in_and_sees_an_orders_timeline(live_server, make_user,
     from playwright.sync_api import expect, sync_playwright
 
     make_user("boss", is_staff=True)
-    order_id = placed_and_shipped_order
+    from projections.models import OrderHistory
+
+    order_number = OrderHistory.objects.get(pk=placed_and_shipped_order).number
     changelist = reverse("admin:projections_orderhistory_changelist")
 
     with sync_playwright() as playwright:
@@ -76,7 +78,7 @@ def test_staff_logs_in_and_sees_an_orders_timeline(live_server, make_user,
 
             # the order history list, then the order's page
             expect(page.locator("#result_list")).to_contain_text("john")
-            page.click(f"#result_list a:has-text('{order_id}')")
+            page.click(f"#result_list th a:text-is('{order_number}')")
             expect(page.locator("#order-timeline")).to_be_visible()
 
             lines = page.locator("#order-lines")

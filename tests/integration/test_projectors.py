@@ -25,12 +25,12 @@ def order_version(order_id) -> int:
 
 
 def logged_events(projector):
-    """Every event in the log that the projector handles, in log order."""
+    """Every event in the log that the projector handles, in log order, with its id."""
     app = get_app()
     notifications = app.recorder.select_notifications(
         start=1, limit=10_000, topics=projector.topics()
     )
-    return [app.mapper.to_domain_event(n) for n in notifications]
+    return [(n.id, app.mapper.to_domain_event(n)) for n in notifications]
 
 
 # --- product catalog -----------------------------------------------------------------
