@@ -4,41 +4,20 @@ services as the API."""
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 
+from catalog.apis import ProductRegisterApi, ProductRenameApi, ProductRepriceApi, ProductRestockApi
 from catalog.services import product_register, product_rename, product_reprice, product_restock
 from projections.models import ProductCatalog
-from shop.admin_forms import (
-    ReadModelAdmin,
-    command_form_view,
-    name_field,
-    price_field,
-    restock_quantity_field,
-    sku_field,
-    stock_field,
-)
+from shop.admin_forms import ReadModelAdmin, api_form, command_form_view
 
-
-class ProductRegisterForm(forms.Form):
-    sku = sku_field()
-    name = name_field()
-    price = price_field()
-    stock = stock_field()
-
-
-class ProductRenameForm(forms.Form):
-    name = name_field()
-
-
-class ProductRepriceForm(forms.Form):
-    price = price_field()
-
-
-class ProductRestockForm(forms.Form):
-    quantity = restock_quantity_field()
+# The forms validate through the API's input serializers: one definition of each rule.
+ProductRegisterForm = api_form(ProductRegisterApi.InputSerializer, labels={"sku": "SKU"})
+ProductRenameForm = api_form(ProductRenameApi.InputSerializer)
+ProductRepriceForm = api_form(ProductRepriceApi.InputSerializer)
+ProductRestockForm = api_form(ProductRestockApi.InputSerializer)
 
 
 @admin.register(ProductCatalog)

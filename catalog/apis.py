@@ -9,13 +9,9 @@ from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.views import APIView
 
+from catalog.domain import MAX_RESTOCK, MAX_STOCK, NAME_MAX_LENGTH, SKU_MAX_LENGTH, SKU_PATTERN
 from catalog.services import product_register, product_rename, product_reprice, product_restock
 from shop.api import StrictIntegerField, error_responses, saved_response, saved_serializer
-
-SKU_PATTERN = r"\A[A-Za-z0-9_-]{1,64}\Z"
-# Caps beyond API.md's rules keep every number inside what read models can store.
-MAX_STOCK = 1_000_000_000
-MAX_RESTOCK = 1000
 
 
 def price_field() -> serializers.DecimalField:
@@ -26,7 +22,7 @@ def price_field() -> serializers.DecimalField:
 
 
 def name_field() -> serializers.CharField:
-    return serializers.CharField(max_length=200)
+    return serializers.CharField(max_length=NAME_MAX_LENGTH)
 
 
 ProductSaved = saved_serializer("product")
@@ -37,9 +33,9 @@ class ProductRegisterApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         sku = serializers.RegexField(
-            SKU_PATTERN, max_length=64,
+            SKU_PATTERN, max_length=SKU_MAX_LENGTH,
             error_messages={"invalid": "Use 1-64 letters, digits, '-' or '_'."},
-            help_text="Unique regardless of case.",
+            help_text="Letters, digits, '-' and '_'; unique regardless of case.",
         )
         name = name_field()
         price = price_field()
@@ -107,7 +103,8 @@ class ProductRestockApi(APIView):
     permission_classes = [IsAdminUser]
 
     class InputSerializer(serializers.Serializer):
-        quantity = StrictIntegerField(min_value=1, max_value=MAX_RESTOCK)
+        quantity = StrictIntegerField(min_value=1, max_value=MAX_RESTOCK,
+                                      help_text="Units to add.")
 
         class Meta:
             ref_name = "ProductRestockInput"

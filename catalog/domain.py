@@ -15,6 +15,15 @@ from shop.errors import Conflict, InvalidInput
 
 SKU_NAMESPACE = uuid5(NAMESPACE_URL, "https://shop.example/sku")
 
+# The catalog's input rules; the API's serializers (and through them the admin's
+# forms) and the read models read them from here.
+SKU_PATTERN = r"\A[A-Za-z0-9_-]{1,64}\Z"
+SKU_MAX_LENGTH = 64
+NAME_MAX_LENGTH = 200
+# Caps beyond API.md's rules keep every number inside what read models can store.
+MAX_STOCK = 1_000_000_000
+MAX_RESTOCK = 1000
+
 
 class DuplicateSku(Conflict):
     code = "duplicate_sku"

@@ -8,16 +8,16 @@ import json
 import re
 from typing import Any
 
-from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 
-from catalog.apis import SKU_PATTERN
-from orders.domain import CANCELLED, PLACED, SHIPPED
-from orders.domain import DELIVERED as ORDER_DELIVERED
+from catalog.domain import SKU_PATTERN
+from orders.apis import OrderCancelApi
+from orders.domain import PLACED
+from orders.domain import STATUSES as ORDER_STATUSES
 from orders.services import order_cancel
 from projections.models import OrderHistory
 from projections.selectors import aggregate_events, order_events
@@ -29,7 +29,7 @@ from shipping.admin import (
 )
 from shipping.domain import DELIVERED as SHIPMENT_DELIVERED
 from shipping.domain import STATUSES as SHIPMENT_STATUSES
-from shop.admin_forms import command_form_view, reason_field, run_for_each
+from shop.admin_forms import api_form, command_form_view, run_for_each
 from shop.errors import NotFound
 
 SKU_SEARCH = re.compile(SKU_PATTERN)
@@ -40,7 +40,7 @@ class StatusFilter(admin.SimpleListFilter):
 
     title = "status"
     parameter_name = "status"
-    statuses: tuple[str, ...] = (PLACED, SHIPPED, ORDER_DELIVERED, CANCELLED)
+    statuses: tuple[str, ...] = ORDER_STATUSES
 
     def lookups(self, request, model_admin):
         return [(status, status.replace("_", " ")) for status in self.statuses]
@@ -65,8 +65,7 @@ class ShipmentStatusFilter(StatusFilter):
         return super().queryset(request, queryset)
 
 
-class OrderCancelForm(forms.Form):
-    reason = reason_field()
+OrderCancelForm = api_form(OrderCancelApi.InputSerializer)
 
 
 @admin.action(description="Cancel selected orders")

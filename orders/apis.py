@@ -7,6 +7,7 @@ from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
+from orders.domain import MAX_LINES, MAX_QUANTITY
 from orders.services import order_cancel, order_place
 from shop.api import (
     StrictIntegerField,
@@ -15,9 +16,6 @@ from shop.api import (
     saved_response,
     saved_serializer,
 )
-
-MAX_QUANTITY = 1000
-MAX_LINES = 100
 
 
 class OrderPlaceApi(APIView):

@@ -10,6 +10,11 @@ from eventsourcing.domain import Aggregate, event
 from shop.errors import InvalidState
 
 PLACED, CANCELLED, SHIPPED, DELIVERED = "placed", "cancelled", "shipped", "delivered"
+STATUSES = (PLACED, SHIPPED, DELIVERED, CANCELLED)
+
+# The orders' input rules (the API's serializers and the admin's forms read them).
+MAX_QUANTITY = 1000
+MAX_LINES = 100
 
 
 class Order(Aggregate):

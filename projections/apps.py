@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class ProjectionsConfig(AppConfig):
     name = "projections"
     verbose_name = "Read models"
+
+    def ready(self) -> None:
+        from projections.status import health_of_projections
+        from projections.tasks import on_events_saved
+        from shop import health
+        from shop.eventstore import events_saved
+
+        events_saved.connect(on_events_saved, dispatch_uid="projections.trigger")
+        health.contribute("projections", health_of_projections)

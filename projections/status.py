@@ -56,6 +56,22 @@ def projection_statuses() -> list[dict[str, Any]]:
     return statuses
 
 
+def health_of_projections() -> tuple[dict[str, Any], bool]:
+    """The projections' part of ``/api/health/``: the worst lag, the failed ones.
+
+    Healthy unless a projection is parked (a lag only delays the read side).
+    """
+    statuses = projection_statuses()
+    worst = max(statuses, key=lambda s: (s["status"] != "ok", s["lag_events"]), default=None)
+    failed = [s["name"] for s in statuses if s["status"] != "ok"]
+    report = {
+        "worst_lag_events": worst["lag_events"] if worst else 0,
+        "worst_lag_seconds": worst["lag_seconds"] if worst else 0,
+        "failed": failed,
+    }
+    return report, not failed
+
+
 def error_summary(text: str) -> str:
     """The line of a stored traceback that says what went wrong: its last one.
 

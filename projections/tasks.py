@@ -74,6 +74,15 @@ def sweep_projections() -> None:
         catch_up_projection.delay(name)
 
 
+def on_events_saved(**_: object) -> None:
+    """The receiver of ``shop.eventstore.events_saved`` (connected in ``apps.py``).
+
+    It looks ``trigger_projections`` up at each call, so a test can swap that one
+    public function for a no-op.
+    """
+    trigger_projections()
+
+
 def trigger_projections() -> None:
     """Called after every command's commit: bring each projection up to date.
 

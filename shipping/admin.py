@@ -6,29 +6,19 @@ changelist actions for many at once)."""
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 
+from shipping.apis import ShipmentCreateApi, ShipmentStatusChangeApi
 from shipping.domain import STATUSES
 from shipping.services import shipment_change_status, shipment_create
-from shop.admin_forms import (
-    ReadModelAdmin,
-    carrier_field,
-    command_form_view,
-    run_for_each,
-    shipment_status_field,
-)
+from shop.admin_forms import ReadModelAdmin, api_form, command_form_view, run_for_each
 from shop.errors import InvalidState
 
-
-class ShipmentCreateForm(forms.Form):
-    carrier = carrier_field()
-
-
-class ShipmentAdvanceForm(forms.Form):
-    status = shipment_status_field()
+# The order comes from the page, so the form has only the carrier.
+ShipmentCreateForm = api_form(ShipmentCreateApi.InputSerializer, fields=["carrier"])
+ShipmentAdvanceForm = api_form(ShipmentStatusChangeApi.InputSerializer)
 
 
 def next_status(status: str | None) -> str | None:

@@ -43,7 +43,9 @@ class ShipmentStatusChangeApi(APIView):
     permission_classes = [IsAdminUser]
 
     class InputSerializer(serializers.Serializer):
-        status = serializers.ChoiceField(choices=STATUSES)
+        status = serializers.ChoiceField(
+            choices=[(status, status.replace("_", " ")) for status in STATUSES]
+        )
 
         class Meta:
             ref_name = "ShipmentStatusChangeInput"

@@ -1,6 +1,7 @@
-"""What the shop's admin pages share: read-only read-model admins, the input fields of
-the commands (the API's rules, as Django form fields), and the one way a page runs a
-command: call the same service as the API and turn a domain error into a message.
+"""What the shop's admin pages share: read-only read-model admins, command forms built
+from the API's own input serializers (one definition of each rule), and the one way a
+page runs a command: call the same service as the API and turn a domain error into a
+message.
 
 The admin never writes a read-model table or an aggregate itself: a command goes
 through its service (which saves events), and read models change only when the
@@ -10,7 +11,6 @@ projections catch up.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -19,10 +19,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from eventsourcing.persistence import IntegrityError
+from rest_framework import serializers
+from rest_framework.fields import SkipField, empty
 
-from catalog.apis import MAX_RESTOCK, MAX_STOCK, SKU_PATTERN
-from orders.apis import MAX_QUANTITY
-from shipping.domain import STATUSES
 from shop.errors import ApplicationError, ConcurrentUpdate
 from shop.eventstore import Saved
 
@@ -72,50 +71,53 @@ class ReadModelAdmin(admin.ModelAdmin):
         return self.admin_site.admin_view(checked)
 
 
-# --- command input: the API's validation rules as form fields --------------------------
+# --- command input: the API's own fields, as a form ----------------------------------
 
 
-def sku_field() -> forms.RegexField:
-    return forms.RegexField(
-        SKU_PATTERN, max_length=64, label="SKU",
-        error_messages={"invalid": "Use 1-64 letters, digits, '-' or '_'."},
-        help_text="Letters, digits, '-' and '_'; unique regardless of case.",
-    )
+class ApiField(forms.Field):
+    """A form field that validates through a field of an API input serializer, so the
+    admin and the API share one definition of each rule (and its message)."""
+
+    def __init__(self, api_field: serializers.Field, *, label: str | None = None) -> None:
+        self.api_field = api_field
+        widget: forms.Widget = forms.TextInput()
+        if isinstance(api_field, serializers.ChoiceField):
+            widget = forms.Select(choices=[("", "---------"), *api_field.choices.items()])
+        elif isinstance(api_field, serializers.IntegerField | serializers.DecimalField):
+            widget = forms.NumberInput(attrs={"step": "any"})
+        super().__init__(
+            required=api_field.required,
+            widget=widget,
+            label=label or api_field.label,
+            help_text=api_field.help_text or "",
+        )
+
+    def clean(self, value: Any) -> Any:
+        blank_allowed = getattr(self.api_field, "allow_blank", False)
+        if value is None or (value == "" and not blank_allowed):
+            value = empty  # an empty input is a missing value, as in a JSON body
+        try:
+            return self.api_field.run_validation(value)
+        except SkipField:
+            return None
+        except serializers.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, list) else [exc.detail]
+            raise forms.ValidationError([str(message) for message in detail]) from None
 
 
-def name_field() -> forms.CharField:
-    return forms.CharField(max_length=200)
-
-
-def price_field() -> forms.DecimalField:
-    return forms.DecimalField(
-        max_digits=12, decimal_places=2, min_value=Decimal("0.01"),
-        help_text='Positive, at most two decimal places, e.g. "19.99".',
-    )
-
-
-def stock_field() -> forms.IntegerField:
-    return forms.IntegerField(min_value=0, max_value=MAX_STOCK)
-
-
-def restock_quantity_field() -> forms.IntegerField:
-    return forms.IntegerField(min_value=1, max_value=MAX_RESTOCK, help_text="Units to add.")
-
-
-def order_quantity_field() -> forms.IntegerField:
-    return forms.IntegerField(min_value=1, max_value=MAX_QUANTITY)
-
-
-def reason_field() -> forms.CharField:
-    return forms.CharField(max_length=500, required=False, widget=forms.TextInput)
-
-
-def carrier_field() -> forms.CharField:
-    return forms.CharField(max_length=100)
-
-
-def shipment_status_field() -> forms.ChoiceField:
-    return forms.ChoiceField(choices=[(s, s.replace("_", " ")) for s in STATUSES])
+def api_form(
+    serializer_class: type[serializers.Serializer],
+    *,
+    fields: Iterable[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> type[forms.Form]:
+    """A form with ``fields`` (default: all) of a command's API input serializer."""
+    api_fields = serializer_class().fields
+    names = list(fields) if fields is not None else list(api_fields)
+    attrs = {
+        name: ApiField(api_fields[name], label=(labels or {}).get(name)) for name in names
+    }
+    return type(f"{serializer_class.__name__}Form", (forms.Form,), attrs)
 
 
 # --- running a command ------------------------------------------------------------------

@@ -19,18 +19,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.dispatch import Signal
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError
 from eventsourcing.utils import Environment, strtobool
 
-from catalog.domain import Product
 from shop.errors import ConcurrentUpdate, NotFound
 
 logger = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class ShopApplication(Application):
     name = "shop"
-    # A product's stream grows with every order reserving its stock: snapshot it.
-    snapshotting_intervals = {Product: 50}  # noqa: RUF012
+    # Filled by the modules that own the aggregates (see ``snapshot_every``).
+    snapshotting_intervals: ClassVar[dict[type[Aggregate], int]] = {}
 
     def _take_snapshots(self, processing_event: Any) -> None:
         # The events are committed by now; a failed snapshot must not turn an
@@ -51,6 +51,21 @@ class ShopApplication(Application):
             super()._take_snapshots(processing_event)
         except Exception:
             logger.exception("Taking a snapshot failed; the events were saved.")
+
+
+def snapshot_every(aggregate_class: type[Aggregate], interval: int) -> None:
+    """Snapshot ``aggregate_class`` every ``interval`` versions.
+
+    Called by the module owning the aggregate, in its ``AppConfig.ready()``: before
+    the application is built, which reads the intervals.
+    """
+    ShopApplication.snapshotting_intervals[aggregate_class] = interval
+
+
+# Sent once per command, after its transaction commits, with ``position`` (the
+# notification id of the last event appended). The projections connect to it in
+# their ``AppConfig.ready()``; the kernel does not know who listens.
+events_saved = Signal()
 
 
 def event_store_env() -> dict[str, str]:
@@ -205,17 +220,14 @@ def save(*aggregates: Aggregate, primary: Aggregate | None = None) -> Saved:
     if not recordings:
         raise RuntimeError("save() was called with no pending events")
     position = max(r.notification.id for r in recordings)
-    # robust: the events are durable by now; a failing trigger (broker down, a
+    # robust: the events are durable by now; a failing receiver (broker down, a
     # projection error) is logged and must not turn an accepted command into a 500.
-    transaction.on_commit(_trigger_projections, robust=True)
+    transaction.on_commit(
+        functools.partial(events_saved.send, sender=ShopApplication, position=position),
+        robust=True,
+    )
     target = primary or aggregates[0]
     return Saved(aggregate_id=target.id, version=target.version, position=position)
-
-
-def _trigger_projections() -> None:
-    from projections.tasks import trigger_projections
-
-    trigger_projections()
 
 
 def load(aggregate_id: UUID, cls: type[A], *, what: str | None = None) -> A:

@@ -8,6 +8,8 @@ the database or the event store is down.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -40,16 +42,16 @@ def check_broker() -> str:
     return "ok"
 
 
-def worst_projection() -> dict:
-    from projections.status import projection_statuses
+# A module's part of the answer: (what to report under its name, healthy?). An
+# unhealthy part degrades the answer; it does not fail it.
+HealthCheck = Callable[[], tuple[Any, bool]]
+_contributions: dict[str, HealthCheck] = {}
 
-    statuses = projection_statuses()
-    worst = max(statuses, key=lambda s: (s["status"] != "ok", s["lag_events"]), default=None)
-    return {
-        "worst_lag_events": worst["lag_events"] if worst else 0,
-        "worst_lag_seconds": worst["lag_seconds"] if worst else 0,
-        "failed": [s["name"] for s in statuses if s["status"] != "ok"],
-    }
+
+def contribute(name: str, check: HealthCheck) -> None:
+    """Add a module's check to the health answer, under ``name`` (from its
+    ``AppConfig.ready()``: the kernel knows no module)."""
+    _contributions[name] = check
 
 
 class HealthApi(APIView):
@@ -89,7 +91,8 @@ class HealthApi(APIView):
         except Exception as exc:
             body["status"] = "degraded"
             body["broker"] = f"error: {exc.__class__.__name__}"
-        body["projections"] = worst_projection()
-        if body["projections"]["failed"]:
-            body["status"] = "degraded"
+        for name, check in _contributions.items():
+            body[name], healthy = check()
+            if not healthy:
+                body["status"] = "degraded"
         return Response(body)

@@ -48,6 +48,13 @@ def event_store(django_db_setup):
 
 
 @pytest.fixture
+def no_projection_trigger(monkeypatch):
+    """Commands project nothing after their commit (without a broker they would catch
+    up in-process): only what the test runs itself projects."""
+    monkeypatch.setattr("projections.tasks.trigger_projections", lambda: None)
+
+
+@pytest.fixture
 def make_user(db):
     from django.contrib.auth.models import User
 

@@ -22,13 +22,9 @@ pytestmark = [
     pytest.mark.skipif(
         connection.vendor != "postgresql", reason="needs DATABASE_URL pointing at PostgreSQL"
     ),
-]
-
-
-@pytest.fixture(autouse=True)
-def no_projection_trigger(monkeypatch):
     # These tests are about the write side; the read side is tested on its own.
-    monkeypatch.setattr("shop.eventstore._trigger_projections", lambda: None)
+    pytest.mark.usefixtures("no_projection_trigger"),
+]
 
 
 def register(sku: str = "MUG-1", stock: int = 10, price: str = "19.99"):

@@ -96,9 +96,8 @@ def history(client) -> tuple[str, list[dict]]:
 
 
 @pytest.fixture
-def shop_with_history(event_store, make_user, monkeypatch):
+def shop_with_history(event_store, make_user, no_projection_trigger):
     # Nothing projects in-process after a command: only catch_up and the rebuild do.
-    monkeypatch.setattr("projections.tasks.trigger_projections", lambda: None)
     john = make_user("john")
     mug = register("MUG-1", "Blue mug")
     orders = [place(john, (mug, 1)) for _ in range(30)]
@@ -107,9 +106,8 @@ def shop_with_history(event_store, make_user, monkeypatch):
 
 
 def test_queries_answer_from_the_old_rows_in_the_middle_of_a_rebuild(
-    event_store, make_user, client_for, monkeypatch
+    event_store, make_user, client_for, no_projection_trigger
 ):
-    monkeypatch.setattr("projections.tasks.trigger_projections", lambda: None)
     john = make_user("john")
     mugs = [register(f"MUG-{i}", f"Mug {i}", stock=1000) for i in range(5)]
     for i in range(300):

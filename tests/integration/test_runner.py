@@ -186,11 +186,10 @@ WORKER = textwrap.dedent(
 
 @pytest.mark.django_db(transaction=True)
 def test_two_processes_catching_up_at_once_apply_each_event_exactly_once(
-    event_store, make_user, monkeypatch
+    event_store, make_user, no_projection_trigger
 ):
     # Keep the commands from projecting in-process (no broker in tests): only the
     # two workers below may project.
-    monkeypatch.setattr("projections.tasks.trigger_projections", lambda: None)
     customer = make_user("john")
     some_history(customer)
     for i in range(20):

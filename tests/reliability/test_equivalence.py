@@ -96,7 +96,7 @@ def run_step(step, products: list, orders: list, shipments: list) -> None:
 @settings(max_examples=25, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(history=st.lists(steps, min_size=1, max_size=40), final_batch=st.integers(1, 10))
-def test_incremental_read_models_equal_a_rebuild(event_store, monkeypatch, history,
+def test_incremental_read_models_equal_a_rebuild(event_store, no_projection_trigger, history,
                                                  final_batch):
     """Fault: none; the hazard is any order of commands (failing ones included) and
     catch-ups that stop part-way, at arbitrary batch sizes.
@@ -109,8 +109,7 @@ def test_incremental_read_models_equal_a_rebuild(event_store, monkeypatch, histo
     """
     from shop.errors import ApplicationError
 
-    # The test drives the catch-ups itself; no in-process catch-up after each commit.
-    monkeypatch.setattr("shop.eventstore._trigger_projections", lambda: None)
+    # The test drives the catch-ups itself (no_projection_trigger).
     reset_everything(event_store)
     products: list = []
     orders: list = []

@@ -35,7 +35,7 @@ def trigger_all(broker_url: str) -> None:
 
 
 def test_projections_survive_kill_9_of_the_worker(services, redis_server, api_users,
-                                                  monkeypatch):
+                                                  no_projection_trigger):
     """Fault: the Celery worker's whole process group is killed with SIGKILL 3 times
     while it is projecting (mid-transaction, mid-batch), then restarted.
     Load: a backlog of ~3000 events (orders, renames, reprices, restocks, cancels,
@@ -45,11 +45,9 @@ def test_projections_survive_kill_9_of_the_worker(services, redis_server, api_us
     projection is healthy and its rows equal a rebuild from scratch: no event lost,
     none applied twice.
     """
-    import shop.eventstore
-
-    # Build the backlog without the in-process catch-up that runs after each commit
-    # when the test process itself has no broker: the worker must do all the work.
-    monkeypatch.setattr(shop.eventstore, "_trigger_projections", lambda: None)
+    # The backlog is built without the in-process catch-up that runs after each commit
+    # when the test process itself has no broker (no_projection_trigger): the worker
+    # must do all the work.
     customers = [(u.id, u.username) for u in api_users["customers"]]
     head = build_backlog(events=BACKLOG_EVENTS, customers=customers)
     assert checkpoint_positions() == dict.fromkeys(projection_names(), 0)
