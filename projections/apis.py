@@ -6,9 +6,15 @@ Every view derives from :class:`QueryApi`, the one freshness mechanism:
   the projection(s) behind the endpoint, read BEFORE the data, so the rows returned
   are at least that fresh;
 - ``?min_position=N`` (an integer ≥ 0) waits until that position is at least N, for up
-  to ``&wait=`` seconds (default 5; a larger value than 30 is clamped to 30), then
-  answers; if the projection is still behind: 503 ``projection_behind`` with a
-  ``Retry-After`` header (whole seconds, at least 1).
+  to ``&wait=`` seconds (a finite number ≥ 0, default 5; a larger value than 30 is
+  clamped to 30), then answers; if the projection is still behind: 503
+  ``projection_behind`` with a ``Retry-After`` header (whole seconds, at least 1).
+- A position beyond the log's head is 400 ``invalid`` at once (no command returned it).
+- At most ``settings.QUERY_WAIT_SLOTS`` requests of one process wait at a time, so
+  waiting clients never hold every thread; past that, 503 ``projection_behind`` at once.
+- Cursors are checked before they reach the database: one that does not decode, or
+  whose position is no value of the ordering field, is 400 ``invalid`` (so is a bad
+  ``page_size``).
 
 Lists are ``{"next", "previous", "results"}``. The order's event history is short and
 not paginated, but keeps that shape (``next`` and ``previous`` are always null).
@@ -17,10 +23,15 @@ not paginated, but keeps that shape (``next`` and ``previous`` are always null).
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -30,7 +41,7 @@ from drf_spectacular.utils import (
     extend_schema_field,
     inline_serializer,
 )
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
@@ -49,8 +60,8 @@ from projections.selectors import (
     projections_position,
 )
 from shop.api import ErrorSerializer
-from shop.errors import ApplicationError
-from shop.eventstore import ShopApplication
+from shop.errors import ApplicationError, InvalidInput
+from shop.eventstore import ShopApplication, head_position
 
 POSITION_HEADER = "X-Projection-Position"
 DEFAULT_WAIT_SECONDS = 5.0
@@ -76,6 +87,18 @@ class UtcDateTimeField(serializers.DateTimeField):
         return value.astimezone(UTC).isoformat()
 
 
+class FiniteFloatField(serializers.FloatField):
+    """A float that is a real number: ``nan``, ``inf`` and ``1e999`` are invalid."""
+
+    default_error_messages = {"not_finite": "A finite number is required."}
+
+    def to_internal_value(self, data: Any) -> float:
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            self.fail("not_finite")
+        return value
+
+
 class FreshnessSerializer(serializers.Serializer):
     min_position = serializers.IntegerField(
         min_value=0,
@@ -83,7 +106,7 @@ class FreshnessSerializer(serializers.Serializer):
         help_text="Wait until the read model has processed this notification id "
         "(the `position` a command returned).",
     )
-    wait = serializers.FloatField(
+    wait = FiniteFloatField(
         min_value=0,
         required=False,
         default=DEFAULT_WAIT_SECONDS,
@@ -127,6 +150,40 @@ FRESHNESS_RESPONSES = {
 }
 
 
+class WaitSlots:
+    """The ``min_position`` waits one process allows at once (``QUERY_WAIT_SLOTS``).
+
+    A wait holds a web thread; with a cap below the thread count, some threads are
+    always free for other requests however many clients wait.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._size = 0
+        self._semaphore = threading.BoundedSemaphore(1)
+
+    def _current(self) -> threading.BoundedSemaphore:
+        size = max(1, int(settings.QUERY_WAIT_SLOTS))
+        with self._lock:
+            if size != self._size:  # first use, or the setting changed (tests)
+                self._size, self._semaphore = size, threading.BoundedSemaphore(size)
+            return self._semaphore
+
+    @contextmanager
+    def claim(self) -> Iterator[bool]:
+        """Yield whether a slot was free (never blocks); free it on exit."""
+        semaphore = self._current()
+        acquired = semaphore.acquire(blocking=False)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                semaphore.release()
+
+
+WAIT_SLOTS = WaitSlots()
+
+
 class QueryApi(APIView):
     """Base of every query view: the freshness header and the ``min_position`` wait."""
 
@@ -141,12 +198,25 @@ class QueryApi(APIView):
         params = FreshnessSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         min_position = params.validated_data.get("min_position")
-        if min_position is None:
-            self.position = self.current_position()
+        self.position = self.current_position()
+        if min_position is None or self.position >= min_position:
             return
-        self.position = self.wait_for(
-            min_position, min(params.validated_data["wait"], MAX_WAIT_SECONDS)
-        )
+        head = head_position()
+        if min_position > head:
+            raise InvalidInput.field(
+                "min_position",
+                f"Position {min_position} is beyond the log's head ({head}); use the "
+                "position a command returned.",
+            )
+        with WAIT_SLOTS.claim() as claimed:
+            if not claimed:
+                raise ProjectionBehind(
+                    "Too many clients are waiting for the read model; retry shortly.",
+                    retry_after=1,
+                )
+            self.position = self.wait_for(
+                min_position, min(params.validated_data["wait"], MAX_WAIT_SECONDS)
+            )
         if self.position < min_position:
             raise ProjectionBehind(
                 f"The read model has processed the log up to {self.position}, not yet "
@@ -227,10 +297,52 @@ def unpaginated_schema(name: str, serializer: serializers.Serializer) -> seriali
     )
 
 
+class QueryCursorPagination(CursorPagination):
+    """DRF's cursor pagination that answers 400 ``invalid`` for a malformed cursor or
+    ``page_size`` instead of a 404 or, once the position reaches the database, a 500.
+    """
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param or "")
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise InvalidInput.field(
+                self.page_size_query_param, "A whole number of at least 1 is required."
+            )
+        return min(size, self.max_page_size or size)
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
+        self._model = queryset.model
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request: Request) -> Any:
+        try:
+            cursor = super().decode_cursor(request)
+        except (exceptions.NotFound, UnicodeError):
+            raise self.invalid_cursor() from None
+        if cursor is not None and cursor.position is not None:
+            field = self._model._meta.get_field(self.ordering[0].lstrip("-"))
+            try:
+                if "\x00" in cursor.position:
+                    raise DjangoValidationError("NUL")
+                field.to_python(cursor.position)
+            except (DjangoValidationError, ValueError, TypeError):
+                raise self.invalid_cursor() from None
+        return cursor
+
+    def invalid_cursor(self) -> InvalidInput:
+        return InvalidInput.field(self.cursor_query_param, "This is not a cursor the API gave out.")
+
+
 # --- products ---------------------------------------------------------------------
 
 
-class ProductPagination(CursorPagination):
+class ProductPagination(QueryCursorPagination):
     ordering = ("sku", "product_id")
 
 
@@ -267,7 +379,7 @@ class ProductListApi(QueryApi):
 # --- orders -----------------------------------------------------------------------
 
 
-class OrderPagination(CursorPagination):
+class OrderPagination(QueryCursorPagination):
     ordering = ("-placed_at", "-order_id")
     # A client showing a long history may ask for up to 100 orders a page.
     page_size_query_param = "page_size"

@@ -14,6 +14,7 @@ read, every smaller id is committed or permanently burned (a gap), never pending
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -342,6 +343,8 @@ def wait_for(name: str, position: int, timeout: float) -> int:
     the commit and reads nothing while it waits. Elsewhere (SQLite, or inside an open
     transaction, where LISTEN only starts at commit) it polls with a short back-off.
     """
+    if not math.isfinite(timeout):  # a NaN deadline would never pass: spin forever
+        raise ValueError(f"The timeout must be a finite number of seconds, not {timeout}.")
     current = projection_position(name)
     if current >= position or timeout <= 0:
         return current

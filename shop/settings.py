@@ -61,7 +61,9 @@ if SHOP_BENCH:
     INSTALLED_APPS.append("bench.baseline")
 
 MIDDLEWARE = [
+    "shop.middleware.HeadWithoutBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "shop.middleware.RequestLimitsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -110,6 +112,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+# A request body over 1 MiB is refused (413) before it is read (shop/middleware.py).
+MAX_REQUEST_BODY_BYTES = 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -184,6 +190,25 @@ PROJECTION_BATCH_SIZE = int(os.environ.get("PROJECTION_BATCH_SIZE", "1000"))
 # A rebuild runs in one transaction; larger batches mean fewer rewrites of rows that
 # change often (a product's stock), each of which PostgreSQL keeps until the commit.
 PROJECTION_REBUILD_BATCH_SIZE = int(os.environ.get("PROJECTION_REBUILD_BATCH_SIZE", "5000"))
+
+
+def web_threads(argv: list[str] = sys.argv) -> int:
+    """Threads per web process: gunicorn's ``--threads`` (command line or
+    ``GUNICORN_CMD_ARGS``), else 8 (the development server has a thread per request)."""
+    args = [*argv, *os.environ.get("GUNICORN_CMD_ARGS", "").split()]
+    if not any("gunicorn" in arg for arg in argv[:2]):
+        return 8
+    for index, arg in enumerate(args):
+        if arg.startswith("--threads="):
+            return int(arg.partition("=")[2])
+        if arg == "--threads" and index + 1 < len(args):
+            return int(args[index + 1])
+    return 1  # gunicorn's default
+
+
+# Requests of one web process that may wait for ``min_position`` at once; the others
+# get 503 at once, so waiting clients never hold every thread (default: half of them).
+QUERY_WAIT_SLOTS = int(os.environ.get("QUERY_WAIT_SLOTS") or max(1, web_threads() // 2))
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=False)

@@ -312,10 +312,11 @@ def test_min_position_already_reached_answers_at_once(client_for, customer, mug)
         assert response[POSITION] == str(head)
 
 
-def test_min_position_beyond_the_head_is_503_projection_behind(client_for, customer, mug):
+def test_min_position_not_reached_in_time_is_503_projection_behind(client_for, customer, mug):
     place(customer, (mug, 1))
     project()
     head = head_position()
+    place(customer, (mug, 1))  # not projected
 
     for url in ("/api/queries/orders/", "/api/queries/products/", "/api/queries/orders/"
                 f"{uuid4()}"):
@@ -332,8 +333,10 @@ def test_retry_after_of_a_parked_projection_is_its_retry_time(client_for, custom
     Checkpoint.objects.filter(projection="product_catalog").update(
         status=Checkpoint.FAILED, retry_at=timezone.now() + timedelta(seconds=30)
     )
+    register("PEN-1")  # not projected
 
-    response = get(client_for(), "/api/queries/products/", min_position=99, wait=0)
+    response = get(client_for(), "/api/queries/products/", min_position=head_position(),
+                   wait=0)
 
     assert response.status_code == 503
     assert 25 <= int(response["Retry-After"]) <= 30
