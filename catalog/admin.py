@@ -22,13 +22,13 @@ ProductRestockForm = api_form(ProductRestockApi.InputSerializer)
 
 @admin.register(ProductCatalog)
 class ProductCatalogAdmin(ReadModelAdmin):
-    list_display = ("sku", "name", "price", "stock", "reserved", "stock_available")
+    list_display = ("sku", "name", "category", "price", "stock", "reserved", "stock_available")
     list_display_links = ("sku", "name")
-    search_fields = ("sku", "name")
+    search_fields = ("sku", "name", "category")
     ordering = ("sku",)
     list_per_page = 50
-    fields = ("product_id", "sku", "name", "price", "stock", "reserved", "stock_available",
-              "version")
+    fields = ("product_id", "sku", "name", "category", "price", "stock", "reserved",
+              "stock_available", "version")
     change_list_template = "admin/catalog/product_change_list.html"
     change_form_template = "admin/catalog/product_change_form.html"
 

@@ -9,7 +9,14 @@ from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.views import APIView
 
-from catalog.domain import MAX_RESTOCK, MAX_STOCK, NAME_MAX_LENGTH, SKU_MAX_LENGTH, SKU_PATTERN
+from catalog.domain import (
+    CATEGORY_MAX_LENGTH,
+    MAX_RESTOCK,
+    MAX_STOCK,
+    NAME_MAX_LENGTH,
+    SKU_MAX_LENGTH,
+    SKU_PATTERN,
+)
 from catalog.services import product_register, product_rename, product_reprice, product_restock
 from shop.api import StrictIntegerField, error_responses, saved_response, saved_serializer
 
@@ -40,6 +47,10 @@ class ProductRegisterApi(APIView):
         name = name_field()
         price = price_field()
         stock = StrictIntegerField(min_value=0, max_value=MAX_STOCK)
+        category = serializers.CharField(
+            max_length=CATEGORY_MAX_LENGTH, required=False, allow_blank=True, default="",
+            help_text="Optional, e.g. \"Mugs\".",
+        )
 
         class Meta:
             ref_name = "ProductRegisterInput"

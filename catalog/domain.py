@@ -20,6 +20,7 @@ SKU_NAMESPACE = uuid5(NAMESPACE_URL, "https://shop.example/sku")
 SKU_PATTERN = r"\A[A-Za-z0-9_-]{1,64}\Z"
 SKU_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 200
+CATEGORY_MAX_LENGTH = 100  # optional: "" for none
 # Caps beyond API.md's rules keep every number inside what read models can store.
 MAX_STOCK = 1_000_000_000
 MAX_RESTOCK = 1000
@@ -37,26 +38,55 @@ class InsufficientStock(Conflict):
 
 class Product(Aggregate):
     """A product for sale. Its id is derived from its SKU, so the event store itself
-    rejects a second registration of the same SKU."""
+    rejects a second registration of the same SKU.
+
+    Version 2 added ``category``. Events and snapshots stored before it are upcast
+    when read (``upcast_v1_v2`` below): they are never rewritten (docs: changing an
+    event).
+    """
+
+    class_version = 2  # of the aggregate's snapshot state
+
+    @staticmethod
+    def upcast_v1_v2(state: dict) -> None:
+        state["category"] = ""
+
+    class Registered(Aggregate.Created):
+        class_version = 2
+        sku: str
+        name: str
+        price: Decimal
+        stock: int
+        category: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            state["category"] = ""
 
     @staticmethod
     def create_id(sku: str, **_: object) -> UUID:
         return product_id_for_sku(sku)
 
-    @event("Registered")
-    def __init__(self, sku: str, name: str, price: Decimal, stock: int) -> None:
+    @event(Registered)
+    def __init__(
+        self, sku: str, name: str, price: Decimal, stock: int, category: str = ""
+    ) -> None:
         self.sku = sku
         self.name = name
         self.price = price
         self.stock = stock
+        self.category = category
         self.reserved = 0
 
     @classmethod
-    def register(cls, *, sku: str, name: str, price: Decimal, stock: int) -> Product:
+    def register(
+        cls, *, sku: str, name: str, price: Decimal, stock: int, category: str = ""
+    ) -> Product:
         check_price(price)
         if stock < 0:
             raise InvalidInput.field("stock", "Stock cannot be negative.")
-        return cls(sku=sku, name=name, price=price, stock=stock)
+        category = check_category(category)
+        return cls(sku=sku, name=name, price=price, stock=stock, category=category)
 
     @property
     def available(self) -> int:
@@ -114,6 +144,16 @@ class Product(Aggregate):
 def product_id_for_sku(sku: str) -> UUID:
     # SKUs are compared case-insensitively: "mug-1" and "MUG-1" are one product.
     return uuid5(SKU_NAMESPACE, sku.casefold())
+
+
+def check_category(category: str) -> str:
+    """A category is optional ("" for none), trimmed, at most CATEGORY_MAX_LENGTH."""
+    category = category.strip()
+    if len(category) > CATEGORY_MAX_LENGTH:
+        raise InvalidInput.field(
+            "category", f"Category has at most {CATEGORY_MAX_LENGTH} characters."
+        )
+    return category
 
 
 def check_price(price: Decimal) -> None:

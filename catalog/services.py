@@ -11,8 +11,10 @@ from catalog.domain import DuplicateSku, Product
 from shop.eventstore import Saved, load, retry_on_conflict, save
 
 
-def product_register(*, sku: str, name: str, price: Decimal, stock: int) -> Saved:
-    product = Product.register(sku=sku, name=name, price=price, stock=stock)
+def product_register(
+    *, sku: str, name: str, price: Decimal, stock: int, category: str = ""
+) -> Saved:
+    product = Product.register(sku=sku, name=name, price=price, stock=stock, category=category)
     try:
         return save(product)
     except IntegrityError:

@@ -357,6 +357,7 @@ class ProductListApi(QueryApi):
         product_id = serializers.UUIDField()
         sku = serializers.CharField()
         name = serializers.CharField()
+        category = serializers.CharField()
         price = serializers.DecimalField(max_digits=12, decimal_places=2)
         stock_available = serializers.IntegerField()
 

@@ -109,6 +109,7 @@ class ProductCatalog(models.Model):
     product_id = models.UUIDField(primary_key=True)
     sku = models.CharField(max_length=64, db_index=True)
     name = models.CharField(max_length=200)
+    category = models.CharField(max_length=100, blank=True, default="")
     price = models.DecimalField(max_digits=12, decimal_places=2)
     stock = models.IntegerField()
     reserved = models.IntegerField(default=0)

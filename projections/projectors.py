@@ -100,6 +100,7 @@ class ProductCatalogProjector(BufferedProjector):
             product_id=event.originator_id,
             sku=event.sku,
             name=event.name,
+            category=event.category,
             price=event.price,
             stock=event.stock,
             reserved=0,

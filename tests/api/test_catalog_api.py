@@ -7,6 +7,7 @@ import pytest
 from catalog.domain import Product, product_id_for_sku
 from shop.eventstore import load
 from tests.api.helpers import assert_error, assert_saved, log_unchanged
+from tests.read_side import project
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +31,27 @@ def test_staff_registers_a_product(event_store, staff, client_for):
     assert (product.sku, product.name, str(product.price), product.stock) == (
         "MUG-1", "Blue mug", "19.99", 10,
     )
+
+
+def test_a_product_may_have_a_category_shown_in_the_catalog(event_store, staff, client_for):
+    client = client_for(staff)
+    response = client.post(PRODUCTS, {**VALID, "category": " Mugs "}, format="json")
+
+    assert_saved(response, 201, "product", version=1)
+    assert load(product_id_for_sku("MUG-1"), Product).category == "Mugs"
+    project()
+    listed = client.get("/api/queries/products/").json()["results"]
+    assert [(p["sku"], p["category"]) for p in listed] == [("MUG-1", "Mugs")]
+    # Optional: without one, the category is empty.
+    client.post(PRODUCTS, {**VALID, "sku": "PEN-1"}, format="json")
+    assert load(product_id_for_sku("PEN-1"), Product).category == ""
+
+
+@pytest.mark.parametrize("value", ["x" * 101, None, ["Mugs"]])
+def test_an_invalid_category_is_a_400(event_store, staff, client_for, value):
+    with log_unchanged():
+        response = client_for(staff).post(PRODUCTS, {**VALID, "category": value}, format="json")
+    assert_error(response, 400, "invalid", {"category"})
 
 
 def test_numbers_may_be_json_numbers(event_store, staff, client_for):
