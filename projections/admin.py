@@ -17,7 +17,6 @@ from projections.registry import PROJECTORS, get_projector
 from projections.runner import catch_up, rebuild, retry_now
 from projections.status import projection_statuses
 from shop.admin_forms import ReadModelAdmin
-from shop.eventstore import ShopApplication
 
 
 def _rebuild(request: HttpRequest, name: str) -> None:
@@ -37,10 +36,8 @@ def _retry(request: HttpRequest, name: str) -> None:
 
 def _catch_up(request: HttpRequest, name: str) -> None:
     applied = catch_up(get_projector(name))
-    checkpoint = Checkpoint.objects.filter(
-        projection=name, upstream=ShopApplication.name
-    ).first()
-    if checkpoint is not None and checkpoint.status == Checkpoint.FAILED:
+    checkpoint = Checkpoint.objects.of(name).first()
+    if checkpoint is not None and checkpoint.is_failed:
         messages.error(
             request,
             f"{name} is still failing at notification {checkpoint.error_position} "
@@ -76,14 +73,7 @@ class CheckpointAdmin(ReadModelAdmin):
         if request.method == "POST":
             self._run_action(request)
             return HttpResponseRedirect(request.get_full_path())
-        checkpoints = dict(
-            Checkpoint.objects.filter(upstream=ShopApplication.name)
-            .values_list("projection", "pk")
-        )
-        statuses = [
-            {**status, "checkpoint_pk": checkpoints.get(status["name"])}
-            for status in projection_statuses()
-        ]
+        statuses = projection_statuses()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,

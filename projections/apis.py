@@ -61,7 +61,7 @@ from projections.selectors import (
 )
 from shop.api import ErrorSerializer
 from shop.errors import ApplicationError, InvalidInput
-from shop.eventstore import ShopApplication, head_position
+from shop.eventstore import head_position
 
 POSITION_HEADER = "X-Projection-Position"
 DEFAULT_WAIT_SECONDS = 5.0
@@ -239,12 +239,8 @@ class QueryApi(APIView):
     def retry_after_seconds(self) -> int:
         """1 s while the projections run; until the next retry while one is parked."""
         retry_at = (
-            Checkpoint.objects.filter(
-                upstream=ShopApplication.name,
-                projection__in=self.projections,
-                status=Checkpoint.FAILED,
-                retry_at__isnull=False,
-            )
+            Checkpoint.objects.among(self.projections).failed()
+            .filter(retry_at__isnull=False)
             .order_by("-retry_at")
             .values_list("retry_at", flat=True)
             .first()

@@ -4,7 +4,54 @@ Read models have no foreign keys into the write side: they are keyed by aggregat
 and written only by projectors (see ``projections/projectors.py``).
 """
 
-from django.db import models
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import connection, models
+
+from shop.eventstore import ShopApplication
+
+
+class CheckpointQuerySet(models.QuerySet):
+    """The one way to read and lock checkpoints: by projection name, on the shop's log
+    (``upstream`` names the application whose log is read; the shop has one)."""
+
+    def of(self, name: str, upstream: str = ShopApplication.name) -> CheckpointQuerySet:
+        return self.filter(projection=name, upstream=upstream)
+
+    def among(self, names: Iterable[str]) -> CheckpointQuerySet:
+        return self.filter(projection__in=list(names), upstream=ShopApplication.name)
+
+    def failed(self) -> CheckpointQuerySet:
+        return self.filter(status=Checkpoint.FAILED)
+
+    def position_of(self, name: str, upstream: str = ShopApplication.name) -> int:
+        """The projection's position: 0 before it has a row."""
+        return self.of(name, upstream).values_list("position", flat=True).first() or 0
+
+    def positions(self, names: Iterable[str]) -> dict[str, int]:
+        """Each named projection's position (0 for those without a row)."""
+        names = list(names)
+        found = dict(self.among(names).values_list("projection", "position"))
+        return {name: found.get(name, 0) for name in names}
+
+    def lock(self, name: str, upstream: str = ShopApplication.name) -> Checkpoint:
+        """The projection's row, created if missing, locked ``FOR UPDATE`` until the
+        transaction ends: the one worker allowed to process the projection holds it.
+
+        On PostgreSQL the wait is bounded (5 s): the caller's task retries, and the
+        sweep triggers it again. The bound is for the checkpoint only: the batch's own
+        statements wait as usual.
+        """
+        self.get_or_create(projection=name, upstream=upstream)
+        if connection.vendor != "postgresql":
+            return self.select_for_update().get(projection=name, upstream=upstream)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '5s'")
+            checkpoint = self.select_for_update().get(projection=name, upstream=upstream)
+            cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
+        return checkpoint
 
 
 class Checkpoint(models.Model):
@@ -29,6 +76,8 @@ class Checkpoint(models.Model):
     failures = models.PositiveIntegerField(default=0)
     retry_at = models.DateTimeField(null=True, blank=True)
 
+    objects = CheckpointQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -38,6 +87,11 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.projection}@{self.position}"
+
+    @property
+    def is_failed(self) -> bool:
+        """Parked before a failing event (``error_position``) until it recovers."""
+        return self.status == self.FAILED
 
 
 class OrderHistory(models.Model):

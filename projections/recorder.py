@@ -38,9 +38,4 @@ class DjangoTrackingRecorder(TrackingRecorder):
             checkpoint.save(update_fields=["position", "updated_at"])
 
     def max_tracking_id(self, application_name: str) -> int | None:
-        position = (
-            Checkpoint.objects.filter(projection=self.projection, upstream=application_name)
-            .values_list("position", flat=True)
-            .first()
-        )
-        return position or None
+        return Checkpoint.objects.position_of(self.projection, application_name) or None

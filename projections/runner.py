@@ -128,24 +128,6 @@ class Progress:
     processed: int
 
 
-def _lock_checkpoint(name: str) -> Checkpoint:
-    Checkpoint.objects.get_or_create(projection=name, upstream=ShopApplication.name)
-    if connection.vendor != "postgresql":
-        return Checkpoint.objects.select_for_update().get(
-            projection=name, upstream=ShopApplication.name
-        )
-    with connection.cursor() as cursor:
-        # Wait a bounded time for another worker (or a rebuild) holding this
-        # projection; the task retries, and the sweep triggers it again. The bound is
-        # for the checkpoint only: the batch's own statements wait as usual.
-        cursor.execute("SET LOCAL lock_timeout = '5s'")
-        checkpoint = Checkpoint.objects.select_for_update().get(
-            projection=name, upstream=ShopApplication.name
-        )
-        cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
-    return checkpoint
-
-
 def _process_batch(
     projector: Projector,
     checkpoint: Checkpoint,
@@ -236,13 +218,13 @@ def catch_up(projector: Projector, *, batch_size: int | None = None) -> int:
     while True:
         try:
             with transaction.atomic():
-                checkpoint = _lock_checkpoint(projector.name)
-                if checkpoint.status == Checkpoint.FAILED and (
+                checkpoint = Checkpoint.objects.lock(projector.name)
+                if checkpoint.is_failed and (
                     checkpoint.retry_at and checkpoint.retry_at > timezone.now()
                 ):
                     return total
                 processed, _head = _process_batch(projector, checkpoint, app, limit)
-                if checkpoint.status == Checkpoint.FAILED:
+                if checkpoint.is_failed:
                     _mark_recovered(checkpoint)
         except ProjectionFailed as failure:
             total += _park(projector, failure, app)
@@ -256,7 +238,7 @@ def _park(projector: Projector, failure: ProjectionFailed, app: ShopApplication)
     """Commit what precedes the failing event, then record the failure."""
     processed = 0
     with transaction.atomic():
-        checkpoint = _lock_checkpoint(projector.name)
+        checkpoint = Checkpoint.objects.lock(projector.name)
         if failure.notification_id <= checkpoint.position:
             # Another worker has applied that event meanwhile: nothing to park.
             return 0
@@ -298,9 +280,7 @@ def _mark_recovered(checkpoint: Checkpoint) -> None:
 
 def retry_now(name: str) -> None:
     """Let a failed projection retry at once (after a fix), from the failing event."""
-    Checkpoint.objects.filter(projection=name, upstream=ShopApplication.name).update(
-        retry_at=None
-    )
+    Checkpoint.objects.of(name).update(retry_at=None)
 
 
 def rebuild(
@@ -320,7 +300,7 @@ def rebuild(
     app = get_app()
     processed_total = 0
     with transaction.atomic():
-        checkpoint = _lock_checkpoint(projector.name)
+        checkpoint = Checkpoint.objects.lock(projector.name)
         projector.reset()
         checkpoint.position = 0
         Checkpoint.objects.filter(pk=checkpoint.pk).update(position=0)
@@ -388,9 +368,4 @@ def _wait_polling(name: str, position: int, timeout: float) -> int:
 
 
 def projection_position(name: str) -> int:
-    return (
-        Checkpoint.objects.filter(projection=name, upstream=ShopApplication.name)
-        .values_list("position", flat=True)
-        .first()
-        or 0
-    )
+    return Checkpoint.objects.position_of(name)

@@ -18,9 +18,9 @@ from django.db.models import Q, QuerySet
 
 from orders.domain import Order
 from projections.models import Checkpoint, OrderHistory, ProductCatalog
-from projections.status import projection_statuses
+from projections.status import ProjectionStatus, projection_statuses
 from shop.errors import NotFound
-from shop.eventstore import ShopApplication, get_app
+from shop.eventstore import get_app
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -110,16 +110,11 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def projection_list() -> list[dict[str, Any]]:
+def projection_list() -> list[ProjectionStatus]:
     """Every projection's position, the log's head, its lag and its failure if any."""
     return projection_statuses()
 
 
 def projections_position(names: Iterable[str]) -> int:
     """The position all the named projections have reached: the slowest one's."""
-    names = list(names)
-    positions = dict(
-        Checkpoint.objects.filter(upstream=ShopApplication.name, projection__in=names)
-        .values_list("projection", "position")
-    )
-    return min((positions.get(name, 0) for name in names), default=0)
+    return min(Checkpoint.objects.positions(names).values(), default=0)

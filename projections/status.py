@@ -4,6 +4,7 @@ command, the query API's ``projections/`` endpoint and the admin.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -14,23 +15,39 @@ from projections.registry import PROJECTORS
 from shop.eventstore import ShopApplication, get_app, head_position
 
 
-def projection_statuses() -> list[dict[str, Any]]:
-    """One dict per registered projection, in name order.
+@dataclass(frozen=True)
+class ProjectionStatus:
+    """How far one projection has read the log, and why it stopped if it did."""
 
-    Keys: ``name``, ``position`` (last notification id processed), ``head`` (last
-    notification id in the log), ``lag_events`` (exact number of notifications after
-    ``position``), ``lag_seconds`` (age of the oldest unprocessed event, 0.0 when caught
-    up, None if it cannot be decoded), ``status`` ("ok" or "failed"), ``last_error``
-    (one line: the exception that parked the projection, "" when none),
-    ``error_position``, ``failures``, ``retry_at`` and ``updated_at`` (datetimes or
-    None), and ``traceback`` (the full stored error text).
-    """
+    name: str
+    position: int  # the last notification id processed
+    head: int  # the last notification id in the log
+    lag_events: int  # exact number of notifications after ``position``
+    # Age of the oldest unprocessed event: 0.0 when caught up, None if undecodable.
+    lag_seconds: float | None
+    status: str  # "ok" or "failed"
+    last_error: str  # one line: the exception that parked it, "" when none
+    error_position: int | None
+    failures: int
+    retry_at: datetime | None
+    updated_at: datetime | None
+    traceback: str  # the full stored error text
+    checkpoint_id: int | None = field(default=None, repr=False)  # its admin page
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status == Checkpoint.FAILED
+
+    def as_dict(self) -> dict[str, Any]:
+        """The reported fields (for JSON), without the checkpoint row's id."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+
+
+def projection_statuses() -> list[ProjectionStatus]:
+    """Each registered projection's status, in name order."""
     app = get_app()
     head = head_position()
-    checkpoints = {
-        c.projection: c
-        for c in Checkpoint.objects.filter(upstream=ShopApplication.name, projection__in=PROJECTORS)
-    }
+    checkpoints = {c.projection: c for c in Checkpoint.objects.among(PROJECTORS)}
     now = timezone.now()
     statuses = []
     for name in sorted(PROJECTORS):
@@ -38,20 +55,21 @@ def projection_statuses() -> list[dict[str, Any]]:
         position = checkpoint.position
         behind = head > position
         statuses.append(
-            {
-                "name": name,
-                "position": position,
-                "head": head,
-                "lag_events": count_notifications_after(app, position) if behind else 0,
-                "lag_seconds": _lag_seconds(app, position, now) if behind else 0.0,
-                "status": checkpoint.status,
-                "last_error": error_summary(checkpoint.last_error),
-                "error_position": checkpoint.error_position,
-                "failures": checkpoint.failures,
-                "retry_at": checkpoint.retry_at,
-                "updated_at": checkpoint.updated_at,
-                "traceback": checkpoint.last_error,
-            }
+            ProjectionStatus(
+                name=name,
+                position=position,
+                head=head,
+                lag_events=count_notifications_after(app, position) if behind else 0,
+                lag_seconds=_lag_seconds(app, position, now) if behind else 0.0,
+                status=checkpoint.status,
+                last_error=error_summary(checkpoint.last_error),
+                error_position=checkpoint.error_position,
+                failures=checkpoint.failures,
+                retry_at=checkpoint.retry_at,
+                updated_at=checkpoint.updated_at,
+                traceback=checkpoint.last_error,
+                checkpoint_id=checkpoint.pk,
+            )
         )
     return statuses
 
@@ -62,11 +80,11 @@ def health_of_projections() -> tuple[dict[str, Any], bool]:
     Healthy unless a projection is parked (a lag only delays the read side).
     """
     statuses = projection_statuses()
-    worst = max(statuses, key=lambda s: (s["status"] != "ok", s["lag_events"]), default=None)
-    failed = [s["name"] for s in statuses if s["status"] != "ok"]
+    worst = max(statuses, key=lambda s: (s.is_failed, s.lag_events), default=None)
+    failed = [s.name for s in statuses if s.is_failed]
     report = {
-        "worst_lag_events": worst["lag_events"] if worst else 0,
-        "worst_lag_seconds": worst["lag_seconds"] if worst else 0,
+        "worst_lag_events": worst.lag_events if worst else 0,
+        "worst_lag_seconds": worst.lag_seconds if worst else 0,
         "failed": failed,
     }
     return report, not failed

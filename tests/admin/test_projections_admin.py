@@ -10,6 +10,7 @@ from catalog.domain import Product
 from projections.models import Checkpoint, ProductCatalog
 from projections.projectors import ProductCatalogProjector
 from projections.registry import PROJECTORS
+from projections.status import ProjectionStatus
 from tests.admin.helpers import messages_of
 
 pytestmark = pytest.mark.django_db
@@ -17,10 +18,10 @@ pytestmark = pytest.mark.django_db
 STATUS_PAGE = reverse("admin:projections_checkpoint_changelist")
 
 
-def statuses(client) -> dict[str, dict]:
+def statuses(client) -> dict[str, ProjectionStatus]:
     response = client.get(STATUS_PAGE)
     assert response.status_code == 200
-    return {s["name"]: s for s in response.context["statuses"]}
+    return {s.name: s for s in response.context["statuses"]}
 
 
 def act(client, action: str, *names: str):
@@ -35,11 +36,11 @@ def test_status_page_shows_position_head_and_lag(staff_client, given_product, ca
 
     response = staff_client.get(STATUS_PAGE)
     body = response.content.decode()
-    by_name = {s["name"]: s for s in response.context["statuses"]}
+    by_name = {s.name: s for s in response.context["statuses"]}
     assert set(by_name) == set(PROJECTORS)
     catalog = by_name["product_catalog"]
-    assert (catalog["position"], catalog["head"], catalog["lag_events"]) == (2, 3, 1)
-    assert catalog["lag_seconds"] >= 0 and catalog["status"] == "ok"
+    assert (catalog.position, catalog.head, catalog.lag_events) == (2, 3, 1)
+    assert catalog.lag_seconds >= 0 and catalog.status == "ok"
     for header in ("Position", "Head", "Lag (events)", "Lag (seconds)", "State", "Last error"):
         assert header in body
     assert 'data-projection="product_catalog"' in body
@@ -56,7 +57,7 @@ def test_catch_up_action(staff_client, given_product, caught_up):
     response = act(staff_client, "catch_up", "product_catalog")
     assert response.status_code == 302 and response.url == STATUS_PAGE
     assert "product_catalog applied 1 events; now at 1" in messages_of(response)[0]
-    assert statuses(staff_client)["product_catalog"]["lag_events"] == 0
+    assert statuses(staff_client)["product_catalog"].lag_events == 0
 
 
 def test_rebuild_action_replays_the_log(staff_client, given_product, caught_up):
@@ -70,7 +71,7 @@ def test_rebuild_action_replays_the_log(staff_client, given_product, caught_up):
     assert any("Rebuilt product_catalog" in m and "synchronously" in m for m in messages)
     assert set(ProductCatalog.objects.values_list("sku", flat=True)) == {"MUG-1", "TEE-9"}
     status = statuses(staff_client)["product_catalog"]
-    assert (status["position"], status["head"], status["status"]) == (2, 2, "ok")
+    assert (status.position, status.head, status.status) == (2, 2, "ok")
 
 
 def test_failed_projection_shows_its_error_and_retry_now_recovers(
@@ -84,9 +85,9 @@ def test_failed_projection_shows_its_error_and_retry_now_recovers(
     caught_up()  # parks product_catalog at the failing event
 
     response = staff_client.get(STATUS_PAGE)
-    status = {s["name"]: s for s in response.context["statuses"]}["product_catalog"]
-    assert status["status"] == "failed" and status["position"] == 0
-    assert "catalog handler is broken" in status["last_error"]
+    status = {s.name: s for s in response.context["statuses"]}["product_catalog"]
+    assert status.status == "failed" and status.position == 0
+    assert "catalog handler is broken" in status.last_error
     assert "catalog handler is broken" in response.content.decode()
 
     # still broken: retry reports the failure and stays parked
@@ -97,7 +98,7 @@ def test_failed_projection_shows_its_error_and_retry_now_recovers(
     response = act(staff_client, "retry", "product_catalog")
     assert "product_catalog applied 1 events; now at 1" in messages_of(response)[-1]
     status = statuses(staff_client)["product_catalog"]
-    assert (status["status"], status["position"], status["last_error"]) == ("ok", 1, "")
+    assert (status.status, status.position, status.last_error) == ("ok", 1, "")
     assert ProductCatalog.objects.filter(sku="MUG-1").exists()
 
 

@@ -23,9 +23,8 @@ STOCK = 10
 
 
 @pytest.mark.django_db(transaction=True)
-def test_forty_simultaneous_orders_for_ten_units(event_store, monkeypatch):
+def test_forty_simultaneous_orders_for_ten_units(event_store, no_projection_trigger):
     # The write side alone: projections are not triggered from 40 threads here.
-    monkeypatch.setattr("shop.eventstore._trigger_projections", lambda: None)
     # No password hashing for 40 users: the clients are force-authenticated.
     users = User.objects.bulk_create(User(username=f"buyer{i}") for i in range(BUYERS))
     product_id = product_register(

@@ -43,11 +43,11 @@ def register(n: int) -> None:
 @pytest.mark.django_db
 def test_an_empty_log_has_no_lag(event_store, only_test_projector):
     [status] = projection_statuses()
-    assert status["name"] == RegisteredSkus.name
-    assert (status["position"], status["head"], status["lag_events"]) == (0, 0, 0)
-    assert status["lag_seconds"] == 0.0
-    assert status["status"] == "ok"
-    assert status["last_error"] == ""
+    assert status.name == RegisteredSkus.name
+    assert (status.position, status.head, status.lag_events) == (0, 0, 0)
+    assert status.lag_seconds == 0.0
+    assert status.status == "ok"
+    assert status.last_error == ""
 
 
 @pytest.mark.django_db
@@ -58,10 +58,10 @@ def test_lag_counts_every_event_after_the_checkpoint(event_store, only_test_proj
 
     [status] = projection_statuses()
 
-    assert status["head"] == head
-    assert status["position"] == head - 2
-    assert status["lag_events"] == 2
-    assert status["lag_seconds"] is not None and 0 <= status["lag_seconds"] < 60
+    assert status.head == head
+    assert status.position == head - 2
+    assert status.lag_events == 2
+    assert status.lag_seconds is not None and 0 <= status.lag_seconds < 60
 
 
 @pytest.mark.django_db
@@ -74,7 +74,7 @@ def test_lag_seconds_is_the_age_of_the_oldest_unprocessed_event(
 
     [status] = projection_statuses()
 
-    assert 599 <= status["lag_seconds"] <= 660
+    assert 599 <= status.lag_seconds <= 660
 
 
 @pytest.mark.django_db
@@ -91,11 +91,11 @@ def test_a_failed_projection_shows_its_error(event_store, only_test_projector):
 
     [status] = projection_statuses()
 
-    assert status["status"] == "failed"
-    assert status["last_error"] == "ValueError: boom"
-    assert status["error_position"] == 2
-    assert status["failures"] == 3
-    assert "Traceback" in status["traceback"]
+    assert status.status == "failed"
+    assert status.last_error == "ValueError: boom"
+    assert status.error_position == 2
+    assert status.failures == 3
+    assert "Traceback" in status.traceback
 
 
 def test_error_summary_takes_the_exception_line():

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from projections.management.commands._common import projectors_named
 from projections.models import Checkpoint
 from projections.runner import catch_up, projection_position, retry_now
-from shop.eventstore import ShopApplication, head_position
+from shop.eventstore import head_position
 
 
 class Command(BaseCommand):
@@ -32,10 +32,8 @@ class Command(BaseCommand):
                 f"{projector.name}: {applied} events applied, "
                 f"position {position} of {head_position()}"
             )
-            checkpoint = Checkpoint.objects.filter(
-                projection=projector.name, upstream=ShopApplication.name
-            ).first()
-            if checkpoint and checkpoint.status == Checkpoint.FAILED:
+            checkpoint = Checkpoint.objects.of(projector.name).first()
+            if checkpoint and checkpoint.is_failed:
                 failed.append(
                     f"{projector.name} is parked before notification "
                     f"{checkpoint.error_position} (see projection_status; --retry to retry now)"

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from projections.status import projection_statuses
+from projections.status import ProjectionStatus, projection_statuses
 
 COLUMNS = (
     ("name", "PROJECTION"),
@@ -38,19 +38,20 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         statuses = projection_statuses()
         if options["json"]:
-            self.stdout.write(json.dumps(statuses, indent=2, default=_json_default))
+            self.stdout.write(json.dumps([s.as_dict() for s in statuses], indent=2,
+                                         default=_json_default))
         else:
             self._table(statuses)
-        failed = [s["name"] for s in statuses if s["status"] != "ok"]
+        failed = [s.name for s in statuses if s.is_failed]
         if failed:
             raise CommandError(f"Failed projections: {', '.join(failed)}", returncode=1)
 
-    def _table(self, statuses: list[dict]) -> None:
+    def _table(self, statuses: list[ProjectionStatus]) -> None:
         if not statuses:
             self.stdout.write("No projections are registered.")
             return
         rows = [[header for _, header in COLUMNS]]
-        rows += [[_cell(key, s[key]) for key, _ in COLUMNS] for s in statuses]
+        rows += [[_cell(key, getattr(s, key)) for key, _ in COLUMNS] for s in statuses]
         widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
         for row in rows:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
