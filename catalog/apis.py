@@ -7,7 +7,6 @@ from decimal import Decimal
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
-from rest_framework.views import APIView
 
 from catalog.domain import (
     CATEGORY_MAX_LENGTH,
@@ -18,7 +17,7 @@ from catalog.domain import (
     SKU_PATTERN,
 )
 from catalog.services import product_register, product_rename, product_reprice, product_restock
-from shop.api import StrictIntegerField, error_responses, saved_response, saved_serializer
+from shop.api import CommandApi, StrictIntegerField, error_responses, saved_serializer
 
 
 def price_field() -> serializers.DecimalField:
@@ -35,8 +34,10 @@ def name_field() -> serializers.CharField:
 ProductSaved = saved_serializer("product")
 
 
-class ProductRegisterApi(APIView):
+class ProductRegisterApi(CommandApi):
     permission_classes = [IsAdminUser]
+    saved_name = "product"
+    success_status = status.HTTP_201_CREATED
 
     class InputSerializer(serializers.Serializer):
         sku = serializers.RegexField(
@@ -65,11 +66,12 @@ class ProductRegisterApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         saved = product_register(**serializer.validated_data)
-        return saved_response(saved, "product", status=status.HTTP_201_CREATED)
+        return saved
 
 
-class ProductRenameApi(APIView):
+class ProductRenameApi(CommandApi):
     permission_classes = [IsAdminUser]
+    saved_name = "product"
 
     class InputSerializer(serializers.Serializer):
         name = name_field()
@@ -86,11 +88,12 @@ class ProductRenameApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         saved = product_rename(product_id=product_id, **serializer.validated_data)
-        return saved_response(saved, "product")
+        return saved
 
 
-class ProductRepriceApi(APIView):
+class ProductRepriceApi(CommandApi):
     permission_classes = [IsAdminUser]
+    saved_name = "product"
 
     class InputSerializer(serializers.Serializer):
         price = price_field()
@@ -107,11 +110,12 @@ class ProductRepriceApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         saved = product_reprice(product_id=product_id, **serializer.validated_data)
-        return saved_response(saved, "product")
+        return saved
 
 
-class ProductRestockApi(APIView):
+class ProductRestockApi(CommandApi):
     permission_classes = [IsAdminUser]
+    saved_name = "product"
 
     class InputSerializer(serializers.Serializer):
         quantity = StrictIntegerField(min_value=1, max_value=MAX_RESTOCK,
@@ -129,4 +133,4 @@ class ProductRestockApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         saved = product_restock(product_id=product_id, **serializer.validated_data)
-        return saved_response(saved, "product")
+        return saved

@@ -95,7 +95,8 @@ class Product(Aggregate):
     def rename(self, name: str) -> None:
         if not name.strip():
             raise InvalidInput.field("name", "Name cannot be blank.")
-        self._renamed(name=name)
+        if name != self.name:  # renaming to the current name changes nothing
+            self._renamed(name=name)
 
     @event("Renamed")
     def _renamed(self, name: str) -> None:
@@ -103,7 +104,8 @@ class Product(Aggregate):
 
     def reprice(self, price: Decimal) -> None:
         check_price(price)
-        self._repriced(price=price)
+        if price != self.price:  # nor does repricing to the current price
+            self._repriced(price=price)
 
     @event("Repriced")
     def _repriced(self, price: Decimal) -> None:

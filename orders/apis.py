@@ -5,21 +5,22 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.views import APIView
 
 from orders.domain import MAX_LINES, MAX_QUANTITY
 from orders.services import order_cancel, order_place
 from shop.api import (
+    CommandApi,
     StrictIntegerField,
     StrictUUIDField,
     error_responses,
-    saved_response,
     saved_serializer,
 )
 
 
-class OrderPlaceApi(APIView):
+class OrderPlaceApi(CommandApi):
     permission_classes = [IsAuthenticated]
+    saved_name = "order"
+    success_status = status.HTTP_201_CREATED
 
     class InputSerializer(serializers.Serializer):
         class LineSerializer(serializers.Serializer):
@@ -52,19 +53,18 @@ class OrderPlaceApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        saved, total = order_place(
+        saved, _total = order_place(
             customer_id=request.user.id,
             customer=request.user.get_username(),
             lines=[(line["product_id"], line["quantity"]) for line in data["lines"]],
             shipping_address=data["shipping_address"],
         )
-        return saved_response(
-            saved, "order", status=status.HTTP_201_CREATED, total=f"{total:.2f}"
-        )
+        return saved
 
 
-class OrderCancelApi(APIView):
+class OrderCancelApi(CommandApi):
     permission_classes = [IsAuthenticated]
+    saved_name = "order"
 
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=500, allow_blank=True, default="")
@@ -89,4 +89,4 @@ class OrderCancelApi(APIView):
             is_staff=request.user.is_staff,
             **serializer.validated_data,
         )
-        return saved_response(saved, "order")
+        return saved

@@ -356,6 +356,10 @@ class ProductListApi(QueryApi):
         category = serializers.CharField()
         price = serializers.DecimalField(max_digits=12, decimal_places=2)
         stock_available = serializers.IntegerField()
+        version = serializers.IntegerField(
+            help_text='The product\'s version: send it as If-Match: "<version>" with a '
+            "command on this product."
+        )
 
         class Meta:
             ref_name = "ProductListItem"

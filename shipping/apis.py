@@ -5,17 +5,18 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
-from rest_framework.views import APIView
 
 from shipping.domain import STATUSES
 from shipping.services import shipment_change_status, shipment_create
-from shop.api import StrictUUIDField, error_responses, saved_response, saved_serializer
+from shop.api import CommandApi, StrictUUIDField, error_responses, saved_serializer
 
 ShipmentSaved = saved_serializer("shipment")
 
 
-class ShipmentCreateApi(APIView):
+class ShipmentCreateApi(CommandApi):
     permission_classes = [IsAdminUser]
+    saved_name = "shipment"
+    success_status = status.HTTP_201_CREATED
 
     class InputSerializer(serializers.Serializer):
         order_id = StrictUUIDField()
@@ -36,11 +37,12 @@ class ShipmentCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         saved = shipment_create(**serializer.validated_data)
-        return saved_response(saved, "shipment", status=status.HTTP_201_CREATED)
+        return saved
 
 
-class ShipmentStatusChangeApi(APIView):
+class ShipmentStatusChangeApi(CommandApi):
     permission_classes = [IsAdminUser]
+    saved_name = "shipment"
 
     class InputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(
@@ -62,4 +64,4 @@ class ShipmentStatusChangeApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         saved = shipment_change_status(shipment_id=shipment_id, **serializer.validated_data)
-        return saved_response(saved, "shipment")
+        return saved

@@ -8,6 +8,7 @@ Every error body is ``{"code": <word>, "detail": <sentence>}``; a 400 also carri
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import InterfaceError as DjangoInterfaceError
 from django.db import OperationalError as DjangoOperationalError
 from django.http import Http404, JsonResponse
+from django.http.request import RawPostDataException
 from drf_spectacular.utils import OpenApiResponse
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
@@ -25,10 +27,18 @@ from eventsourcing.persistence import OperationalError as EventStoreOperationalE
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.views import set_rollback
+from rest_framework.views import APIView, set_rollback
 
-from shop.errors import ApplicationError, ConcurrentUpdate
-from shop.eventstore import Saved
+from shop import idempotency
+from shop.errors import ApplicationError, ConcurrentUpdate, InvalidInput
+from shop.eventstore import (
+    LockWaitTimeout,
+    Saved,
+    exclusive,
+    precondition,
+    recording_beside,
+    save_alone,
+)
 
 NON_FIELD_ERRORS = api_settings.NON_FIELD_ERRORS_KEY
 logger = logging.getLogger(__name__)
@@ -159,7 +169,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         if errors is None and exc.status == status.HTTP_400_BAD_REQUEST:
             errors = {}
         set_rollback()
-        return Response(error_body(exc.code, exc.detail, errors), status=exc.status)
+        retry_after = getattr(exc, "retry_after", None)
+        return Response(
+            error_body(exc.code, exc.detail, errors), status=exc.status,
+            headers={"Retry-After": str(retry_after)} if retry_after else None,
+        )
 
     if not isinstance(exc, exceptions.APIException):
         return None
@@ -226,13 +240,119 @@ class StrictUUIDField(serializers.UUIDField):
 # --- responses and schema ------------------------------------------------------------
 
 
-def saved_response(
-    saved: Saved, name: str, *, status: int = status.HTTP_200_OK, **extra: Any
-) -> Response:
+def saved_body(saved: Saved, name: str) -> dict[str, Any]:
     """The body every command answers: ``{<name>_id, version, position, **extra}``."""
-    body = {f"{name}_id": str(saved.aggregate_id), "version": saved.version,
-            "position": saved.position, **extra}
-    return Response(body, status=status)
+    return {f"{name}_id": str(saved.aggregate_id), "version": saved.version,
+            "position": saved.position, **saved.extra}
+
+
+def saved_response(
+    saved: Saved, name: str, *, status: int = status.HTTP_200_OK
+) -> Response:
+    return Response(saved_body(saved, name), status=status)
+
+
+# --- commands: Idempotency-Key, If-Match, ETag ------------------------------------------
+
+
+class CommandApi(APIView):
+    """The base of every command view (``POST /api/commands/…``).
+
+    A subclass's ``post()`` validates its input, calls one service and returns the
+    service's ``Saved``; this class turns that into the answer
+    ``{<saved_name>_id, version, position, …}`` with ``success_status``, and around
+    the call it applies the headers every command accepts:
+
+    - ``Idempotency-Key``: the command runs once per user and key; a repeat replays
+      the first outcome with ``Idempotent-Replayed: true`` (see ``shop.idempotency``);
+    - ``If-Match: "<version>"``: on a command whose path names an aggregate, a stale
+      version answers 412 ``precondition_failed`` before anything is appended;
+    - every success carries ``ETag: "<new version>"``.
+    """
+
+    saved_name = ""
+    success_status = status.HTTP_200_OK
+
+    def initial(self, request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # DRF picks the handler after initial() (authenticated, permitted): wrap it.
+        if request.method == "POST":
+            command = self.post  # type: ignore[attr-defined]
+            self.post = functools.partial(self.run_command, command)
+
+    def success_body(self, saved: Saved) -> tuple[int, dict[str, Any]]:
+        return self.success_status, saved_body(saved, self.saved_name)
+
+    def run_command(self, command, request, *args: Any, **kwargs: Any) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        expected = parse_if_match(request.headers.get("If-Match"))
+        target = next((value for value in kwargs.values() if isinstance(value, UUID)), None)
+
+        def execute() -> Response:
+            try:
+                with precondition(target, expected):
+                    saved = command(request, *args, **kwargs)
+            except Exception as exc:
+                return self.handle_exception(exc)
+            code, body = self.success_body(saved)
+            return with_etag(Response(body, status=code))
+
+        if key is None:
+            return execute()
+        return run_once(request, idempotency.check_key(key), execute, self.success_body)
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """``"3"`` (or ``3``, ``W/"3"``) → 3; ``*`` or no header → no precondition."""
+    if value is None or value.strip() == "*":
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or not 0 < len(text) <= 18:
+        message = 'Use the version from the ETag, quoted: If-Match: "3".'
+        raise InvalidInput(f"If-Match: {message}", errors={"If-Match": [message]})
+    return int(text)
+
+
+def with_etag(response: Response) -> Response:
+    data = response.data
+    if response.status_code < 300 and isinstance(data, dict) and "version" in data:
+        response["ETag"] = f'"{data["version"]}"'
+    return response
+
+
+def run_once(request, key: str, execute, success_body) -> Response:
+    """Run ``execute`` at most once per user and key; see ``shop.idempotency``."""
+    try:
+        body = request.body
+    except RawPostDataException:  # already read as a stream: fingerprint the data
+        body = json.dumps(request.data, sort_keys=True, default=str).encode()
+    fingerprint = idempotency.fingerprint(request.method, request.path, body)
+    stream_id = idempotency.record_id(request.user.pk, key)
+    for _attempt in range(3):
+        try:
+            with exclusive(stream_id):
+                record = idempotency.last_record(stream_id)
+                if record is not None and record.live():
+                    if record.event.fingerprint != fingerprint:
+                        raise idempotency.KeyReused()
+                    code, data = record.outcome()
+                    response = Response(data, status=code,
+                                        headers={"Idempotent-Replayed": "true"})
+                    return with_etag(response)
+                version = record.event.originator_version + 1 if record else 1
+                pending = idempotency.PendingRecord(stream_id, version, fingerprint,
+                                                    success_body)
+                with recording_beside(pending):
+                    response = execute()
+                if pending.position is None and response.status_code < 500:
+                    # Nothing was saved (a rejected command): record its outcome alone.
+                    save_alone(pending.event(response.status_code, response.data))
+                return response
+        except LockWaitTimeout:
+            raise idempotency.KeyInUse() from None
+        except IntegrityError:
+            continue  # the same key was recorded meanwhile: read and replay it
+    raise idempotency.KeyInUse()
 
 
 @functools.cache

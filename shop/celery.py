@@ -16,5 +16,10 @@ app.conf.beat_schedule = {
     "sweep-projections": {
         "task": "projections.sweep",
         "schedule": float(os.environ.get("PROJECTION_SWEEP_SECONDS", "2")),
-    }
+    },
+    # Idempotency records live 24 hours; drop the expired ones (a bounded batch).
+    "delete-expired-idempotency-records": {
+        "task": "shop.delete_expired_idempotency_records",
+        "schedule": 600.0,
+    },
 }

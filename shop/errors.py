@@ -43,3 +43,9 @@ class ConcurrentUpdate(Conflict):
 class InvalidState(Conflict):
     code = "invalid_state"
     default_detail = "The command is not allowed in the current state."
+
+
+class PreconditionFailed(ApplicationError):
+    code = "precondition_failed"
+    status = 412
+    default_detail = "The aggregate changed since you read it (If-Match)."

@@ -16,22 +16,25 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import OperationalError as DjangoOperationalError
+from django.db import connection, transaction
 from django.dispatch import Signal
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, DomainEvent
 from eventsourcing.persistence import IntegrityError, PersistenceError
 from eventsourcing.utils import Environment, strtobool
 
-from shop.errors import ConcurrentUpdate, NotFound
+from shop.errors import ConcurrentUpdate, NotFound, PreconditionFailed
 
 logger = logging.getLogger(__name__)
 
@@ -203,31 +206,95 @@ atexit.register(reset_app)
 
 @dataclass(frozen=True)
 class Saved:
-    """What a command returns: the touched aggregate, its version, the log position."""
+    """What a command returns: the touched aggregate, its version, the log position,
+    and any further values its answer carries (an order's ``total``)."""
 
     aggregate_id: UUID
     version: int
     position: int
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def save(*aggregates: Aggregate, primary: Aggregate | None = None) -> Saved:
+class SideRecord:
+    """Something a command records beside its events, in the same atomic save
+    (ARCHITECTURE.md rule 11): an idempotency key with the command's outcome.
+
+    ``events(saved)`` is asked at each save attempt with what the command is about to
+    answer (``position`` not yet known); ``recorded(position)`` is told once the save
+    committed.
+    """
+
+    def events(self, saved: Saved) -> Sequence[DomainEvent]:  # pragma: no cover
+        raise NotImplementedError
+
+    def recorded(self, position: int) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+_side_record: ContextVar[SideRecord | None] = ContextVar("side_record", default=None)
+_precondition: ContextVar[tuple[UUID, int] | None] = ContextVar("precondition", default=None)
+
+
+@contextmanager
+def recording_beside(record: SideRecord) -> Iterator[None]:
+    """Within this block, every ``save()`` also saves ``record``'s events, atomically."""
+    token = _side_record.set(record)
+    try:
+        yield
+    finally:
+        _side_record.reset(token)
+
+
+@contextmanager
+def precondition(aggregate_id: UUID | None, version: int | None) -> Iterator[None]:
+    """Within this block, loading ``aggregate_id`` at another version than ``version``
+    raises ``PreconditionFailed`` (If-Match; a stale admin form)."""
+    if aggregate_id is None or version is None:
+        yield
+        return
+    token = _precondition.set((aggregate_id, version))
+    try:
+        yield
+    finally:
+        _precondition.reset(token)
+
+
+def save(
+    *aggregates: Aggregate, primary: Aggregate | None = None, extra: dict[str, Any] | None = None
+) -> Saved:
     """Save aggregates in one atomic write and trigger the projections.
 
     Returns the primary aggregate's (default: the first's) id and new version, and the
-    notification id of the last event appended.
+    notification id of the last event appended. A command that changed nothing appends
+    nothing and answers the aggregate's current version with the log's head as its
+    position (reading at that position shows the aggregate as it is). A side record
+    (see :class:`SideRecord`) is saved after the command's events in the same write,
+    so it is the last event appended.
     """
-    recordings = get_app().save(*aggregates)
-    if not recordings:
-        raise RuntimeError("save() was called with no pending events")
+    target = primary or aggregates[0]
+    extra = extra or {}
+    side = _side_record.get()
+    side_events = list(side.events(Saved(target.id, target.version, 0, extra))) if side else []
+    if not side_events and not any(a.pending_events for a in aggregates):
+        return Saved(target.id, target.version, head_position(), extra)
+    recordings = get_app().save(*aggregates, *side_events)
     position = max(r.notification.id for r in recordings)
+    if side is not None:
+        side.recorded(position)
     # robust: the events are durable by now; a failing receiver (broker down, a
     # projection error) is logged and must not turn an accepted command into a 500.
     transaction.on_commit(
         functools.partial(events_saved.send, sender=ShopApplication, position=position),
         robust=True,
     )
-    target = primary or aggregates[0]
-    return Saved(aggregate_id=target.id, version=target.version, position=position)
+    return Saved(aggregate_id=target.id, version=target.version, position=position, extra=extra)
+
+
+def save_alone(*events: DomainEvent) -> int:
+    """Save records that belong to no command's change (a rejected command's
+    idempotency record); returns the notification id of the last one."""
+    recordings = get_app().save(*events)
+    return max(r.notification.id for r in recordings)
 
 
 def load(aggregate_id: UUID, cls: type[A], *, what: str | None = None) -> A:
@@ -238,7 +305,76 @@ def load(aggregate_id: UUID, cls: type[A], *, what: str | None = None) -> A:
         aggregate = None
     if not isinstance(aggregate, cls):
         raise NotFound(f"{what or cls.__name__} {aggregate_id} was not found.")
+    expected = _precondition.get()
+    if expected is not None and expected[0] == aggregate_id and expected[1] != aggregate.version:
+        raise PreconditionFailed(
+            f"{what or cls.__name__} {aggregate_id} is at version {aggregate.version}, "
+            f"not {expected[1]}: it changed since you read it. Reload and retry."
+        )
     return aggregate
+
+
+# How long a writer waits for another writer of the same aggregates (an advisory lock).
+LOCK_WAIT_SECONDS = 10
+
+
+@contextmanager
+def exclusive(*aggregate_ids: UUID) -> Iterator[None]:
+    """Serialize the writers of these aggregates, across processes, from before they
+    load them until after their save commits.
+
+    Why: a hot product (a flash sale) has many writers at once. Optimistic retries let
+    every writer load, decide and try to save, and all but one lose and start over:
+    CPU spent for nothing, and after enough lost races a 409 concurrent_update. Here
+    writers queue instead: on PostgreSQL each takes a transaction-level advisory lock
+    per aggregate id, in sorted order (no deadlock between two orders sharing
+    products), in a Django transaction that ends after the event store's save; the
+    next writer then loads (the cached aggregate fast-forwarded by one small query) a
+    state no one else is changing, so its save does not conflict. The event store's
+    own save already takes a table lock, so this adds no serialization on the log,
+    only on the product. Within an enclosing ``exclusive()`` block it adds its locks to
+    that transaction. SQLite (the embedded default) has one writer at a time anyway:
+    there it is a no-op and the optimistic retry remains.
+    """
+    if connection.vendor != "postgresql" or not aggregate_ids:
+        yield
+        return
+    keys = sorted({_lock_key(aggregate_id) for aggregate_id in aggregate_ids})
+    if connection.in_atomic_block:
+        # Already in a transaction (an outer exclusive()): add the locks to it. No
+        # nested atomic: a domain error raised in the block must not doom the outer one.
+        _advisory_lock(keys)
+        yield
+        return
+    with transaction.atomic():
+        _advisory_lock(keys)
+        yield
+
+
+def _advisory_lock(keys: list[int]) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SET LOCAL lock_timeout = '{LOCK_WAIT_SECONDS}s'; "
+                "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
+                [keys],
+            )
+    except DjangoOperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
+            raise LockWaitTimeout() from exc
+        raise
+
+
+class LockWaitTimeout(ConcurrentUpdate):
+    """Another writer held the aggregates for longer than ``LOCK_WAIT_SECONDS``."""
+
+    default_detail = "Another change to the same data took too long; try again."
+
+
+def _lock_key(aggregate_id: UUID) -> int:
+    # A signed 64-bit key from the id's first 8 bytes; a collision only makes two
+    # aggregates share a queue.
+    return int.from_bytes(aggregate_id.bytes[:8], "big", signed=True)
 
 
 def retry_on_conflict(func: F, attempts: int = 30) -> F:

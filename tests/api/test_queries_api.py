@@ -58,9 +58,9 @@ def test_products_are_public_sorted_by_sku_and_searchable(client_for, mug, pen, 
     assert (body["next"], body["previous"]) == (None, None)
     assert body["results"] == [
         {"product_id": str(mug), "sku": "MUG-1", "name": "Blue mug", "category": "",
-         "price": "19.99", "stock_available": 497},
+         "price": "19.99", "stock_available": 497, "version": 2},
         {"product_id": str(pen), "sku": "PEN-1", "name": "Black pen", "category": "",
-         "price": "1.50", "stock_available": 500},
+         "price": "1.50", "stock_available": 500, "version": 1},
     ]
     by_sku = get(anonymous, "/api/queries/products/", search="pen-").json()["results"]
     by_name = get(anonymous, "/api/queries/products/", search="BLUE").json()["results"]

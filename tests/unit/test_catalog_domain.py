@@ -88,6 +88,14 @@ def test_reprice_records_repriced():
     assert repriced.price == Decimal("24.50") == product.price
 
 
+def test_renaming_or_repricing_to_the_current_value_records_nothing():
+    product = a_product()
+    product.rename(product.name)
+    product.reprice(Decimal(str(product.price)))
+    assert product.collect_events() == []
+    assert product.version == 1
+
+
 @pytest.mark.parametrize("price", [Decimal("0.00"), Decimal("-5"), Decimal("0.001")])
 def test_reprice_rejects_bad_price(price):
     product = a_product()

@@ -1,0 +1,200 @@
+"""Idempotency-Key on commands: one execution per user and key, the first outcome
+replayed byte for byte, reuse with another request refused, expiry after 24 hours."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection, connections
+from rest_framework.test import APIClient
+
+from catalog.domain import Product
+from shop import idempotency
+from shop.eventstore import head_position, load
+from tests.api.helpers import assert_error, log_unchanged
+
+ORDERS = "/api/commands/orders/"
+
+
+def order_body(product_id, quantity: int = 1) -> dict:
+    return {"lines": [{"product_id": str(product_id), "quantity": quantity}],
+            "shipping_address": "1 Main St"}
+
+
+def stock_reserved(product_id) -> int:
+    return load(product_id, Product).reserved
+
+
+@pytest.mark.django_db
+def test_a_repeat_replays_the_first_answer_and_appends_nothing(
+    event_store, customer, client_for, given_product
+):
+    mug = given_product()
+    client = client_for(customer)
+    first = client.post(ORDERS, order_body(mug), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == 201, first.content
+    assert "Idempotent-Replayed" not in first
+    assert first["ETag"] == f'"{first.json()["version"]}"'
+    assert first.json()["position"] == head_position()
+    with log_unchanged():
+        again = client.post(ORDERS, order_body(mug), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert again.status_code == 201
+    assert again.content == first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert again["ETag"] == first["ETag"]
+    assert stock_reserved(mug) == 1
+
+
+@pytest.mark.django_db
+def test_a_rejected_command_replays_its_rejection(event_store, customer, staff, client_for,
+                                                  given_product):
+    mug = given_product(stock=1)
+    client = client_for(customer)
+    first = client.post(ORDERS, order_body(mug, 2), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert_error(first, 409, "insufficient_stock")
+    # Even once the stock is there, the key answers what it answered.
+    client_for(staff).post(f"/api/commands/products/{mug}/restock", {"quantity": 5},
+                           format="json")
+    with log_unchanged():
+        again = client.post(ORDERS, order_body(mug, 2), format="json",
+                            HTTP_IDEMPOTENCY_KEY="k")
+    assert again.status_code == 409
+    assert again.content == first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert stock_reserved(mug) == 0
+
+
+@pytest.mark.django_db
+def test_reusing_a_key_for_another_request_is_refused(event_store, customer, client_for,
+                                                      given_product):
+    mug, cup = given_product("MUG-1"), given_product("CUP-1")
+    client = client_for(customer)
+    client.post(ORDERS, order_body(mug), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    with log_unchanged():
+        other_body = client.post(ORDERS, order_body(cup), format="json",
+                                 HTTP_IDEMPOTENCY_KEY="k")
+        other_path = client.post(f"/api/commands/orders/{mug}/cancel", {}, format="json",
+                                 HTTP_IDEMPOTENCY_KEY="k")
+    assert_error(other_body, 422, "idempotency_key_reused")
+    assert_error(other_path, 422, "idempotency_key_reused")
+    assert stock_reserved(cup) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there"])
+def test_a_malformed_key_is_a_400(event_store, customer, client_for, given_product, key):
+    mug = given_product()
+    with log_unchanged():
+        response = client_for(customer).post(ORDERS, order_body(mug), format="json",
+                                             HTTP_IDEMPOTENCY_KEY=key)
+    assert_error(response, 400, "invalid", {"Idempotency-Key"})
+
+
+@pytest.mark.django_db
+def test_keys_belong_to_a_user(event_store, customer, other_customer, client_for,
+                               given_product):
+    mug = given_product()
+    first = client_for(customer).post(ORDERS, order_body(mug), format="json",
+                                      HTTP_IDEMPOTENCY_KEY="shared")
+    second = client_for(other_customer).post(ORDERS, order_body(mug), format="json",
+                                             HTTP_IDEMPOTENCY_KEY="shared")
+    assert first.status_code == second.status_code == 201
+    assert first.json()["order_id"] != second.json()["order_id"]
+    assert "Idempotent-Replayed" not in second
+    assert stock_reserved(mug) == 2
+
+
+@pytest.mark.django_db
+def test_a_record_older_than_a_day_is_gone(event_store, customer, client_for, given_product,
+                                           monkeypatch):
+    mug = given_product()
+    client = client_for(customer)
+    first = client.post(ORDERS, order_body(mug), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    # A day later (the clock moved on), the key runs again: a new order.
+    tomorrow = datetime.now(UTC) + timedelta(hours=24, seconds=1)
+    monkeypatch.setattr(idempotency.Record, "live",
+                        lambda self, now=None: self.event.timestamp > tomorrow - idempotency.TTL)
+    again = client.post(ORDERS, order_body(mug), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert again.status_code == 201
+    assert "Idempotent-Replayed" not in again
+    assert again.json()["order_id"] != first.json()["order_id"]
+    assert stock_reserved(mug) == 2
+
+
+@pytest.mark.django_db
+def test_the_cleanup_deletes_expired_records_only(event_store, customer, client_for,
+                                                  given_product):
+    mug = given_product()
+    client = client_for(customer)
+    client.post(ORDERS, order_body(mug), format="json", HTTP_IDEMPOTENCY_KEY="old")
+    stream = idempotency.record_id(customer.pk, "old")
+    assert idempotency.delete_expired() == 0
+    assert idempotency.last_record(stream) is not None
+    later = datetime.now(UTC) + timedelta(hours=25)
+    assert idempotency.delete_expired(now=later) == 1
+    assert idempotency.last_record(stream) is None
+    # The product's events are untouched; the key runs again as new.
+    again = client.post(ORDERS, order_body(mug), format="json", HTTP_IDEMPOTENCY_KEY="old")
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    assert stock_reserved(mug) == 2
+
+
+@pytest.mark.django_db
+def test_a_crash_right_after_the_save_still_replays(event_store, customer, client_for,
+                                                    given_product, monkeypatch):
+    mug = given_product()
+    client = client_for(customer)
+    client.raise_request_exception = False
+
+    def crash(self, position):
+        raise RuntimeError("the process dies right after the events are saved")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(idempotency.PendingRecord, "recorded", crash)
+        crashed = client.post(ORDERS, order_body(mug), format="json",
+                              HTTP_IDEMPOTENCY_KEY="k")
+    assert crashed.status_code == 500
+    assert stock_reserved(mug) == 1  # the order was saved
+    with log_unchanged():
+        retry = client.post(ORDERS, order_body(mug), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert retry.status_code == 201
+    assert retry["Idempotent-Replayed"] == "true"
+    assert retry.json()["position"] == head_position()
+    assert stock_reserved(mug) == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_ten_simultaneous_requests_with_one_key_execute_once(event_store, customer,
+                                                             given_product,
+                                                             no_projection_trigger):
+    mug = given_product(stock=100)
+    start = threading.Barrier(10)
+    answers: list[tuple[int, bytes, str | None]] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        try:
+            client = APIClient()
+            client.force_authenticate(customer)
+            start.wait(timeout=30)
+            response = client.post(ORDERS, order_body(mug), format="json",
+                                   HTTP_IDEMPOTENCY_KEY="once")
+            with lock:
+                answers.append((response.status_code, response.content,
+                                response.get("Idempotent-Replayed")))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(answers) == 10
+    assert {status for status, _, _ in answers} == {201}
+    assert len({content for _, content, _ in answers}) == 1
+    assert sorted(replayed or "" for _, _, replayed in answers) == [""] + ["true"] * 9
+    assert stock_reserved(mug) == 1
