@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -58,6 +58,8 @@ from projections.selectors import (
     product_list,
     projection_list,
     projections_position,
+    sales_by_product,
+    sales_daily,
 )
 from shop.api import ErrorSerializer
 from shop.errors import ApplicationError, InvalidInput
@@ -571,3 +573,121 @@ class ProjectionListApi(QueryApi):
     )
     def get(self, request: Request) -> Response:
         return unpaginated(self.OutputSerializer(projection_list(), many=True).data)
+
+
+# --- sales ------------------------------------------------------------------------
+
+SALES_DEFAULT_DAYS = 30
+SALES_MAX_DAYS = 366
+
+
+def utc_today() -> date:
+    return timezone.now().astimezone(UTC).date()
+
+
+class SalesRangeSerializer(serializers.Serializer):
+    """``from``/``to`` (UTC days, inclusive); the last 30 days by default."""
+
+    start = serializers.DateField(required=False, input_formats=["iso-8601"])
+    end = serializers.DateField(required=False, input_formats=["iso-8601"])
+
+    class Meta:
+        ref_name = "SalesRange"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # "from" is a Python keyword: the fields are declared as start/end (their
+        # source, so the validated data's keys) and read from ?from=/?to=.
+        self.fields["from"] = self.fields.pop("start")
+        self.fields["to"] = self.fields.pop("end")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        end = attrs.get("end") or utc_today()
+        start = attrs.get("start") or end - timedelta(days=SALES_DEFAULT_DAYS - 1)
+        if start > end:
+            raise serializers.ValidationError({"from": ["from must not be after to."]})
+        if (end - start).days + 1 > SALES_MAX_DAYS:
+            raise serializers.ValidationError(
+                {"to": [f"The range may span at most {SALES_MAX_DAYS} days."]}
+            )
+        return {"start": start, "end": end}
+
+
+SALES_PARAMETERS = [
+    OpenApiParameter("from", OpenApiTypes.DATE,
+                     description="First UTC day, inclusive (default: 29 days before `to`)."),
+    OpenApiParameter("to", OpenApiTypes.DATE,
+                     description="Last UTC day, inclusive (default: today). At most 366 days "
+                     "from `from`."),
+    *FRESHNESS_PARAMETERS,
+]
+
+
+class SalesApi(QueryApi):
+    """Base of the sales views (staff): the ``from``/``to`` range, the sales projection."""
+
+    permission_classes = [IsAdminUser]
+    projections = ("sales",)
+
+    def sales_range(self, request: Request) -> tuple[date, date]:
+        params = SalesRangeSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return params.validated_data["start"], params.validated_data["end"]
+
+
+class SalesDailyApi(SalesApi):
+    """Sales per UTC day of placement: one row per day with orders, oldest first."""
+
+    class OutputSerializer(serializers.Serializer):
+        date = serializers.DateField(source="day")
+        orders = serializers.IntegerField(help_text="Orders placed that day, not cancelled.")
+        units = serializers.IntegerField()
+        revenue = serializers.DecimalField(max_digits=14, decimal_places=2)
+        cancelled = serializers.IntegerField(
+            help_text="Orders placed that day and cancelled since."
+        )
+
+        class Meta:
+            ref_name = "SalesDay"
+
+    @extend_schema(
+        parameters=SALES_PARAMETERS,
+        responses={
+            200: unpaginated_schema("SalesDayList", OutputSerializer(many=True)),
+            403: ErrorSerializer,
+            **FRESHNESS_RESPONSES,
+        },
+        summary="Sales per day (staff)",
+    )
+    def get(self, request: Request) -> Response:
+        start, end = self.sales_range(request)
+        days = sales_daily(start=start, end=end)
+        return unpaginated(self.OutputSerializer(days, many=True).data)
+
+
+class SalesProductsApi(SalesApi):
+    """Sales per product over the range, highest revenue first."""
+
+    class OutputSerializer(serializers.Serializer):
+        product_id = serializers.UUIDField()
+        sku = serializers.CharField()
+        product_name = serializers.CharField(help_text="The product's current name.")
+        units = serializers.IntegerField()
+        revenue = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+        class Meta:
+            ref_name = "SalesProduct"
+
+    @extend_schema(
+        parameters=SALES_PARAMETERS,
+        responses={
+            200: unpaginated_schema("SalesProductList", OutputSerializer(many=True)),
+            403: ErrorSerializer,
+            **FRESHNESS_RESPONSES,
+        },
+        summary="Sales per product, highest revenue first (staff)",
+    )
+    def get(self, request: Request) -> Response:
+        start, end = self.sales_range(request)
+        products = sales_by_product(start=start, end=end)
+        return unpaginated(self.OutputSerializer(products, many=True).data)

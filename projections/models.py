@@ -176,3 +176,65 @@ class ProductCatalog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sku}: {self.name}"
+
+
+class SalesOrder(models.Model):
+    """The sales projection's note of each order: the day it was placed and its lines,
+    so that a cancellation takes exactly them out of that day's figures (once)."""
+
+    order_id = models.UUIDField(primary_key=True)
+    day = models.DateField()
+    # [{"product_id": str, "quantity": int, "revenue": "12.50"}]
+    lines = models.JSONField(default=list)
+    cancelled = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} on {self.day}"
+
+
+class SalesDaily(models.Model):
+    """One UTC day's sales: orders placed that day and not cancelled (with their units
+    and revenue), and how many placed that day were cancelled since."""
+
+    day = models.DateField(primary_key=True)
+    orders = models.IntegerField(default=0)
+    units = models.IntegerField(default=0)
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    cancelled = models.IntegerField(default=0)
+
+    class Meta:
+        verbose_name = "daily sales"
+        verbose_name_plural = "daily sales"
+
+    def __str__(self) -> str:
+        return f"sales on {self.day}"
+
+
+class SalesProductDaily(models.Model):
+    """One product's units and revenue on one UTC day (orders not cancelled); a range's
+    per-product figures are these rows summed over the range."""
+
+    pk = models.CompositePrimaryKey("day", "product_id")
+    day = models.DateField()
+    product_id = models.UUIDField()
+    units = models.IntegerField(default=0)
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+
+    class Meta:
+        verbose_name = "product sales per day"
+        verbose_name_plural = "product sales per day"
+
+    def __str__(self) -> str:
+        return f"{self.product_id} on {self.day}"
+
+
+class SalesProduct(models.Model):
+    """The sales projection's note of each product's SKU and current name."""
+
+    product_id = models.UUIDField(primary_key=True)
+    sku = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+    version = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.sku}: {self.name}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import UTC, date
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -21,7 +22,15 @@ from django.db.models import Model, Q
 
 from catalog.domain import Product
 from orders.domain import CANCELLED, DELIVERED, PLACED, SHIPPED, Order
-from projections.models import OrderHistory, OrderHistoryProduct, ProductCatalog
+from projections.models import (
+    OrderHistory,
+    OrderHistoryProduct,
+    ProductCatalog,
+    SalesDaily,
+    SalesOrder,
+    SalesProduct,
+    SalesProductDaily,
+)
 from projections.runner import Projector, handles
 from shipping import domain as shipping
 from shipping.domain import Shipment
@@ -34,17 +43,23 @@ def money(value: Any) -> str:
     return str(Decimal(str(value)).quantize(CENT))
 
 
-def upsert(model: type[Model], rows: Iterable[Model]) -> None:
-    """Insert or update ``rows`` (keyed by primary key) in one statement."""
+def upsert(
+    model: type[Model], rows: Iterable[Model], unique_fields: list[str] | None = None
+) -> None:
+    """Insert or update ``rows`` in one statement, keyed by primary key (or by
+    ``unique_fields``, a unique constraint's fields)."""
     rows = list(rows)
     if not rows:
         return
     pk = model._meta.pk.name
+    keys = unique_fields or [pk]
     model.objects.bulk_create(
         rows,
         update_conflicts=True,
-        unique_fields=[pk],
-        update_fields=[f.name for f in model._meta.concrete_fields if f.name != pk],
+        unique_fields=keys,
+        update_fields=[
+            f.name for f in model._meta.concrete_fields if f.name != pk and f.name not in keys
+        ],
     )
 
 
@@ -376,4 +391,144 @@ class OrderHistoryProjector(BufferedProjector):
         self.changed_orders.add(row.order_id)
 
 
-ALL_PROJECTORS: list[type[Projector]] = [OrderHistoryProjector, ProductCatalogProjector]
+class SalesProjector(BufferedProjector):
+    """Sales per UTC day and per product per day, for the dashboard and the sales API.
+
+    A read model added to a shop with history: its checkpoint starts at 0 and the
+    ordinary catch-up backfills it batch by batch. ``SalesOrder`` remembers each
+    order's day and lines, so a placement counts once (re-applied, it is skipped) and
+    a cancellation moves the order out of that day's orders, units and revenue and
+    into its ``cancelled`` count, once.
+    """
+
+    name = "sales"
+    models = (SalesOrder, SalesDaily, SalesProductDaily, SalesProduct)
+
+    def begin(self) -> None:
+        self.orders: dict[UUID, SalesOrder] = {}
+        self.days: dict[date, SalesDaily] = {}
+        self.product_days: dict[tuple[date, UUID], SalesProductDaily] = {}
+        self.products: dict[UUID, SalesProduct] = {}
+        self.changed_orders: set[UUID] = set()
+        self.changed_days: set[date] = set()
+        self.changed_product_days: set[tuple[date, UUID]] = set()
+        self.changed_products: set[UUID] = set()
+
+    def preload(self, events: list[Any]) -> None:
+        order_ids = {
+            e.originator_id for e in events if isinstance(e, Order.Placed | Order.Cancelled)
+        }
+        self.orders = SalesOrder.objects.in_bulk(order_ids)
+        days = {sales_day(e) for e in events if isinstance(e, Order.Placed)}
+        days.update(order.day for order in self.orders.values())
+        product_ids = {
+            UUID(str(line["product_id"]))
+            for e in events if isinstance(e, Order.Placed) for line in e.lines
+        }
+        product_ids.update(
+            UUID(line["product_id"]) for order in self.orders.values() for line in order.lines
+        )
+        self.days = SalesDaily.objects.in_bulk(days)
+        self.product_days = {
+            (row.day, row.product_id): row
+            for row in SalesProductDaily.objects.filter(day__in=days, product_id__in=product_ids)
+        }
+        self.products = SalesProduct.objects.in_bulk(
+            {e.originator_id for e in events if isinstance(e, Product.Registered | Product.Renamed)}
+        )
+
+    def flush(self) -> None:
+        upsert(SalesProduct, (self.products[pk] for pk in self.changed_products))
+        upsert(SalesOrder, (self.orders[pk] for pk in self.changed_orders))
+        upsert(SalesDaily, (self.days[day] for day in self.changed_days))
+        upsert(
+            SalesProductDaily,
+            (self.product_days[key] for key in self.changed_product_days),
+            unique_fields=["day", "product_id"],
+        )
+
+    @handles(Product.Registered)
+    def product_registered(self, event: Product.Registered) -> None:
+        if event.originator_id in self.products:
+            return
+        self.products[event.originator_id] = SalesProduct(
+            product_id=event.originator_id, sku=event.sku, name=event.name,
+            version=event.originator_version,
+        )
+        self.changed_products.add(event.originator_id)
+
+    @handles(Product.Renamed)
+    def product_renamed(self, event: Product.Renamed) -> None:
+        product = self.products.get(event.originator_id)
+        if product is None:
+            raise LookupError(f"Product {event.originator_id} was renamed before registered.")
+        if product.version < event.originator_version:
+            product.name = event.name
+            product.version = event.originator_version
+            self.changed_products.add(product.product_id)
+
+    @handles(Order.Placed)
+    def order_placed(self, event: Order.Placed) -> None:
+        if event.originator_id in self.orders:
+            return
+        lines = [
+            {
+                "product_id": str(line["product_id"]),
+                "quantity": line["quantity"],
+                "revenue": money(Decimal(str(line["unit_price"])) * line["quantity"]),
+            }
+            for line in event.lines
+        ]
+        order = SalesOrder(order_id=event.originator_id, day=sales_day(event), lines=lines)
+        self.orders[order.order_id] = order
+        self.changed_orders.add(order.order_id)
+        self._count(order, +1)
+
+    @handles(Order.Cancelled)
+    def order_cancelled(self, event: Order.Cancelled) -> None:
+        order = self.orders.get(event.originator_id)
+        if order is None:
+            raise LookupError(f"Order {event.originator_id} was cancelled before placed.")
+        if order.cancelled:
+            return
+        order.cancelled = True
+        self.changed_orders.add(order.order_id)
+        self._count(order, -1)
+        self._day(order.day).cancelled += 1
+
+    def _count(self, order: SalesOrder, sign: int) -> None:
+        """Add (+1) or take out (-1) the order's lines in its day's figures."""
+        day = self._day(order.day)
+        day.orders += sign
+        for line in order.lines:
+            quantity, revenue = sign * line["quantity"], sign * Decimal(line["revenue"])
+            day.units += quantity
+            day.revenue += revenue
+            key = (order.day, UUID(line["product_id"]))
+            row = self.product_days.get(key)
+            if row is None:
+                row = self.product_days[key] = SalesProductDaily(
+                    day=order.day, product_id=key[1], units=0, revenue=Decimal("0")
+                )
+            row.units += quantity
+            row.revenue += revenue
+            self.changed_product_days.add(key)
+
+    def _day(self, day: date) -> SalesDaily:
+        row = self.days.get(day)
+        if row is None:
+            row = self.days[day] = SalesDaily(
+                day=day, orders=0, units=0, revenue=Decimal("0"), cancelled=0
+            )
+        self.changed_days.add(day)
+        return row
+
+
+def sales_day(event: Any) -> date:
+    """The UTC day an event happened (sales are counted by the day of placement)."""
+    return event.timestamp.astimezone(UTC).date()
+
+
+ALL_PROJECTORS: list[type[Projector]] = [
+    OrderHistoryProjector, ProductCatalogProjector, SalesProjector
+]

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
 
 from orders.domain import Order
-from projections.models import Checkpoint, OrderHistory, ProductCatalog
+from projections.models import (
+    Checkpoint,
+    OrderHistory,
+    ProductCatalog,
+    SalesDaily,
+    SalesProduct,
+    SalesProductDaily,
+)
 from projections.status import ProjectionStatus, projection_statuses
 from shop.errors import NotFound
 from shop.eventstore import get_app
@@ -118,3 +125,38 @@ def projection_list() -> list[ProjectionStatus]:
 def projections_position(names: Iterable[str]) -> int:
     """The position all the named projections have reached: the slowest one's."""
     return min(Checkpoint.objects.positions(names).values(), default=0)
+
+
+def sales_daily(*, start: date, end: date) -> QuerySet[SalesDaily]:
+    """Each day from ``start`` to ``end`` (inclusive) with orders placed, oldest first."""
+    return SalesDaily.objects.filter(day__range=(start, end)).order_by("day")
+
+
+def sales_by_product(*, start: date, end: date, limit: int | None = None) -> list[dict[str, Any]]:
+    """Per product over the days ``start``..``end``: ``{product_id, sku, product_name,
+    units, revenue}``, highest revenue first (products with no sale left out).
+
+    One aggregate over the per-product-per-day rows, then the products' current names.
+    """
+    totals = (
+        SalesProductDaily.objects.filter(day__range=(start, end))
+        .values("product_id")
+        .annotate(units=Sum("units"), revenue=Sum("revenue"))
+        .filter(units__gt=0)
+        .order_by("-revenue", "-units", "product_id")
+    )
+    if limit is not None:
+        totals = totals[:limit]
+    totals = list(totals)
+    products = SalesProduct.objects.in_bulk([row["product_id"] for row in totals])
+    results = []
+    for row in totals:
+        product = products.get(row["product_id"])
+        results.append({
+            "product_id": row["product_id"],
+            "sku": product.sku if product else "",
+            "product_name": product.name if product else "",
+            "units": row["units"],
+            "revenue": row["revenue"],
+        })
+    return results

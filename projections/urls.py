@@ -8,6 +8,8 @@ from projections.apis import (
     OrderListApi,
     ProductListApi,
     ProjectionListApi,
+    SalesDailyApi,
+    SalesProductsApi,
 )
 
 urlpatterns = [
@@ -16,4 +18,6 @@ urlpatterns = [
     path("orders/<uuid:order_id>", OrderDetailApi.as_view(), name="order-detail"),
     path("orders/<uuid:order_id>/events", OrderEventsApi.as_view(), name="order-events"),
     path("projections/", ProjectionListApi.as_view(), name="projection-list"),
+    path("sales/daily/", SalesDailyApi.as_view(), name="sales-daily"),
+    path("sales/products/", SalesProductsApi.as_view(), name="sales-products"),
 ]

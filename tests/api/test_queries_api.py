@@ -283,7 +283,7 @@ def test_projections_status_is_for_staff(client_for, customer, staff, mug):
     body = response.json()
     assert (body["next"], body["previous"]) == (None, None)
     by_name = {p["name"]: p for p in body["results"]}
-    assert set(by_name) == {"order_history", "product_catalog"}
+    assert set(by_name) == {"order_history", "product_catalog", "sales"}
     for status in by_name.values():
         assert {"name", "position", "head", "lag_events", "lag_seconds", "status",
                 "last_error"} <= set(status)
