@@ -83,8 +83,8 @@ def test_sales_backfill_a_log_that_existed_before_the_projection(week_of_sales, 
     project("order_history", "product_catalog")
     Checkpoint.objects.filter(projection="sales").delete()
     assert SalesDaily.objects.count() == 0
-    [status] = [s for s in projection_statuses() if s["name"] == "sales"]
-    assert status["position"] == 0 and status["lag_events"] == head_position()
+    [status] = [s for s in projection_statuses() if s.name == "sales"]
+    assert status.position == 0 and status.lag_events == head_position()
 
     # the ordinary catch-up backfills it, in small batches (one transaction each)
     applied = catch_up(get_projector("sales"), batch_size=2)
