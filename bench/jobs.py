@@ -37,7 +37,6 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from eventsourcing.application import AggregateNotFoundError  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 
 from bench.baseline.models import BenchCustomerOrder, BenchRow  # noqa: E402
 from catalog.domain import Product, product_id_for_sku  # noqa: E402
@@ -45,6 +44,7 @@ from orders.domain import Order  # noqa: E402
 from projections.registry import PROJECTORS, get_projector  # noqa: E402
 from projections.runner import catch_up, projection_position  # noqa: E402
 from shipping.domain import Shipment  # noqa: E402
+from shop.accounts.services import token_issue  # noqa: E402
 from shop.eventstore import get_app, head_position  # noqa: E402
 
 HUGE_STOCK = 1_000_000_000
@@ -71,8 +71,7 @@ def user_with_token(username: str, *, staff: bool = False) -> tuple[User, str]:
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    token, _ = Token.objects.get_or_create(user=user)
-    return user, token.key
+    return user, token_issue(user=user).token
 
 
 def register_products(prefix: str, count: int) -> list[Product]:

@@ -3,14 +3,17 @@ never blocks logging in again)."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from shop.accounts.services import token_obtain, user_register
+from shop.accounts.authentication import TOKEN_KEYWORDS, TokenOrBearerAuthentication
+from shop.accounts.services import token_obtain, token_revoke, user_register, user_tokens_revoke
 from shop.api import error_responses
 
 
@@ -62,17 +65,53 @@ class TokenObtainApi(APIView):
         token = serializers.CharField(
             help_text="Send as `Authorization: Token <token>` (or `Bearer <token>`)."
         )
+        expiry = serializers.DateTimeField(help_text="When the token stops working.")
 
         class Meta:
             ref_name = "Token"
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: OutputSerializer, **error_responses(400)},
+        responses={200: OutputSerializer, **error_responses(400, 401)},
         summary="Obtain an API token",
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        token = token_obtain(**serializer.validated_data)
-        return Response({"token": token})
+        issued = token_obtain(request=request, **serializer.validated_data)
+        return Response(
+            {"token": issued.token, "expiry": issued.expiry.astimezone(UTC).isoformat()}
+        )
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code == status.HTTP_401_UNAUTHORIZED:
+            response["WWW-Authenticate"] = TOKEN_KEYWORDS[0]
+        return response
+
+
+class TokenApi(APIView):
+    """Base of the views that act on the token the request came with."""
+
+    authentication_classes = [TokenOrBearerAuthentication]
+    permission_classes = [IsAuthenticated]
+
+
+class LogoutApi(TokenApi):
+    """The token this request came with stops working; the user's others still work."""
+
+    @extend_schema(request=None, responses={204: None, **error_responses(401)},
+                   summary="End the token used for this request")
+    def post(self, request):
+        token_revoke(token=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LogoutAllApi(TokenApi):
+    """Every token of the user stops working (a lost device, a leaked token)."""
+
+    @extend_schema(request=None, responses={204: None, **error_responses(401)},
+                   summary="End every token of the user")
+    def post(self, request):
+        user_tokens_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

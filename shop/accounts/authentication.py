@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from rest_framework.authentication import TokenAuthentication, get_authorization_header
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from knox.auth import TokenAuthentication
+from rest_framework import exceptions
+from rest_framework.authentication import get_authorization_header
 
 #: The schemes accepted in the ``Authorization`` header; the first is the one
 #: advertised in ``WWW-Authenticate``.
@@ -10,12 +15,42 @@ TOKEN_KEYWORDS = ("Token", "Bearer")
 
 
 class TokenOrBearerAuthentication(TokenAuthentication):
-    """DRF's token authentication under either keyword (API.md, second round)."""
+    """django-rest-knox's hashed, expiring tokens under either keyword (API.md)."""
 
     def authenticate(self, request):
-        scheme, _, _ = get_authorization_header(request).partition(b" ")
-        for keyword in TOKEN_KEYWORDS:
-            if scheme.lower() == keyword.lower().encode():
-                self.keyword = keyword
-                return super().authenticate(request)
-        return None
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() not in {k.lower().encode() for k in TOKEN_KEYWORDS}:
+            return None  # no token, or credentials for another scheme
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed(
+                "Invalid token header: send 'Token <token>' or 'Bearer <token>'."
+            )
+        try:
+            parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        return self.authenticate_credentials(parts[1])
+
+    def authenticate_header(self, request) -> str:
+        return TOKEN_KEYWORDS[0]
+
+    def _cleanup_token(self, auth_token) -> bool:
+        """Expired: delete it and refuse. (knox's own version also walks every other
+        token of the user on every request; expired ones are dropped at login.)"""
+        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+            auth_token.delete()
+            return True
+        return False
+
+
+class TokenOrBearerScheme(OpenApiAuthenticationExtension):
+    """The token as the OpenAPI document declares it (the same ``tokenAuth`` scheme
+    DRF's own token class had)."""
+
+    target_class = TokenOrBearerAuthentication
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return build_bearer_security_scheme_object(
+            header_name="Authorization", token_prefix=TOKEN_KEYWORDS[0]
+        )

@@ -31,7 +31,7 @@ def test_register_then_token_then_command(event_store, given_product):
 
     response = client.post(TOKEN, {"username": "alice", "password": PASSWORD}, format="json")
     assert response.status_code == 200, response.content
-    assert set(response.json()) == {"token"}
+    assert set(response.json()) == {"token", "expiry"}
     token = response.json()["token"]
 
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
@@ -41,12 +41,15 @@ def test_register_then_token_then_command(event_store, given_product):
     assert_saved(response, 201, "order", version=1, total="19.99")
 
 
-def test_token_is_stable(db):
+def test_each_login_is_a_token_of_its_own(db):
     client = APIClient()
     register(client)
     first = client.post(TOKEN, {"username": "alice", "password": PASSWORD}, format="json")
     second = client.post(TOKEN, {"username": "alice", "password": PASSWORD}, format="json")
-    assert first.json()["token"] == second.json()["token"]
+    assert first.json()["token"] != second.json()["token"]
+    for token in (first.json()["token"], second.json()["token"]):
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        assert client.get("/api/queries/orders/").status_code == 200
 
 
 @pytest.mark.parametrize("keyword", ["Token", "Bearer", "bearer"])
@@ -110,11 +113,12 @@ def test_an_inactive_users_token_is_401(db):
     [{"username": "alice", "password": "wrong-password"},
      {"username": "nobody", "password": PASSWORD}],
 )
-def test_wrong_credentials_for_a_token_are_400(db, body):
+def test_wrong_credentials_for_a_token_are_401(db, body):
     client = APIClient()
     register(client)
     response = client.post(TOKEN, body, format="json")
-    assert_error(response, 400, "invalid", {"non_field_errors"})
+    assert_error(response, 401, "not_authenticated")
+    assert response["WWW-Authenticate"] == "Token"
 
 
 def test_token_needs_both_fields(db):

@@ -79,10 +79,10 @@ def workers(broker, event_store, transactional_db, tmp_path) -> Iterator[Service
 @pytest.fixture
 def http_as(live_server) -> Callable[[Any], Client]:
     """An HTTP client for the live server, authenticated with the user's token."""
-    from rest_framework.authtoken.models import Token
+    from shop.accounts.services import token_issue
 
     def make(user=None) -> Client:
-        token = Token.objects.get_or_create(user=user)[0].key if user is not None else None
+        token = token_issue(user=user).token if user is not None else None
         return Client(live_server.url, token)
 
     return make

@@ -32,13 +32,13 @@ class ApiUser:
 def api_users(live_db):
     """A staff user and three customers, each with an API token."""
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
+
+    from shop.accounts.services import token_issue
 
     def make(username: str, is_staff: bool = False) -> ApiUser:
         user = User.objects.create_user(username=username, password="x-pass-word-123",
                                         is_staff=is_staff)
-        token = Token.objects.create(user=user)
-        return ApiUser(user.id, username, token.key, is_staff)
+        return ApiUser(user.id, username, token_issue(user=user).token, is_staff)
 
     staff = make("staff", is_staff=True)
     customers = [make(f"customer{i}") for i in range(3)]
