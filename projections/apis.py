@@ -74,10 +74,7 @@ class ProjectionBehind(ApplicationError):
     code = "projection_behind"
     status = 503
     default_detail = "The read model has not caught up with the requested position yet."
-
-    def __init__(self, detail: str | None = None, *, retry_after: int = 1):
-        super().__init__(detail)
-        self.retry_after = retry_after
+    retry_after = 1
 
 
 class UtcDateTimeField(serializers.DateTimeField):
@@ -193,7 +190,6 @@ class QueryApi(APIView):
     projections: ClassVar[tuple[str, ...]]
 
     position: int | None = None
-    retry_after: int | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication and permissions first
@@ -251,11 +247,6 @@ class QueryApi(APIView):
             return 1
         return max(1, math.ceil((retry_at - timezone.now()).total_seconds()))
 
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, ProjectionBehind):
-            self.retry_after = exc.retry_after
-        return super().handle_exception(exc)
-
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
@@ -268,8 +259,6 @@ class QueryApi(APIView):
                 position = None
         if position is not None:
             response[POSITION_HEADER] = str(position)
-        if self.retry_after is not None and response.status_code == 503:
-            response["Retry-After"] = str(self.retry_after)
         return response
 
     def paginated(self, queryset: Any, serializer_class: type[serializers.Serializer]) -> Response:

@@ -27,10 +27,11 @@ from eventsourcing.persistence import OperationalError as EventStoreOperationalE
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.views import APIView, set_rollback
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from shop import idempotency
-from shop.errors import ApplicationError, ConcurrentUpdate, InvalidInput
+from shop.errors import ApplicationError, ConcurrentUpdate, InvalidInput, ServiceUnavailable
 from shop.eventstore import (
     LockWaitTimeout,
     Saved,
@@ -118,90 +119,72 @@ def _invalid_detail(errors: dict[str, list[str]]) -> str:
     return "Invalid input. " + "; ".join(parts) if parts else "Invalid input."
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
-    """Render every error the API raises as ``{code, detail[, errors]}``.
+class _ApplicationErrorResponse(exceptions.APIException):
+    """An ``ApplicationError`` handed to DRF's handler: its status and Retry-After."""
 
-    - ``ApplicationError`` (domain errors included): its ``status``, ``code``,
-      ``detail`` and ``errors``;
-    - DRF's ``ValidationError``: 400 ``invalid``, ``errors`` flattened by
-      :func:`flatten_errors` (nested fields as dotted paths such as
-      ``lines.0.quantity``);
-    - ``ParseError``: 400 ``parse_error`` (``errors`` has the parser's message under
-      ``non_field_errors``);
-    - ``NotAuthenticated`` / ``AuthenticationFailed``: 401 ``not_authenticated`` with
-      ``WWW-Authenticate``; ``PermissionDenied``: 403 ``permission_denied``;
-      ``Http404`` / ``NotFound``: 404 ``not_found``; ``MethodNotAllowed``: 405
-      ``method_not_allowed``; any other ``APIException``: its status and default code;
-    - a ``RecursionError`` (a JSON body nested too deeply): 400 ``parse_error``;
-    - the event store's ``AggregateNotFoundError``: 404 ``not_found``; an
-      ``IntegrityError`` that escaped every retry: 409 ``concurrent_update``.
+    def __init__(self, error: ApplicationError) -> None:
+        super().__init__(error.detail, code=error.code)
+        self.status_code = error.status
+        self.wait = error.retry_after
+        self.error = error
 
-    - the database or the event store unreachable (``OperationalError``,
-      ``InterfaceError``): 503 ``service_unavailable`` with ``Retry-After`` (a
-      command that got this answer may or may not have been saved; its retry is
-      checked against the new state like any command).
 
-    Anything else is a bug: it is left to Django (a 500, logged).
-    """
+def _as_api_exception(exc: Exception) -> Exception:
+    """Our errors, and the libraries' that mean one of them, as DRF exceptions."""
     if isinstance(exc, RecursionError):
         # Python's JSON decoder recurses per nesting level; a body nested thousands
         # deep is malformed input, not a server error.
-        exc = exceptions.ParseError("JSON parse error - the body is nested too deeply.")
-    elif isinstance(exc, Http404):
-        exc = exceptions.NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
-    elif isinstance(exc, AggregateNotFoundError):
-        exc = exceptions.NotFound()
-    elif isinstance(exc, IntegrityError):
+        return exceptions.ParseError("JSON parse error - the body is nested too deeply.")
+    if isinstance(exc, AggregateNotFoundError):
+        return exceptions.NotFound()
+    if isinstance(exc, IntegrityError):  # a lost race that escaped every retry
         exc = ConcurrentUpdate()
     elif isinstance(exc, DEPENDENCY_DOWN):
         logger.warning("A dependency is down", exc_info=exc)
-        set_rollback()
-        return Response(
-            error_body("service_unavailable", "A database is unreachable; retry shortly."),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "1"},
-        )
-
+        exc = ServiceUnavailable()
     if isinstance(exc, ApplicationError):
-        errors = exc.errors
-        if errors is None and exc.status == status.HTTP_400_BAD_REQUEST:
-            errors = {}
-        set_rollback()
-        retry_after = getattr(exc, "retry_after", None)
-        return Response(
-            error_body(exc.code, exc.detail, errors), status=exc.status,
-            headers={"Retry-After": str(retry_after)} if retry_after else None,
-        )
+        return _ApplicationErrorResponse(exc)
+    return exc
 
-    if not isinstance(exc, exceptions.APIException):
-        return None
 
-    headers: dict[str, str] = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
-
-    code = next(
+def _code(exc: Exception) -> str:
+    if isinstance(exc, _ApplicationErrorResponse):
+        return exc.error.code
+    if isinstance(exc, Http404):  # DRF's handler made it a NotFound
+        return "not_found"
+    if isinstance(exc, DjangoPermissionDenied):  # likewise, a PermissionDenied
+        return "permission_denied"
+    return next(
         (word for cls, word in _DRF_CODES.items() if isinstance(exc, cls)),
-        exc.default_code,
+        getattr(exc, "default_code", "error"),
     )
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's own handler (status, ``WWW-Authenticate``, ``Retry-After``, rollback),
+    then the body reshaped to ``{code, detail[, errors]}``: ``errors`` on every 400,
+    with DRF's nested validation errors flattened to dotted paths.
+
+    Anything that is neither ours nor DRF's is a bug: left to Django (a 500, logged).
+    """
+    exc = _as_api_exception(exc)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    code = _code(exc)
     if isinstance(exc, exceptions.ValidationError):
-        errors = flatten_errors(exc.detail)
-        body = error_body(code, _invalid_detail(errors), errors)
+        errors: dict | None = flatten_errors(response.data)
+        detail = _invalid_detail(errors)
+    elif isinstance(exc, _ApplicationErrorResponse):
+        detail, errors = exc.error.detail, exc.error.errors
     else:
-        detail = str(exc.detail) if not isinstance(exc.detail, list | dict) else str(
-            exc.default_detail
-        )
-        errors = (
-            {NON_FIELD_ERRORS: [detail]} if exc.status_code == status.HTTP_400_BAD_REQUEST
-            else None
-        )
-        body = error_body(code, detail, errors)
-    set_rollback()
-    return Response(body, status=exc.status_code, headers=headers)
+        detail = str(response.data.get("detail", "")) if isinstance(response.data, dict) else ""
+        detail = detail or str(getattr(exc, "default_detail", ""))
+        errors = {NON_FIELD_ERRORS: [detail]} if response.status_code == 400 else None
+    if errors is None and response.status_code == status.HTTP_400_BAD_REQUEST:
+        errors = {}
+    response.data = error_body(code, detail, errors)
+    return response
 
 
 def json_not_found(request, exception=None) -> JsonResponse:

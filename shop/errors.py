@@ -7,10 +7,20 @@ class ApplicationError(Exception):
     code = "error"
     status = 400
     default_detail = "The request could not be processed."
+    #: Seconds a client should wait before retrying (the ``Retry-After`` header).
+    retry_after: int | None = None
 
-    def __init__(self, detail: str | None = None, *, errors: dict | None = None):
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: dict | None = None,
+        retry_after: int | None = None,
+    ):
         self.detail = detail or self.default_detail
         self.errors = errors
+        if retry_after is not None:
+            self.retry_after = retry_after
         super().__init__(self.detail)
 
 
@@ -49,3 +59,14 @@ class PreconditionFailed(ApplicationError):
     code = "precondition_failed"
     status = 412
     default_detail = "The aggregate changed since you read it (If-Match)."
+
+
+class ServiceUnavailable(ApplicationError):
+    """The database or the event store cannot be reached: retry shortly. (A command
+    that got this answer may or may not have been saved; its retry is checked against
+    the new state like any command.)"""
+
+    code = "service_unavailable"
+    status = 503
+    default_detail = "A database is unreachable; retry shortly."
+    retry_after = 1
