@@ -9,17 +9,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
 app = Celery("shop")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-# The sweep: trigger every projection every couple of seconds, so a lost message, a
-# broker outage or a crashed worker delays the read side but never loses an event.
-app.conf.beat_schedule = {
-    "sweep-projections": {
-        "task": "projections.sweep",
-        "schedule": float(os.environ.get("PROJECTION_SWEEP_SECONDS", "2")),
-    },
-    # Idempotency records live 24 hours; drop the expired ones (a bounded batch).
-    "delete-expired-idempotency-records": {
-        "task": "shop.delete_expired_idempotency_records",
-        "schedule": 600.0,
-    },
-}
+# The periodic tasks (the projections' sweep, ...) are CELERY_BEAT_SCHEDULE in settings.

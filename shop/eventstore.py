@@ -13,10 +13,8 @@ import atexit
 import functools
 import logging
 import os
-import random
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
+import tenacity
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError as DjangoOperationalError
@@ -39,7 +38,6 @@ from shop.errors import ConcurrentUpdate, NotFound, PreconditionFailed
 logger = logging.getLogger(__name__)
 
 A = TypeVar("A", bound=Aggregate)
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ShopApplication(Application):
@@ -167,20 +165,19 @@ def get_app() -> ShopApplication:
     return _app
 
 
-def _build_app(attempts: int = 5) -> ShopApplication:
+@tenacity.retry(
+    retry=tenacity.retry_if_exception_type(PersistenceError),
+    stop=tenacity.stop_after_attempt(5),
+    wait=tenacity.wait_random(0.01, 0.1),
+    before_sleep=tenacity.before_sleep_log(logger, logging.WARNING),
+    reraise=True,
+)
+def _build_app() -> ShopApplication:
     # Building the application creates the event tables if missing (CREATE ... IF NOT
     # EXISTS). Processes starting together (a prefork pool's children, gunicorn's
     # workers) can collide in PostgreSQL's catalog ("tuple concurrently updated",
     # a duplicate type): the loser retries and then finds the tables there.
-    for attempt in range(1, attempts + 1):
-        try:
-            return ShopApplication(env=event_store_env())
-        except PersistenceError:
-            if attempt == attempts:
-                raise
-            logger.warning("Creating the event tables collided; retrying.", exc_info=True)
-            time.sleep(random.uniform(0.01, 0.1) * attempt)
-    raise AssertionError("unreachable")
+    return ShopApplication(env=event_store_env())
 
 
 def reset_app() -> None:
@@ -377,25 +374,17 @@ def _lock_key(aggregate_id: UUID) -> int:
     return int.from_bytes(aggregate_id.bytes[:8], "big", signed=True)
 
 
-def retry_on_conflict(func: F, attempts: int = 30) -> F:
-    """Re-run a command when another writer saved the same aggregate first.
-
-    Each attempt reloads the aggregates, so the rules are checked again against the
-    state that won. After ``attempts`` lost races the client gets 409 concurrent_update.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        for attempt in range(1, attempts + 1):
-            try:
-                return func(*args, **kwargs)
-            except IntegrityError:
-                if attempt == attempts:
-                    break
-                time.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
-        raise ConcurrentUpdate()
-
-    return wrapper  # type: ignore[return-value]
+# Re-run a command when another writer saved the same aggregate first. Each attempt
+# reloads the aggregates, so the rules are checked again against the state that won.
+# After 30 lost races the IntegrityError propagates: the API answers 409
+# concurrent_update, the admin says so. Random waits growing to 20 ms spread out
+# writers that collided.
+retry_on_conflict = tenacity.retry(
+    retry=tenacity.retry_if_exception_type(IntegrityError),
+    stop=tenacity.stop_after_attempt(30),
+    wait=tenacity.wait_random_exponential(multiplier=0.001, max=0.02),
+    reraise=True,
+)
 
 
 def head_position() -> int:

@@ -194,6 +194,16 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
 # Seconds between safety-net sweeps that trigger every projection.
 PROJECTION_SWEEP_SECONDS = float(os.environ.get("PROJECTION_SWEEP_SECONDS", "2"))
+CELERY_BEAT_SCHEDULE = {
+    # The sweep: trigger every projection every couple of seconds, so a lost message, a
+    # broker outage or a crashed worker delays the read side but never loses an event.
+    "sweep-projections": {"task": "projections.sweep", "schedule": PROJECTION_SWEEP_SECONDS},
+    # Idempotency records live 24 hours; drop the expired ones (a bounded batch).
+    "delete-expired-idempotency-records": {
+        "task": "shop.delete_expired_idempotency_records",
+        "schedule": 600.0,
+    },
+}
 
 # Notifications read per transaction by the projection runner.
 PROJECTION_BATCH_SIZE = int(os.environ.get("PROJECTION_BATCH_SIZE", "1000"))
