@@ -1,6 +1,9 @@
 """Orders in the admin: the order history read model with filters and search, an order
-page with its lines, its shipment and its event timeline from the event store, and
-the order and shipment commands (cancel, create a shipment, advance it)."""
+page with its lines and its event timeline from the event store, and the order
+commands (cancel).
+
+``shipping/admin.py`` registers this admin with the shipment commands added: shipping
+builds on orders (a shipment is for an order), never the other way round."""
 
 from __future__ import annotations
 
@@ -21,15 +24,7 @@ from orders.domain import STATUSES as ORDER_STATUSES
 from orders.services import order_cancel
 from projections.models import OrderHistory
 from projections.selectors import aggregate_events, order_events
-from shipping.admin import (
-    ShipmentAdvanceForm,
-    ShipmentCommandsMixin,
-    ShipmentCreateForm,
-    next_status,
-)
-from shipping.domain import DELIVERED as SHIPMENT_DELIVERED
-from shipping.domain import STATUSES as SHIPMENT_STATUSES
-from shop.admin_forms import api_form, command_form_view, run_for_each
+from shop.admin_forms import ReadModelAdmin, api_form, command_form_view, run_for_each
 from shop.errors import NotFound
 
 SKU_SEARCH = re.compile(SKU_PATTERN)
@@ -50,21 +45,6 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset.filter(**{self.parameter_name: value}) if value else queryset
 
 
-class ShipmentStatusFilter(StatusFilter):
-    title = "shipment status"
-    parameter_name = "shipment_status"
-    statuses = SHIPMENT_STATUSES
-    NONE = "none"
-
-    def lookups(self, request, model_admin):
-        return [(self.NONE, "no shipment"), *super().lookups(request, model_admin)]
-
-    def queryset(self, request, queryset):
-        if self.value() == self.NONE:
-            return queryset.filter(shipment_id=None)
-        return super().queryset(request, queryset)
-
-
 OrderCancelForm = api_form(OrderCancelApi.InputSerializer)
 
 
@@ -79,17 +59,16 @@ def cancel_orders(model_admin, request, queryset):
     )
 
 
-@admin.register(OrderHistory)
-class OrderHistoryAdmin(ShipmentCommandsMixin):
+class OrderHistoryAdmin(ReadModelAdmin):
     list_display = ("number", "customer", "status", "total", "placed_at", "skus",
                     "shipment_status", "carrier")
-    list_filter = (StatusFilter, ShipmentStatusFilter, "placed_at")
+    list_filter: tuple = (StatusFilter, "placed_at")
     date_hierarchy = "placed_at"
     search_fields = ("customer", "order_id", "shipment_id")
     search_help_text = "Order number, customer (username), order id, shipment id or SKU."
     ordering = ("-placed_at", "-order_id")
     list_per_page = 50
-    actions = (cancel_orders, *ShipmentCommandsMixin.shipment_actions)
+    actions: tuple = (cancel_orders,)
     fieldsets = (
         (None, {"fields": ("number", "order_id", "customer", "customer_id", "status", "total",
                            "placed_at", "shipping_address", "version")}),
@@ -122,7 +101,6 @@ class OrderHistoryAdmin(ShipmentCommandsMixin):
         commands = [
             path("<uuid:order_id>/cancel/", self.staff_view(self.cancel_view),
                  name=self.url_name("cancel")),
-            *self.get_shipment_urls(),
         ]
         return commands + super().get_urls()
 
@@ -134,25 +112,20 @@ class OrderHistoryAdmin(ShipmentCommandsMixin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _order_page_context(self, request: HttpRequest, order: OrderHistory) -> dict[str, Any]:
-        can_advance = order.shipment_id is not None and order.shipment_status != SHIPMENT_DELIVERED
+        """What the order page shows beside the fields (a subclass adds its commands)."""
         return {
             "lines": order.lines or [],
             "timeline": order_timeline(request, order),
             "can_cancel": order.status == PLACED,
-            "can_ship": order.status == PLACED and order.shipment_id is None,
-            "can_advance": can_advance,
             "cancel_form": OrderCancelForm(),
-            "shipment_create_form": ShipmentCreateForm(),
-            "shipment_advance_form": ShipmentAdvanceForm(
-                initial={"status": next_status(order.shipment_status)}
-            ),
             "cancel_url": self._url("cancel", order),
-            "shipment_create_url": self._url("shipment_create", order),
-            "shipment_status_url": self._url("shipment_status", order),
         }
 
     def _url(self, view: str, order: OrderHistory) -> str:
         return reverse(f"admin:{self.url_name(view)}", args=[order.order_id])
+
+    def _order_page_url(self, order_id) -> str:
+        return reverse(f"admin:{self.url_name('change')}", args=[order_id])
 
     def cancel_view(self, request: HttpRequest, order_id) -> HttpResponse:
         return command_form_view(

@@ -1,19 +1,25 @@
 """Shipments in the admin. A shipment has no table of its own on the read side: the
 order history carries it (shipment id, carrier, status), so staff work shipments from
-the order pages. This module supplies the order admin's shipment commands: create a
-shipment for an order, advance a shipment's status (a form on the order page, and
-changelist actions for many at once)."""
+the order pages. This module registers the order history's admin: the orders' own
+(``orders/admin.py``) plus the shipment commands: create a shipment for an order,
+advance a shipment's status (a form on the order page, and changelist actions for
+many at once). Shipping builds on orders, so the arrow points from here to there."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.urls import path, reverse
+from django.urls import path
 
+from orders.admin import OrderHistoryAdmin, StatusFilter
+from orders.domain import PLACED
+from projections.models import OrderHistory
 from shipping.apis import ShipmentCreateApi, ShipmentStatusChangeApi
-from shipping.domain import STATUSES
+from shipping.domain import DELIVERED, STATUSES, next_status
 from shipping.services import shipment_change_status, shipment_create
-from shop.admin_forms import ReadModelAdmin, api_form, command_form_view, run_for_each
+from shop.admin_forms import api_form, command_form_view, run_for_each
 from shop.errors import InvalidState
 
 # The order comes from the page, so the form has only the carrier.
@@ -21,12 +27,19 @@ ShipmentCreateForm = api_form(ShipmentCreateApi.InputSerializer, fields=["carrie
 ShipmentAdvanceForm = api_form(ShipmentStatusChangeApi.InputSerializer)
 
 
-def next_status(status: str | None) -> str | None:
-    """The step after ``status`` (the form's default), None when delivered."""
-    if status not in STATUSES:
-        return None
-    index = STATUSES.index(status) + 1
-    return STATUSES[index] if index < len(STATUSES) else None
+class ShipmentStatusFilter(StatusFilter):
+    title = "shipment status"
+    parameter_name = "shipment_status"
+    statuses = STATUSES
+    NONE = "none"
+
+    def lookups(self, request, model_admin):
+        return [(self.NONE, "no shipment"), *super().lookups(request, model_admin)]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.NONE:
+            return queryset.filter(shipment_id=None)
+        return super().queryset(request, queryset)
 
 
 def _advance_action(status: str):
@@ -51,13 +64,19 @@ def _advance_action(status: str):
     return advance
 
 
-class ShipmentCommandsMixin(ReadModelAdmin):
-    """For the order history admin: shipment commands keyed by the order's row."""
+@admin.register(OrderHistory)
+class OrderShipmentAdmin(OrderHistoryAdmin):
+    """The order history's admin: the order commands (``orders/admin.py``) and the
+    shipment commands, keyed by the order's row."""
 
-    shipment_actions = tuple(_advance_action(status) for status in STATUSES[1:])
+    list_filter = (StatusFilter, ShipmentStatusFilter, "placed_at")
+    actions = (
+        *OrderHistoryAdmin.actions,
+        *(_advance_action(status) for status in STATUSES[1:]),
+    )
 
-    def get_shipment_urls(self):
-        return [
+    def get_urls(self):
+        commands = [
             path("<uuid:order_id>/shipment/create/",
                  self.staff_view(self.shipment_create_view),
                  name=self.url_name("shipment_create")),
@@ -65,9 +84,21 @@ class ShipmentCommandsMixin(ReadModelAdmin):
                  self.staff_view(self.shipment_status_view),
                  name=self.url_name("shipment_status")),
         ]
+        return commands + super().get_urls()
 
-    def _order_page_url(self, order_id) -> str:
-        return reverse(f"admin:{self.url_name('change')}", args=[order_id])
+    def _order_page_context(self, request: HttpRequest, order: OrderHistory) -> dict[str, Any]:
+        shipped = order.shipment_id is not None
+        return {
+            **super()._order_page_context(request, order),
+            "can_ship": order.status == PLACED and not shipped,
+            "can_advance": shipped and order.shipment_status != DELIVERED,
+            "shipment_create_form": ShipmentCreateForm(),
+            "shipment_advance_form": ShipmentAdvanceForm(
+                initial={"status": next_status(order.shipment_status)}
+            ),
+            "shipment_create_url": self._url("shipment_create", order),
+            "shipment_status_url": self._url("shipment_status", order),
+        }
 
     def shipment_create_view(self, request: HttpRequest, order_id) -> HttpResponse:
         return command_form_view(

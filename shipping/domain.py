@@ -12,6 +12,14 @@ CREATED, DISPATCHED, IN_TRANSIT, DELIVERED = "created", "dispatched", "in_transi
 STATUSES = (CREATED, DISPATCHED, IN_TRANSIT, DELIVERED)
 
 
+def next_status(status: str | None) -> str | None:
+    """The step after ``status``: None when delivered (or unknown)."""
+    if status not in STATUSES:
+        return None
+    index = STATUSES.index(status) + 1
+    return STATUSES[index] if index < len(STATUSES) else None
+
+
 class InvalidTransition(Conflict):
     code = "invalid_transition"
     default_detail = "A shipment's status only moves forward."
