@@ -6,10 +6,12 @@ class ProjectionsConfig(AppConfig):
     verbose_name = "Read models"
 
     def ready(self) -> None:
+        from projections.metrics import ProjectionCollector
         from projections.status import health_of_projections
         from projections.tasks import on_events_saved
-        from shop import health
+        from shop import health, metrics
         from shop.eventstore import events_saved
 
         events_saved.connect(on_events_saved, dispatch_uid="projections.trigger")
         health.contribute("projections", health_of_projections)
+        metrics.collect_at_scrape("projections", ProjectionCollector)

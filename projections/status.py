@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from projections.models import Checkpoint
@@ -75,19 +76,33 @@ def projection_statuses() -> list[ProjectionStatus]:
 
 
 def health_of_projections() -> tuple[dict[str, Any], bool]:
-    """The projections' part of ``/api/health/``: the worst lag, the failed ones.
+    """The projections' part of ``/api/health/``: each one's lag and status.
 
-    Healthy unless a projection is parked (a lag only delays the read side).
+    Unhealthy (the answer is "degraded") when a projection is parked, or when one's
+    oldest unprocessed event is older than ``PROJECTION_LAG_ALERT_SECONDS`` (e.g. no
+    worker runs), or that age cannot be read.
     """
+    limit = settings.PROJECTION_LAG_ALERT_SECONDS
     statuses = projection_statuses()
     worst = max(statuses, key=lambda s: (s.is_failed, s.lag_events), default=None)
     failed = [s.name for s in statuses if s.is_failed]
+    lagging = [
+        s.name for s in statuses
+        if s.lag_events and (s.lag_seconds is None or s.lag_seconds > limit)
+    ]
     report = {
         "worst_lag_events": worst.lag_events if worst else 0,
         "worst_lag_seconds": worst.lag_seconds if worst else 0,
         "failed": failed,
+        "lagging": lagging,
+        "lag_alert_seconds": limit,
+        "each": {
+            s.name: {"position": s.position, "head": s.head, "lag_events": s.lag_events,
+                     "lag_seconds": s.lag_seconds, "status": s.status}
+            for s in statuses
+        },
     }
-    return report, not failed
+    return report, not failed and not lagging
 
 
 def error_summary(text: str) -> str:

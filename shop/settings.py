@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "shop.metrics.MetricsMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -204,6 +205,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 600.0,
     },
 }
+
+# /api/health/ is "degraded" when a projection's oldest unprocessed event is older.
+PROJECTION_LAG_ALERT_SECONDS = float(os.environ.get("PROJECTION_LAG_ALERT_SECONDS", "60"))
+# /metrics also answers "Authorization: Bearer <METRICS_TOKEN>" (unset: staff only).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # Notifications read per transaction by the projection runner.
 PROJECTION_BATCH_SIZE = int(os.environ.get("PROJECTION_BATCH_SIZE", "1000"))

@@ -70,22 +70,75 @@ def test_the_interactive_docs_are_served_without_a_cdn(client):
     assert "cdn.jsdelivr.net" not in page
 
 
-def test_health_reports_database_broker_and_projection_lag(client, event_store):
-    response = client.get("/api/health/")
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+def test_health_reports_database_broker_and_projection_lag_to_staff(staff_client, event_store):
+    response = staff_client.get("/api/health/")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["database"] == "ok"
     assert body["broker"].startswith("not configured")
-    assert body["projections"] == {"worst_lag_events": 0, "worst_lag_seconds": 0, "failed": []}
+    projections = body["projections"]
+    assert (projections["worst_lag_events"], projections["failed"], projections["lagging"]) == (
+        0, [], []
+    )
+    assert projections["each"]["sales"] == {
+        "position": 0, "head": 0, "lag_events": 0, "lag_seconds": 0.0, "status": "ok"
+    }
 
 
-def test_health_is_degraded_when_a_projection_has_failed(client, event_store):
+def test_anonymous_callers_get_the_status_only(client, customer, event_store):
+    assert client.get("/api/health/").json() == {"status": "ok"}
+    client.force_login(customer)
+    assert client.get("/api/health/").json() == {"status": "ok"}
+    # bad credentials are no error here: just no details
+    response = client.get("/api/health/", HTTP_AUTHORIZATION="Token not-a-token")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_health_is_degraded_when_a_projection_has_failed(staff_client, event_store):
     Checkpoint.objects.create(
         projection="order_history", upstream=ShopApplication.name, status=Checkpoint.FAILED
     )
-    body = client.get("/api/health/").json()
+    body = staff_client.get("/api/health/").json()
     assert body["status"] == "degraded"
     assert body["projections"]["failed"] == ["order_history"]
+
+
+def test_health_is_degraded_when_a_projection_lags_past_the_alert(
+    staff_client, settings, event_store
+):
+    from datetime import timedelta
+
+    from django.test import Client
+    from django.utils import timezone
+
+    from projections.management.commands.seed_demo import event_clock
+    from tests.read_side import project, register
+
+    settings.PROJECTION_LAG_ALERT_SECONDS = 60
+    with event_clock(timezone.now() - timedelta(seconds=30)):
+        register("MUG-1")  # unprocessed for 30 s: within the alert
+    assert staff_client.get("/api/health/").json()["status"] == "ok"
+
+    with event_clock(timezone.now() - timedelta(seconds=90)):
+        register("PEN-1")  # the log's order is not the clock's: still the oldest is 30 s
+    assert staff_client.get("/api/health/").json()["status"] == "ok"
+
+    settings.PROJECTION_LAG_ALERT_SECONDS = 20
+    body = staff_client.get("/api/health/").json()
+    assert body["status"] == "degraded"
+    assert sorted(body["projections"]["lagging"]) == [
+        "order_history", "product_catalog", "sales"
+    ]
+    assert Client().get("/api/health/").json() == {"status": "degraded"}
+
+    project()
+    assert staff_client.get("/api/health/").json()["status"] == "ok"
 
 
 def test_health_is_503_when_the_event_store_is_unreachable(client, event_store, monkeypatch):
@@ -105,5 +158,4 @@ def test_health_is_503_when_the_event_store_is_unreachable(client, event_store, 
     finally:
         shop.eventstore._app = fixture_app
     assert response.status_code == 503
-    assert response.json() == {"status": "down", "database": response.json()["database"]}
-    assert response.json()["database"].startswith("error:")
+    assert response.json() == {"status": "down"}
