@@ -14,16 +14,21 @@ from django.template.response import TemplateResponse
 
 from projections.models import Checkpoint
 from projections.registry import PROJECTORS, get_projector
-from projections.runner import catch_up, rebuild, retry_now
+from projections.runner import catch_up, retry_now
+from projections.shadow import ShadowBusy, rebuild
 from projections.status import projection_statuses
 from shop.admin_forms import ReadModelAdmin
 
 
 def _rebuild(request: HttpRequest, name: str) -> None:
-    replayed = rebuild(get_projector(name))
+    try:
+        replayed = rebuild(get_projector(name))
+    except ShadowBusy as busy:
+        messages.error(request, str(busy))
+        return
     messages.success(
         request,
-        f"Rebuilt {name}: replayed {replayed} events into an emptied read model. "
+        f"Rebuilt {name}: replayed {replayed} events into a new read model. "
         "This ran synchronously in this request, which suits a small log; for a large "
         "one use `manage.py rebuild_projections`.",
     )

@@ -134,6 +134,7 @@ def _process_batch(
     app: ShopApplication,
     limit: int,
     stop: int | None = None,
+    announce: bool = True,
 ) -> tuple[int, int]:
     """Apply the next batch after ``checkpoint.position``; return (processed, head).
 
@@ -166,7 +167,8 @@ def _process_batch(
         Tracking(application_name=app.name, notification_id=covered)
     )
     checkpoint.position = covered
-    _announce(projector.name, covered)
+    if announce:  # a shadow being rebuilt must not wake the live model's waiters
+        _announce(projector.name, covered)
     return len(notifications), head
 
 

@@ -213,9 +213,13 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # Notifications read per transaction by the projection runner.
 PROJECTION_BATCH_SIZE = int(os.environ.get("PROJECTION_BATCH_SIZE", "1000"))
-# A rebuild runs in one transaction; larger batches mean fewer rewrites of rows that
-# change often (a product's stock), each of which PostgreSQL keeps until the commit.
+# Notifications per committed batch of a rebuild (blue/green on PostgreSQL; one
+# transaction on SQLite): larger batches mean fewer rewrites of rows that change often.
 PROJECTION_REBUILD_BATCH_SIZE = int(os.environ.get("PROJECTION_REBUILD_BATCH_SIZE", "5000"))
+# Build a rebuilt read model's secondary indexes after its bulk load instead of before.
+PROJECTION_REBUILD_DEFER_INDEXES = os.environ.get(
+    "PROJECTION_REBUILD_DEFER_INDEXES", "0"
+).lower() in ("1", "true", "yes")
 
 
 def web_threads(argv: list[str] = sys.argv) -> int:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from projections.management.commands._common import projectors_named
-from projections.runner import Progress, rebuild
+from projections.runner import Progress
+from projections.shadow import ShadowBusy, rebuild
 
 
 class ProgressPrinter:
@@ -71,7 +72,9 @@ class ProgressPrinter:
 class Command(BaseCommand):
     help = (
         "Replay the whole event log into the named read models (all when none named). "
-        "Queries keep answering from the old rows until each rebuild commits."
+        "On PostgreSQL the new read model is built beside the live one, in committed "
+        "batches, and swapped in by one short transaction; queries keep answering from "
+        "the live rows meanwhile. An interrupted rebuild resumes when run again."
     )
 
     def add_arguments(self, parser):
@@ -90,7 +93,10 @@ class Command(BaseCommand):
                 self.stdout, projector.name, tty=self.stdout.isatty(), interval=interval
             )
             started = time.monotonic()
-            applied = rebuild(projector, batch_size=batch_size, progress=printer)
+            try:
+                applied = rebuild(projector, batch_size=batch_size, progress=printer)
+            except ShadowBusy as busy:
+                raise CommandError(str(busy)) from None
             printer.finish()
             self.stdout.write(
                 self.style.SUCCESS(
