@@ -1,0 +1,130 @@
+"""``verify_projections``: the drift check replays the log into a shadow, compares it
+row by row with the live read model at the live position, names each differing key,
+exits 1 if any differ, and changes nothing (no shadow is left behind)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from catalog.services import product_rename
+from projections.models import Checkpoint, OrderHistory, ProductCatalog
+from projections.shadow import leftover_shadows
+from shop.eventstore import head_position
+from tests.read_side import place, project, register, rows
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="needs DATABASE_URL pointing at PostgreSQL"
+    ),
+]
+
+
+@pytest.fixture
+def shop(event_store, make_user, no_projection_trigger):
+    john = make_user("john")
+    mug = register("MUG-1", "Blue mug")
+    pen = register("PEN-1", "Black pen")
+    orders = [place(john, (mug, 1), (pen, 2)) for _ in range(12)]
+    product_rename(product_id=mug, name="Green mug")
+    project()
+    return john, mug, pen, orders
+
+
+def live_state() -> tuple:
+    return (
+        rows(OrderHistory),
+        rows(ProductCatalog),
+        list(Checkpoint.objects.order_by("projection").values()),
+    )
+
+
+def run_verify(*names: str) -> tuple[int, str]:
+    out = io.StringIO()
+    try:
+        call_command("verify_projections", *names, batch_size=4, stdout=out)
+    except CommandError as error:
+        return error.returncode, out.getvalue() + str(error)
+    return 0, out.getvalue()
+
+
+def test_a_healthy_read_model_passes_and_nothing_changes(shop):
+    before = live_state()
+
+    code, output = run_verify()
+
+    assert code == 0, output
+    assert "order_history: 0 differing rows" in output
+    assert "product_catalog: 0 differing rows" in output
+    assert live_state() == before
+    assert leftover_shadows() == []
+
+
+def test_a_corrupted_row_is_named_and_the_exit_code_is_1(shop):
+    _john, mug, pen, orders = shop
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {OrderHistory._meta.db_table} SET status = 'delivered'"
+            " WHERE order_id = %s", [orders[3]]
+        )
+        cursor.execute(
+            f"DELETE FROM {ProductCatalog._meta.db_table} WHERE product_id = %s", [pen]
+        )
+    before = live_state()
+
+    code, output = run_verify()
+
+    assert code == 1, output
+    differing = [line for line in output.splitlines() if "=" in line]
+    assert differing == [
+        f"order_history: {OrderHistory._meta.db_table} order_id={orders[3]}: differs",
+        f"product_catalog: {ProductCatalog._meta.db_table} product_id={pen}: "
+        "missing from the live model",
+    ]
+    assert str(mug) not in output
+    assert live_state() == before  # the drift is reported, not repaired
+    assert leftover_shadows() == []
+
+
+def test_a_live_model_behind_the_log_is_compared_at_its_own_position(shop):
+    john, mug, _pen, _orders = shop
+    place(john, (mug, 1))  # not projected: the live model is one order behind
+    position = Checkpoint.objects.get(projection="order_history").position
+    assert position < head_position()
+
+    code, output = run_verify("order_history")
+
+    assert code == 0, output
+    assert f"at position {position}" in output
+    assert Checkpoint.objects.get(projection="order_history").position == position
+
+
+def test_the_command_exits_1_naming_the_key(shop):
+    orders = shop[3]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {OrderHistory._meta.db_table} SET total = total + 1"
+            " WHERE order_id = %s", [orders[0]]
+        )
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DEBUG": "1",
+        "CELERY_BROKER_URL": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "verify_projections", "order_history"],
+        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"order_id={orders[0]}: differs" in result.stdout
