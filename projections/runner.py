@@ -2,9 +2,10 @@
 
 ``catch_up`` processes a projection batch by batch, one transaction per batch: lock
 the checkpoint row, read the next notifications straight from the recorder, apply the
-projector's handlers, advance the checkpoint, commit. ``rebuild`` runs the very same
-batch step from position zero inside ONE transaction, so queries keep reading the old,
-complete rows until the rebuilt ones commit, and an interrupted rebuild rolls back.
+projector's handlers, advance the checkpoint, commit. On PostgreSQL a rebuild runs the
+very same batch step into a shadow beside the live read model (``projections/shadow.py``,
+blue/green); ``rebuild`` here, for SQLite's small data, runs it from position zero
+inside ONE transaction, so queries keep reading the old rows until it commits.
 
 Why reading up to the head is safe: the PostgreSQL recorder locks the events table
 for each insert, so notification ids commit in order. Once the head (largest id) is

@@ -163,7 +163,7 @@ class Shadow:
         Returns (processed, head, the shadow's position).
         """
         with self.writing():
-            checkpoint = runner._lock_checkpoint(self.projector.name)
+            checkpoint = Checkpoint.objects.lock(self.projector.name)
             processed, head = runner._process_batch(
                 self.projector, checkpoint, get_app(), limit, stop=stop, announce=False
             )
@@ -212,7 +212,7 @@ class Shadow:
 
     def _swap(self, limit: int) -> int:
         name = self.projector.name
-        live_checkpoint = runner._lock_checkpoint(name)  # the live projection waits now
+        live_checkpoint = Checkpoint.objects.lock(name)  # the live projection waits now
         applied = 0
         while True:
             processed, _head, position = self.step(limit)
@@ -242,24 +242,30 @@ class Shadow:
 
     # --- comparing -------------------------------------------------------------------
 
-    def differences(self, table: str, pk: str) -> list[tuple[str, str]]:
-        """Keys whose rows differ between live and shadow: (key, how)."""
+    def differences(self, table: str, key_columns: list[str]) -> list[tuple[str, str]]:
+        """Rows that differ between live and shadow: ("col=value, …", how)."""
         live, shadow = self._in(self.live, table), self._in(self.schema, table)
-        column = quote(pk)
+        columns = [quote(column) for column in key_columns]
+        first = columns[0]
+        on = " AND ".join(f"l.{c} = s.{c}" for c in columns)
+        keys = ", ".join(f"coalesce(l.{c}, s.{c})::text" for c in columns)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
-                SELECT coalesce(l.{column}, s.{column})::text,
-                       CASE WHEN l.{column} IS NULL THEN 'missing from the live model'
-                            WHEN s.{column} IS NULL THEN 'not in the log'
-                            ELSE 'differs' END
-                FROM {live} AS l FULL OUTER JOIN {shadow} AS s ON l.{column} = s.{column}
-                WHERE l.{column} IS NULL OR s.{column} IS NULL
+                SELECT CASE WHEN l.{first} IS NULL THEN 'missing from the live model'
+                            WHEN s.{first} IS NULL THEN 'not in the log'
+                            ELSE 'differs' END,
+                       {keys}
+                FROM {live} AS l FULL OUTER JOIN {shadow} AS s ON {on}
+                WHERE l.{first} IS NULL OR s.{first} IS NULL
                    OR ROW(l.*) IS DISTINCT FROM ROW(s.*)
-                ORDER BY 1
+                ORDER BY {", ".join(str(i + 2) for i in range(len(columns)))}
                 """
             )
-            return [(key, how) for key, how in cursor.fetchall()]
+            return [
+                (", ".join(f"{c}={v}" for c, v in zip(key_columns, values, strict=True)), how)
+                for how, *values in cursor.fetchall()
+            ]
 
     # --- the catalog -----------------------------------------------------------------
 
@@ -359,13 +365,14 @@ def rebuild(
 
 @dataclass
 class Drift:
+    """A row that differs: its table, its key ("order_id=…") and how it differs."""
+
     table: str
-    key_column: str
     key: str
     how: str
 
     def __str__(self) -> str:
-        return f"{self.table} {self.key_column}={self.key}: {self.how}"
+        return f"{self.table} {self.key}: {self.how}"
 
 
 def verify(
@@ -400,10 +407,10 @@ def verify(
                     if processed < limit:
                         break
                 drifts = [
-                    Drift(model._meta.db_table, model._meta.pk.column, key, how)
+                    Drift(model._meta.db_table, key, how)
                     for model in projector.models
                     for key, how in shadow.differences(
-                        model._meta.db_table, model._meta.pk.column
+                        model._meta.db_table, [f.column for f in model._meta.pk_fields]
                     )
                 ]
         finally:
