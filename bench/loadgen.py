@@ -19,6 +19,8 @@ local method = "%(method)s"
 local path = "%(path)s"
 local tokens = {%(tokens)s}
 local bodies = {%(bodies)s}
+local idempotency_keys = %(idempotency_keys)s
+local run_id = ""
 local counter = 0
 local thread_id = 0
 local threads = {}
@@ -32,6 +34,8 @@ end
 
 function init(args)
   counter = thread_id * 7919
+  -- Rounds rerun one script: keys carry the run's start time, so no run replays another's.
+  run_id = tostring(os.time()) .. "-" .. tostring(math.random(1, 1000000000))
 end
 
 function request()
@@ -43,6 +47,9 @@ function request()
   if #bodies > 0 then
     headers["Content-Type"] = "application/json"
     body = bodies[(counter %% #bodies) + 1]
+  end
+  if idempotency_keys then
+    headers["Idempotency-Key"] = "bench-" .. run_id .. "-" .. thread_id .. "-" .. counter
   end
   return wrk.format(method, path, headers, body)
 end
@@ -65,7 +72,8 @@ def lua_string(text: str) -> str:
 
 
 def write_script(directory: Path, name: str, method: str, path: str, tokens: list[str],
-                 bodies: list[dict] | None = None) -> Path:
+                 bodies: list[dict] | None = None, *, idempotency_keys: bool = False) -> Path:
+    """A wrk script; ``idempotency_keys``: a fresh Idempotency-Key on every request."""
     script = directory / f"{name}.lua"
     script.write_text(
         _LUA
@@ -74,6 +82,7 @@ def write_script(directory: Path, name: str, method: str, path: str, tokens: lis
             "path": path,
             "tokens": ", ".join(lua_string(t) for t in tokens),
             "bodies": ", ".join(lua_string(json.dumps(b)) for b in bodies or []),
+            "idempotency_keys": "true" if idempotency_keys else "false",
         }
     )
     return script
@@ -90,6 +99,12 @@ def order_bodies(product_ids: list[str], count: int = 500, seed: int = 7) -> lis
         }
         for _ in range(count)
     ]
+
+
+def one_unit_bodies(product_ids: list[str]) -> list[dict]:
+    """One-line orders of 1 unit, one body per product (cycled by the script)."""
+    return [{"lines": [{"product_id": p, "quantity": 1}],
+             "shipping_address": "1 Load Street, Benchville"} for p in product_ids]
 
 
 def run_wrk(base_url: str, script: Path, *, connections: int, duration: float,

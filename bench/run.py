@@ -59,6 +59,7 @@ PROFILES = {
     },
 }
 CONNECTIONS = 8
+FLASH_SALE_CONNECTIONS = 32
 GUNICORN_WORKERS, GUNICORN_THREADS = 4, 4
 CELERY_CONCURRENCY = 2
 
@@ -68,6 +69,8 @@ GOALS = {
     "query_vs_write_model_5": [("ratio", ">=", 3)],
     "query_vs_write_model_50": [("ratio", ">=", 15)],
     "command_place_order_rps": [("ratio", ">=", 0.35)],
+    "flash_sale_rps": [("ratio", ">=", 0.7)],
+    "idempotent_command_rps": [("ratio", ">=", 0.85)],
     "projection_catch_up_eps": [("value", ">=", 15_000), ("ratio", ">=", 0.3)],
     "rebuild_eps": [("value", ">=", 12_000)],
     "rebuild_peak_rss_mb": [("value", "<=", 300), ("ratio", "<=", 1.25)],
@@ -161,13 +164,14 @@ def alternate(rounds: int, first, second) -> tuple[list, list]:
     return a, b
 
 
-def wrk_pair(base: str, cfg: dict, target, baseline, label: str) -> dict:
+def wrk_pair(base: str, cfg: dict, target, baseline, label: str,
+             connections: int = CONNECTIONS) -> dict:
     def runner(script):
-        return lambda: loadgen.run_wrk(base, script, connections=CONNECTIONS,
+        return lambda: loadgen.run_wrk(base, script, connections=connections,
                                        duration=cfg["wrk_seconds"])
 
     for script in (target, baseline):  # warm up every worker process and connection
-        loadgen.run_wrk(base, script, connections=CONNECTIONS, duration=cfg["wrk_warmup"])
+        loadgen.run_wrk(base, script, connections=connections, duration=cfg["wrk_warmup"])
     t_runs, b_runs = alternate(cfg["rounds"], runner(target), runner(baseline))
     for run in t_runs + b_runs:
         if run["errors"] > 0.01 * max(run["requests"], 1):
@@ -225,6 +229,35 @@ def phase_http(base: str, seed: dict, cfg: dict, tmp: Path) -> dict:
                              [{"name": f"row {i}", "value": i} for i in range(50)]),
         "command_place_order_rps",
     )
+
+    say("idempotent_command_rps: place-order with a fresh Idempotency-Key vs without")
+    bodies = loadgen.order_bodies(seed["products"])
+    out["idempotent_command_rps"] = wrk_pair(
+        base, cfg,
+        loadgen.write_script(tmp, "order_keyed", "POST", "/api/commands/orders/", tokens,
+                             bodies, idempotency_keys=True),
+        loadgen.write_script(tmp, "order_unkeyed", "POST", "/api/commands/orders/", tokens,
+                             bodies),
+        "idempotent_command_rps",
+    )
+
+    say(f"flash_sale_rps: {FLASH_SALE_CONNECTIONS} connections order 1 unit of one product "
+        f"vs of {len(seed['products'])} products")
+    flash_tokens = seed["customer_tokens"][:FLASH_SALE_CONNECTIONS]
+    flash = wrk_pair(
+        base, cfg,
+        loadgen.write_script(tmp, "flash_sale", "POST", "/api/commands/orders/", flash_tokens,
+                             loadgen.one_unit_bodies(seed["products"][:1])),
+        loadgen.write_script(tmp, "flash_spread", "POST", "/api/commands/orders/",
+                             flash_tokens, loadgen.one_unit_bodies(seed["products"])),
+        "flash_sale_rps", connections=FLASH_SALE_CONNECTIONS,
+    )
+    # wrk counts every status >= 400 (and socket errors) as an error: the non-201s.
+    flash["non_201"] = sum(run["errors"] for run in flash["target_runs"])
+    flash["baseline_non_201"] = sum(run["errors"] for run in flash["baseline_runs"])
+    say(f"  flash sale non-201 responses: {flash['non_201']} "
+        f"(spread: {flash['baseline_non_201']})")
+    out["flash_sale_rps"] = flash
     return out
 
 
@@ -328,6 +361,8 @@ def build_metrics(http: dict, fresh: dict, log: dict) -> dict:
     metrics["command_place_order_rps"] = metric(
         http["command_place_order_rps"]["value"], "req/s",
         http["command_place_order_rps"]["baseline"])
+    for name in ("idempotent_command_rps", "flash_sale_rps"):
+        metrics[name] = metric(http[name]["value"], "req/s", http[name]["baseline"])
     metrics["projection_catch_up_eps"] = metric(
         median([r["applied_per_s"] for r in log["catch_up"]]), "events/s",
         median([r["decoded_per_s"] for r in log["catch_up"]]))
@@ -359,6 +394,8 @@ BASELINES = {
     "query_vs_write_model_5": "read model, same 5 orders",
     "query_vs_write_model_50": "read model, same 50 orders",
     "command_place_order_rps": "insert one row (DRF)",
+    "idempotent_command_rps": "same orders without a key",
+    "flash_sale_rps": "same load over 200 products",
     "projection_catch_up_eps": "read+decode same events",
     "rebuild_eps": "read+decode whole log",
     "rebuild_peak_rss_mb": "peak RSS at 1/10 log",

@@ -19,7 +19,9 @@ from django.db import InterfaceError as DjangoInterfaceError
 from django.db import OperationalError as DjangoOperationalError
 from django.http import Http404, JsonResponse
 from django.http.request import RawPostDataException
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.persistence import InterfaceError as EventStoreInterfaceError
@@ -397,3 +399,71 @@ def error_responses(*statuses: int, **descriptions: str) -> dict[int, OpenApiRes
         )
         for code in statuses
     }
+
+
+# --- the schema of the command headers -------------------------------------------------
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    pattern=r"^[\x20-\x7E]{1,255}$",
+    description="1-255 printable ASCII characters. The first request with a key runs the "
+    "command; a repeat by the same user within 24 hours gets the first status and body "
+    "(with Idempotent-Replayed: true) and appends nothing. Another path or body with the "
+    "same key: 422 idempotency_key_reused.",
+)
+IF_MATCH = OpenApiParameter(
+    "If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    pattern=r'^(W/)?"?[0-9]{1,18}"?$|^\*$',
+    description='The aggregate\'s version as last seen, e.g. "3" (the ETag of a command '
+    "response, or version in a query). If it changed since: 412 precondition_failed, "
+    "nothing appended.",
+)
+ETAG = OpenApiParameter(
+    "ETag", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200, 201],
+    description='The aggregate\'s version after the command, quoted: "3".',
+)
+IDEMPOTENT_REPLAYED = OpenApiParameter(
+    "Idempotent-Replayed", OpenApiTypes.STR, OpenApiParameter.HEADER,
+    response=[200, 201, 400, 404, 409, 412, 422],
+    enum=["true"],
+    description="Present (true) when this is the stored outcome of an earlier request "
+    "with the same Idempotency-Key.",
+)
+
+
+class ShopAutoSchema(AutoSchema):
+    """The project's schema class: a command view (:class:`CommandApi`) also documents
+    the headers and errors every command shares, in one place."""
+
+    def _names_an_aggregate(self) -> bool:
+        return "{" in self.path
+
+    def get_override_parameters(self) -> list:
+        parameters = list(super().get_override_parameters())
+        if isinstance(self.view, CommandApi):
+            parameters += [IDEMPOTENCY_KEY, ETAG, IDEMPOTENT_REPLAYED]
+            if self._names_an_aggregate():
+                parameters.append(IF_MATCH)
+        return parameters
+
+    def _get_response_bodies(self, direction: str = "response") -> dict:
+        bodies = super()._get_response_bodies(direction)
+        if not isinstance(self.view, CommandApi) or direction != "response":
+            return bodies
+        errors = {
+            "400": "also a malformed Idempotency-Key or If-Match header",
+            "409": "idempotency_key_in_use (a request with this key is still running; "
+            "Retry-After)",
+            "422": "idempotency_key_reused (this key was used for another path or body)",
+        }
+        if self._names_an_aggregate():
+            errors["412"] = "precondition_failed (If-Match is not the current version)"
+        for code, description in errors.items():
+            if code in bodies:
+                if description not in bodies[code].get("description", ""):
+                    bodies[code]["description"] += f"; {description}"
+            else:
+                bodies[code] = self._get_response_for_code(
+                    OpenApiResponse(ErrorSerializer, description=description), code
+                )
+        return dict(sorted(bodies.items()))

@@ -74,3 +74,20 @@ def test_renaming_or_repricing_to_the_current_value_appends_nothing(
         assert response.json() == {"product_id": str(mug), "version": 1,
                                    "position": head_position()}
         assert response["ETag"] == '"1"'
+
+
+def test_the_schema_documents_the_headers_on_every_command(client_for):
+    schema = client_for().get("/api/schema/", {"format": "json"}).json()
+    commands = {path: item["post"] for path, item in schema["paths"].items()
+                if path.startswith("/api/commands/")}
+    assert len(commands) == 8
+    for path, operation in commands.items():
+        headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+        on_existing = "{" in path
+        assert headers == ({"Idempotency-Key", "If-Match"} if on_existing
+                           else {"Idempotency-Key"}), path
+        responses = operation["responses"]
+        success = next(code for code in responses if code.startswith("2"))
+        assert {"ETag", "Idempotent-Replayed"} <= set(responses[success]["headers"]), path
+        assert "422" in responses and "409" in responses, path
+        assert ("412" in responses) == on_existing, path
