@@ -74,6 +74,7 @@ class ProductCatalogAdmin(ReadModelAdmin):
             submit_label="Rename",
             original=product,
             initial={"name": product.name} if product else None,
+            edits=(product_id, product.version if product else None),
         )
 
     def reprice_view(self, request: HttpRequest, product_id) -> HttpResponse:
@@ -88,6 +89,7 @@ class ProductCatalogAdmin(ReadModelAdmin):
             submit_label="Reprice",
             original=product,
             initial={"price": product.price} if product else None,
+            edits=(product_id, product.version if product else None),
             intro="Orders already placed keep the price they were placed at.",
         )
 
@@ -102,6 +104,7 @@ class ProductCatalogAdmin(ReadModelAdmin):
             success_url=self._product_url,
             submit_label="Restock",
             original=product,
+            edits=(product_id, product.version if product else None),
         )
 
     @staticmethod

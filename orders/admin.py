@@ -128,6 +128,7 @@ class OrderHistoryAdmin(ReadModelAdmin):
         return reverse(f"admin:{self.url_name('change')}", args=[order_id])
 
     def cancel_view(self, request: HttpRequest, order_id) -> HttpResponse:
+        order = OrderHistory.objects.filter(pk=order_id).first()
         return command_form_view(
             self, request,
             form_class=OrderCancelForm,
@@ -138,7 +139,8 @@ class OrderHistoryAdmin(ReadModelAdmin):
             done="Cancelled the order; its stock reservations are released",
             success_url=self._order_page_url(order_id),
             submit_label="Cancel order",
-            original=OrderHistory.objects.filter(pk=order_id).first(),
+            original=order,
+            edits=(order_id, order.version if order else None),
         )
 
 

@@ -23,9 +23,11 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField, empty
 
 from shop.errors import ApplicationError, ConcurrentUpdate
-from shop.eventstore import Saved
+from shop.eventstore import Saved, precondition
 
 COMMAND_FORM_TEMPLATE = "admin/shop/command_form.html"
+# The hidden field carrying the version of the aggregate the form was shown for.
+VERSION_FIELD = "shown_version"
 
 
 def is_staff(request: HttpRequest) -> bool:
@@ -168,13 +170,28 @@ def command_form_view(
     original: Any = None,
     initial: dict[str, Any] | None = None,
     intro: str = "",
+    edits: tuple[Any, int | None] | None = None,
 ) -> HttpResponse:
     """A page with one command's form: GET shows it; a valid POST runs the command
     through ``run(**cleaned_data)`` and redirects on success, or shows the form again
-    with the domain error as a message."""
+    with the domain error as a message.
+
+    ``edits``: ``(aggregate_id, version shown)`` for a form about an existing
+    aggregate. The version travels in a hidden field and the command runs under that
+    precondition (as the API's If-Match): if someone changed the aggregate since the
+    form was shown, nothing is saved and the page says so, instead of silently
+    overwriting their change.
+    """
     form = form_class(request.POST if request.method == "POST" else None, initial=initial)
+    if edits is not None:
+        form.fields[VERSION_FIELD] = forms.IntegerField(
+            widget=forms.HiddenInput, required=False, min_value=1, initial=edits[1]
+        )
     if request.method == "POST" and form.is_valid():
-        saved = run_command(request, lambda: run(**form.cleaned_data), done=done, form=form)
+        data = dict(form.cleaned_data)
+        shown = data.pop(VERSION_FIELD, None)
+        with precondition(edits[0] if edits else None, shown):
+            saved = run_command(request, lambda: run(**data), done=done, form=form)
         if saved is not None:
             url = success_url(saved) if callable(success_url) else success_url
             return HttpResponseRedirect(url)

@@ -305,8 +305,9 @@ def load(aggregate_id: UUID, cls: type[A], *, what: str | None = None) -> A:
     expected = _precondition.get()
     if expected is not None and expected[0] == aggregate_id and expected[1] != aggregate.version:
         raise PreconditionFailed(
-            f"{what or cls.__name__} {aggregate_id} is at version {aggregate.version}, "
-            f"not {expected[1]}: it changed since you read it. Reload and retry."
+            f"{what or cls.__name__} {aggregate_id} changed since you read it: it is at "
+            f"version {aggregate.version}, not {expected[1]}. Nothing was saved; reload "
+            "it and try again."
         )
     return aggregate
 

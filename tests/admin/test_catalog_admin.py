@@ -137,3 +137,32 @@ def test_product_command_validation(staff_client, given_product, view, data, fie
         response = staff_client.post(product_url(view, product_id), data)
     assert response.status_code == 200
     assert field in response.context["form"].errors
+
+
+def test_a_form_shown_before_someone_else_changed_the_product_saves_nothing(
+    staff_client, given_product, caught_up
+):
+    from catalog.services import product_reprice
+
+    product_id = given_product(price="19.99")
+    caught_up()
+    form = staff_client.get(product_url("rename", product_id))
+    shown = form.context["form"]["shown_version"].value()
+    assert shown == 1
+    assert 'name="shown_version"' in form.content.decode()
+    product_reprice(product_id=product_id, price=Decimal("5.00"))  # a colleague, meanwhile
+
+    with log_unchanged():
+        stale = staff_client.post(product_url("rename", product_id),
+                                  {"name": "Green mug", "shown_version": shown})
+    assert stale.status_code == 200  # the form again, not a redirect
+    [message] = messages_of(stale)
+    assert "changed since you read it" in message and "Nothing was saved" in message
+
+    caught_up()
+    fresh = staff_client.get(product_url("rename", product_id))
+    current = staff_client.post(product_url("rename", product_id),
+                                {"name": "Green mug",
+                                 "shown_version": fresh.context["form"]["shown_version"].value()})
+    assert current.status_code == 302
+    assert get_app().repository.get(product_id).name == "Green mug"
