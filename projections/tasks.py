@@ -100,19 +100,29 @@ def trigger_projections() -> None:
     if time.monotonic() < _broker_down_until:
         return
     store = _pending_store()
-    for name in PROJECTORS:
-        key = PENDING_KEY.format(name)
-        try:
-            if store is not None and not store.set(key, 1, nx=True, ex=PENDING_TTL_SECONDS):
-                continue  # a queued catch-up will see this command's events
-            catch_up_projection.apply_async(args=[name], retry=False)
-        except Exception:
-            _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
-            if store is not None:
-                with contextlib.suppress(redis.RedisError):  # else it expires
-                    store.delete(key)
-            logger.warning(
-                "Broker unreachable; projections will catch up on the next sweep.",
-                exc_info=True,
-            )
-            return
+    keys = {name: PENDING_KEY.format(name) for name in PROJECTORS}
+    claimed: list[str] = []
+    try:
+        if store is None:
+            claimed = list(keys)
+        else:
+            # Every projection's flag in one round trip to Redis.
+            with store.pipeline(transaction=False) as pipe:
+                for key in keys.values():
+                    pipe.set(key, 1, nx=True, ex=PENDING_TTL_SECONDS)
+                # A flag already set: a queued catch-up will see this command's events.
+                claimed = [name for name, mine in zip(keys, pipe.execute(), strict=True)
+                           if mine]
+        while claimed:
+            catch_up_projection.apply_async(args=[claimed[0]], retry=False)
+            claimed.pop(0)
+    except Exception:
+        _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
+        if store is not None and claimed:
+            with contextlib.suppress(redis.RedisError):  # else they expire
+                store.delete(*(keys[name] for name in claimed))
+        logger.warning(
+            "Broker unreachable; projections will catch up on the next sweep.",
+            exc_info=True,
+        )
+        return

@@ -41,8 +41,8 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import DomainEvent
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.utils import get_topic
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.utils import get_topic, retry
 
 from shop.errors import ApplicationError, Conflict
 from shop.eventstore import Saved, SideRecord, exclusive, get_app
@@ -137,6 +137,7 @@ def last_record(stream_id: UUID) -> Record | None:
     return Record(event=event, position=position)
 
 
+@retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the recorder's own
 def _select_last(recorder: Any, stream_id: UUID) -> tuple[StoredEvent, int] | None:
     table = recorder.events_table_name
     if hasattr(recorder.datastore, "schema"):  # PostgreSQL
