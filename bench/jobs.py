@@ -8,7 +8,7 @@
     python bench/jobs.py sync                  catch every projection up to the head
 
 Each job prints one JSON object on its last stdout line. The environment (DATABASE_URL,
-SHOP_BENCH=1, ...) is set by ``run.py``.
+DJANGO_SETTINGS_MODULE=bench.settings, ...) is set by ``run.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from uuid import UUID
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 
 import django  # noqa: E402
 

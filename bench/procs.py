@@ -52,13 +52,12 @@ def django_env(database_url: str, broker_url: str = "", **extra: str) -> dict[st
         env.pop(key, None)
     env.update(
         DATABASE_URL=database_url,
-        SHOP_BENCH="1",
         SECRET_KEY="bench-not-secret",
         DEBUG="0",
         ALLOWED_HOSTS="127.0.0.1,localhost",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
-        DJANGO_SETTINGS_MODULE="shop.settings",
+        DJANGO_SETTINGS_MODULE="bench.settings",
     )
     if broker_url:
         env["CELERY_BROKER_URL"] = broker_url

@@ -57,11 +57,6 @@ INSTALLED_APPS = [
     "shipping",
     "projections",
 ]
-# The benchmark's baseline app (bench/), only when running `python bench/run.py`.
-SHOP_BENCH = env_bool("SHOP_BENCH", default=False)
-if SHOP_BENCH:
-    INSTALLED_APPS.append("bench.baseline")
-
 MIDDLEWARE = [
     "shop.middleware.HeadWithoutBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -18,9 +17,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
-
-if settings.SHOP_BENCH:  # the benchmark's baselines (bench/), never in production
-    urlpatterns.append(path("bench/", include("bench.baseline.urls")))
 
 # Django's own 404/500 pages answer in the API's {code, detail} body (e.g. a malformed
 # UUID in a command path never reaches a view).
