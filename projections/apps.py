@@ -6,6 +6,9 @@ class ProjectionsConfig(AppConfig):
     verbose_name = "Read models"
 
     def ready(self) -> None:
+        from django.contrib import admin
+
+        from projections.dashboard import dashboard_context
         from projections.metrics import ProjectionCollector
         from projections.status import health_of_projections
         from projections.tasks import on_events_saved
@@ -15,3 +18,5 @@ class ProjectionsConfig(AppConfig):
         events_saved.connect(on_events_saved, dispatch_uid="projections.trigger")
         health.contribute("projections", health_of_projections)
         metrics.collect_at_scrape("projections", ProjectionCollector)
+        admin.site.add_dashboard_panel("admin/projections/dashboard_panel.html",
+                                       dashboard_context)

@@ -79,6 +79,9 @@ class Checkpoint(models.Model):
     objects = CheckpointQuerySet.as_manager()
 
     class Meta:
+        # The admin lists checkpoints as the projections' status page.
+        verbose_name = "projection checkpoint"
+        verbose_name_plural = "projection status"
         constraints = [
             models.UniqueConstraint(
                 fields=["projection", "upstream"], name="one_checkpoint_per_projection"

@@ -1,9 +1,18 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class ShopConfig(AppConfig):
+    default = True  # "shop" in INSTALLED_APPS; the admin's config below is named in full
     name = "shop"
     verbose_name = "Shop"
 
     def ready(self) -> None:
         from shop import checks  # noqa: F401  (registers the system checks)
+
+
+class ShopAdminConfig(admin_apps.AdminConfig):
+    """Django's admin with the shop's site (``shop.admin_site.ShopAdminSite``)."""
+
+    default = False
+    default_site = "shop.admin_site.ShopAdminSite"

@@ -40,7 +40,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "shop.apps.ShopAdminConfig",  # django.contrib.admin with the shop's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -200,6 +200,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 600.0,
     },
 }
+
+# The shop's name, in the back office's header and title.
+SHOP_NAME = os.environ.get("SHOP_NAME", "Harbour Shop")
 
 # /api/health/ is "degraded" when a projection's oldest unprocessed event is older.
 PROJECTION_LAG_ALERT_SECONDS = float(os.environ.get("PROJECTION_LAG_ALERT_SECONDS", "60"))
