@@ -17,7 +17,7 @@ from tests.support.readside import event_type_counts
 
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 
-PROCESSES, THREADS, PER_PROCESS = 8, 4, 20  # 32 clients, 160 orders
+PROCESSES, THREADS, PER_PROCESS = 8, 4, 40  # 32 clients, 320 orders
 
 
 def flash_sale(services, api_users, stock: int) -> tuple[object, Counter, list]:
@@ -25,7 +25,7 @@ def flash_sale(services, api_users, stock: int) -> tuple[object, Counter, list]:
 
     product_id = product_register(sku="HOT-1", name="Hot deal", price=Decimal("9.99"),
                                   stock=stock).aggregate_id
-    web = services.gunicorn(workers=2, threads=8)
+    web = services.gunicorn(workers=4, threads=8)
     customers = api_users["customers"]
     batches = [
         [
