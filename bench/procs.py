@@ -56,6 +56,8 @@ def django_env(database_url: str, broker_url: str = "", **extra: str) -> dict[st
         DEBUG="0",
         ALLOWED_HOSTS="127.0.0.1,localhost",
         LOG_LEVEL="WARNING",
+        ALLOW_HTTP="1",  # wrk and the clients speak plain HTTP
+        THROTTLE_RATES="user=off",  # a few users and one IP make all the load
         PYTHONPATH=str(ROOT),
         DJANGO_SETTINGS_MODULE="bench.settings",
     )

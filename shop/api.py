@@ -385,6 +385,7 @@ _ERROR_DESCRIPTIONS = {
     403: "permission_denied",
     404: "not_found",
     409: "the command conflicts with the current state",
+    429: "throttled: too many requests; retry after Retry-After seconds",
 }
 
 

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "knox",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "shop",
@@ -69,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "shop.metrics.MetricsMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out admin login into its 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "shop.urls"
@@ -143,6 +146,39 @@ WHITENOISE_USE_FINDERS = True
 # Until `collectstatic` has run, STATIC_ROOT does not exist; the finders serve anyway.
 warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
+# Throttle counters (and any other cache use) are shared by every web process: Redis
+# from CACHE_URL, else REDIS_URL, else a redis:// Celery broker; local memory without.
+CACHE_URL = os.environ.get("CACHE_URL") or os.environ.get("REDIS_URL") or ""
+if not CACHE_URL and os.environ.get("CELERY_BROKER_URL", "").startswith(("redis:", "rediss:")):
+    CACHE_URL = os.environ["CELERY_BROKER_URL"]
+LOCAL_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "shop"}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        "KEY_PREFIX": "shop",
+        # A Redis that hangs must not hang requests (see shop/throttling.py).
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    } if CACHE_URL else LOCAL_CACHE,
+    "local": {**LOCAL_CACHE, "LOCATION": "shop-local"},
+}
+
+
+def throttle_rates(overrides: str) -> dict[str, str | None]:
+    """The default rates, changed by ``scope=rate,...`` (a rate of ``off``: no limit)."""
+    rates: dict[str, str | None] = {
+        "user": "1200/minute",  # every endpoint, per user (anonymous: per IP)
+        "login_ip": "30/minute",
+        "login_username": "10/minute",
+        "register_ip": "20/hour",
+        "register_username": "10/hour",
+    }
+    for item in filter(None, (part.strip() for part in overrides.split(","))):
+        scope, _, rate = item.partition("=")
+        rates[scope.strip()] = None if rate.strip() in {"", "off", "none"} else rate.strip()
+    return rates
+
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "shop.accounts.authentication.TokenOrBearerAuthentication",
@@ -159,7 +195,26 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "shop.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "shop.api.ShopAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": ["shop.throttling.UserThrottle"],
+    "DEFAULT_THROTTLE_RATES": throttle_rates(os.environ.get("THROTTLE_RATES", "")),
+    # Proxies in front that append to X-Forwarded-For; 0 trusts only the peer address.
+    "NUM_PROXIES": int(os.environ.get("NUM_PROXIES", "0")),
 }
+
+# The admin's login lockout (django-axes): AXES_FAILURE_LIMIT failures for one
+# username from one IP lock that pair out for AXES_COOLOFF_TIME. The API's login is
+# limited by the throttles above instead.
+AUTHENTICATION_BACKENDS = [
+    "shop.accounts.lockout.AdminLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = int(os.environ.get("ADMIN_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("ADMIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "shop.accounts.lockout.lockout_response"
+AXES_VERBOSE = False
 
 # API tokens (django-rest-knox): stored hashed, valid for TOKEN_TTL_HOURS.
 REST_KNOX = {
@@ -238,9 +293,19 @@ def web_threads(argv: list[str] = sys.argv) -> int:
 # get 503 at once, so waiting clients never hold every thread (default: half of them).
 QUERY_WAIT_SLOTS = int(os.environ.get("QUERY_WAIT_SLOTS") or max(1, web_threads() // 2))
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=False)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=False)
+# With DEBUG off, HTTPS is assumed: TLS ends at a proxy that sets X-Forwarded-Proto.
+# ALLOW_HTTP=1 turns this off for a deployment with no TLS in front (and the tests).
+ALLOW_HTTP = env_bool("ALLOW_HTTP", default=False)
+if not DEBUG and not ALLOW_HTTP:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Load balancers and Prometheus probe the web processes directly, over HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^api/health/$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 
 LOGGING = {
     "version": 1,

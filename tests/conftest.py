@@ -93,3 +93,12 @@ def client_for():
         return client
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle_counters():
+    """Each test starts with no request counted against any rate limit."""
+    from django.core.cache import caches
+
+    for alias in ("default", "local"):
+        caches[alias].clear()

@@ -2,9 +2,15 @@
 
 PBKDF2 costs about 0.3 s per user created or logged in; the tests check behaviour,
 not password strength. Subprocesses the tests start (gunicorn, Celery) use this module
-too, so a password hashed here verifies there.
+too, so a password hashed here verifies there, and so does ``ALLOW_HTTP``: the test
+client and those servers speak plain HTTP.
 """
 
-from shop.settings import *  # noqa: F403
+import os
+
+# The tests (and the servers they start) speak plain HTTP.
+os.environ.setdefault("ALLOW_HTTP", "1")
+
+from shop.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

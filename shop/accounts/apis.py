@@ -14,12 +14,14 @@ from rest_framework.views import APIView
 
 from shop.accounts.authentication import TOKEN_KEYWORDS, TokenOrBearerAuthentication
 from shop.accounts.services import token_obtain, token_revoke, user_register, user_tokens_revoke
+from shop.accounts.throttles import LOGIN_THROTTLES, REGISTER_THROTTLES
 from shop.api import error_responses
 
 
 class UserRegisterApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = REGISTER_THROTTLES
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
@@ -39,7 +41,7 @@ class UserRegisterApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={201: OutputSerializer, **error_responses(400)},
+        responses={201: OutputSerializer, **error_responses(400, 429)},
         summary="Register a customer account",
     )
     def post(self, request):
@@ -52,6 +54,7 @@ class UserRegisterApi(APIView):
 class TokenObtainApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = LOGIN_THROTTLES
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -72,7 +75,7 @@ class TokenObtainApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: OutputSerializer, **error_responses(400, 401)},
+        responses={200: OutputSerializer, **error_responses(400, 401, 429)},
         summary="Obtain an API token",
     )
     def post(self, request):

@@ -283,6 +283,8 @@ def app_env(*, database: dict, broker_url: str, **extra: str) -> dict[str, str]:
         DEBUG="0",
         CELERY_BROKER_URL=broker_url,
         LOG_LEVEL="INFO",
+        ALLOW_HTTP="1",
+        THROTTLE_RATES="user=off",  # load tests send thousands of requests from one IP
         PYTHONUNBUFFERED="1",
         PYTHONPATH=str(ROOT),
     )

@@ -1,0 +1,33 @@
+"""The admin's login lockout (django-axes): too many failed logins from one IP for one
+username, and that pair is refused until ``AXES_COOLOFF_TIME`` has passed."""
+
+from __future__ import annotations
+
+import math
+
+from axes.backends import AxesStandaloneBackend
+from axes.helpers import get_cool_off
+from django.http import JsonResponse
+
+from shop.api import error_body
+
+
+class AdminLockoutBackend(AxesStandaloneBackend):
+    """Axes' check before any password is tried. A call without a request (a script,
+    Django's test client) has no client to lock out, so it is let through."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)
+
+
+def lockout_response(request, original_response=None, credentials=None) -> JsonResponse:
+    """429 ``throttled`` with ``Retry-After``, the API's answer to too many attempts."""
+    cool_off = get_cool_off(request)
+    seconds = max(1, math.ceil(cool_off.total_seconds())) if cool_off else 3600
+    response = JsonResponse(
+        error_body("throttled", "Too many failed logins; try again later."), status=429
+    )
+    response["Retry-After"] = str(seconds)
+    return response

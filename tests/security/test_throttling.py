@@ -1,0 +1,133 @@
+"""Rate limits (DRF throttles) and the admin's lockout (django-axes): too many attempts
+are 429 ``throttled`` with ``Retry-After``, and the limit lifts when its window has
+passed (issue: 200 wrong passwords in a row were all answered; admin login unlimited).
+
+Rates here are per second so a test can wait out the window."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct-horse-battery"
+TOKEN = "/api/auth/token/"
+REGISTER = "/api/auth/register/"
+
+
+def rates(**scopes: str | None):
+    merged = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **scopes}
+    return override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK,
+                                             "DEFAULT_THROTTLE_RATES": merged})
+
+
+def login(username: str, password: str, ip: str = "10.0.0.1"):
+    return APIClient(REMOTE_ADDR=ip).post(TOKEN, {"username": username, "password": password},
+                                          format="json")
+
+
+def assert_throttled(response) -> None:
+    assert response.status_code == 429, response.content
+    assert response.json()["code"] == "throttled"
+    assert response.json()["detail"]
+    assert 1 <= int(response["Retry-After"]) <= 60
+
+
+@pytest.fixture
+def alice(db):
+    return User.objects.create_user(username="alice", password=PASSWORD)
+
+
+def test_login_is_limited_per_username_then_recovers(alice):
+    with rates(login_username="3/second", login_ip="100/second"):
+        for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):  # spread over IPs: still one name
+            assert login("alice", "wrong-password", ip).status_code == 401
+        assert_throttled(login("ALICE", PASSWORD, "10.0.0.4"))  # even the right one
+        assert_throttled(login("ａｌｉｃｅ", "wrong-password", "10.0.0.5"))
+        assert login("bob", "wrong-password").status_code == 401  # another name is not
+
+        time.sleep(1.1)
+        assert login("alice", PASSWORD).status_code == 200
+
+
+def test_login_is_limited_per_ip_then_recovers(alice):
+    with rates(login_ip="3/second", login_username="100/second"):
+        for name in ("x1", "x2", "x3"):
+            assert login(name, "wrong-password", "10.0.0.9").status_code == 401
+        assert_throttled(login("alice", PASSWORD, "10.0.0.9"))
+        assert login("alice", PASSWORD, "10.0.0.10").status_code == 200  # another IP
+
+        time.sleep(1.1)
+        assert login("alice", PASSWORD, "10.0.0.9").status_code == 200
+
+
+def test_registration_is_limited_per_ip_and_per_username():
+    def register(username: str, ip: str):
+        return APIClient(REMOTE_ADDR=ip).post(REGISTER, {"username": username,
+                                                         "password": PASSWORD}, format="json")
+
+    with rates(register_ip="2/second", register_username="2/second"):
+        assert register("u1", "10.0.1.1").status_code == 201
+        assert register("u2", "10.0.1.1").status_code == 201
+        assert_throttled(register("u3", "10.0.1.1"))
+        assert register("taken", "10.0.1.2").status_code == 201
+        assert register("TAKEN", "10.0.1.3").status_code == 400
+        assert_throttled(register("Taken", "10.0.1.4"))
+
+        time.sleep(1.1)
+        assert register("u3", "10.0.1.1").status_code == 201
+    assert User.objects.count() == 4
+
+
+def test_every_endpoint_has_a_per_user_limit(make_user, event_store):
+    alice, bob = make_user("alice"), make_user("bob")
+    clients = {}
+    for user in (alice, bob):
+        clients[user] = APIClient()
+        clients[user].force_authenticate(user)
+    with rates(user="5/second"):
+        for _ in range(5):
+            assert clients[alice].get("/api/queries/orders/").status_code == 200
+        assert_throttled(clients[alice].get("/api/queries/products/"))
+        assert_throttled(clients[alice].post("/api/commands/orders/", {}, format="json"))
+        assert clients[bob].get("/api/queries/orders/").status_code == 200
+
+        time.sleep(1.1)
+        assert clients[alice].get("/api/queries/orders/").status_code == 200
+
+
+def test_rates_come_from_the_environment():
+    from shop.settings import throttle_rates
+
+    rates = throttle_rates("login_ip=5/minute, user=off,register_username=none")
+    assert rates["login_ip"] == "5/minute"
+    assert rates["user"] is None and rates["register_username"] is None
+    assert rates["login_username"] == "10/minute"
+
+
+@override_settings(AXES_FAILURE_LIMIT=3, AXES_COOLOFF_TIME=timedelta(seconds=1))
+def test_the_admin_login_locks_out_then_recovers(db):
+    User.objects.create_superuser(username="root", password=PASSWORD)
+
+    def admin_login(password: str, ip: str = "10.0.2.1"):
+        return APIClient(REMOTE_ADDR=ip).post(
+            "/admin/login/?next=/admin/", {"username": "root", "password": password})
+
+    for _ in range(2):
+        response = admin_login("wrong-password")
+        assert response.status_code == 200  # the form again, with its error
+    assert_throttled(admin_login("wrong-password"))  # the third failure locks
+    assert_throttled(admin_login(PASSWORD))  # the right password is refused too
+    assert admin_login(PASSWORD, "10.0.2.2").status_code == 302  # not from another IP
+
+    time.sleep(1.1)
+    response = admin_login(PASSWORD)
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
