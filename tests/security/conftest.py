@@ -8,6 +8,8 @@ import signal
 import time
 
 import pytest
+from django.conf import settings
+from django.test import override_settings
 
 
 class TookTooLong(AssertionError):
@@ -37,3 +39,10 @@ def answered_within(seconds: float):
 @pytest.fixture
 def within():
     return answered_within
+
+
+def throttle_rates(**scopes: str | None):
+    """``override_settings`` for some throttle scopes (``None``: no limit)."""
+    merged = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **scopes}
+    return override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK,
+                                             "DEFAULT_THROTTLE_RATES": merged})

@@ -10,22 +10,17 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import override_settings
 from rest_framework.test import APIClient
+
+from tests.security.conftest import throttle_rates as rates
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "correct-horse-battery"
 TOKEN = "/api/auth/token/"
 REGISTER = "/api/auth/register/"
-
-
-def rates(**scopes: str | None):
-    merged = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **scopes}
-    return override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK,
-                                             "DEFAULT_THROTTLE_RATES": merged})
 
 
 def login(username: str, password: str, ip: str = "10.0.0.1"):
