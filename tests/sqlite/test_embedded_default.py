@@ -51,6 +51,27 @@ CHECK = textwrap.dedent(
         if line["product_id"] == str(mug) and line["product_name"] != "Sky blue mug"
     ]
     assert stale == [], stale
+
+    # Idempotency-Key, If-Match and the records' cleanup work on SQLite too.
+    from datetime import UTC, datetime, timedelta
+
+    from shop import idempotency
+
+    body = {"lines": [{"product_id": str(mug), "quantity": 1}], "shipping_address": "1 St"}
+    first = client.post("/api/commands/orders/", body, format="json",
+                        HTTP_IDEMPOTENCY_KEY="sqlite-1")
+    head = head_position()
+    again = client.post("/api/commands/orders/", body, format="json",
+                        HTTP_IDEMPOTENCY_KEY="sqlite-1")
+    assert first.status_code == 201, first.content
+    assert (again.content, again["Idempotent-Replayed"]) == (first.content, "true")
+    assert first.json()["position"] == head == head_position()
+    staff = User.objects.filter(is_staff=True).first()
+    client.force_authenticate(staff)
+    stale = client.post(f"/api/commands/products/{mug}/restock", {"quantity": 1},
+                        format="json", HTTP_IF_MATCH='"1"')
+    assert stale.status_code == 412, stale.content
+    assert idempotency.delete_expired(now=datetime.now(UTC) + timedelta(hours=25)) == 1
     print("embedded ok", len(response.json()["results"]))
     """
 )
