@@ -63,21 +63,7 @@ def upsert(
     )
 
 
-class BufferedProjector(Projector):
-    """A projector that loads a batch's rows up front and writes them in ``flush``."""
-
-    def apply(self, events: Iterable[tuple[int, Any]]) -> None:
-        events = list(events)
-        self.begin()
-        self.preload([event for _, event in events])
-        self.handle(events)
-        self.flush()
-
-    def preload(self, events: list[Any]) -> None:
-        """Read every row the batch's events touch (one query per table)."""
-
-
-class ProductCatalogProjector(BufferedProjector):
+class ProductCatalogProjector(Projector):
     """``ProductCatalog``: each product's name, price and the stock a shopper can buy."""
 
     name = "product_catalog"
@@ -154,7 +140,7 @@ class ProductCatalogProjector(BufferedProjector):
             self._changed(row, event)
 
 
-class OrderHistoryProjector(BufferedProjector):
+class OrderHistoryProjector(Projector):
     """``OrderHistory``: each order with its named lines and its shipment, one row.
 
     Lines are named from ``OrderHistoryProduct`` (this projection's own product-name
@@ -391,7 +377,7 @@ class OrderHistoryProjector(BufferedProjector):
         self.changed_orders.add(row.order_id)
 
 
-class SalesProjector(BufferedProjector):
+class SalesProjector(Projector):
     """Sales per UTC day and per product per day, for the dashboard and the sales API.
 
     A read model added to a shop with history: its checkpoint starts at 0 and the

@@ -63,11 +63,11 @@ class Projector:
 
     Subclasses set ``name`` and ``models`` (the tables it owns, emptied by a rebuild)
     and decorate one method per event class with ``@handles(...)``. A batch is applied
-    by ``apply(events)``, ``events`` being ``(notification_id, event)`` pairs: each
-    handler sees its events in log order, with ``self.notification_id`` the id of the
-    event it handles (an order's number is its ``Order.Placed``'s); a projector that
-    buffers writes does them in ``flush()``, called once per batch. Handlers must be
-    idempotent and keyed by aggregate id.
+    by ``apply(events)``, ``events`` being ``(notification_id, event)`` pairs:
+    ``begin()``, ``preload(events)`` (read the rows the batch touches), each handler in
+    log order with ``self.notification_id`` the id of the event it handles (an order's
+    number is its ``Order.Placed``'s), then ``flush()`` (write the changed rows in
+    bulk), once per batch. Handlers must be idempotent and keyed by aggregate id.
     """
 
     name: ClassVar[str]
@@ -88,7 +88,9 @@ class Projector:
         return [get_topic(event_class) for event_class in cls.handlers]
 
     def apply(self, events: Iterable[tuple[int, DomainEvent]]) -> None:
+        events = list(events)
         self.begin()
+        self.preload([event for _, event in events])
         self.handle(events)
         self.flush()
 
@@ -100,6 +102,10 @@ class Projector:
 
     def begin(self) -> None:
         """Start a batch: clear anything buffered by an earlier (failed) batch."""
+
+    def preload(self, events: list[DomainEvent]) -> None:
+        """Read every row the batch's events touch (one query per table), so the
+        handlers change rows in memory."""
 
     def flush(self) -> None:
         """Write what the handlers buffered. Called once at the end of each batch."""

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "orders",
     "shipping",
     "projections",
+    "demo",
 ]
 MIDDLEWARE = [
     "shop.middleware.HeadWithoutBodyMiddleware",

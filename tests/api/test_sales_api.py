@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from demo.management.commands.seed_demo import event_clock
 from orders.services import order_cancel
-from projections.management.commands.seed_demo import event_clock
 from shop.eventstore import head_position
 from tests.api.helpers import assert_error
 from tests.read_side import place, project, register

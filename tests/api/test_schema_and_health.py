@@ -117,7 +117,7 @@ def test_health_is_degraded_when_a_projection_lags_past_the_alert(
     from django.test import Client
     from django.utils import timezone
 
-    from projections.management.commands.seed_demo import event_clock
+    from demo.management.commands.seed_demo import event_clock
     from tests.read_side import project, register
 
     settings.PROJECTION_LAG_ALERT_SECONDS = 60

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 
 from catalog.services import product_rename
+from demo.management.commands.seed_demo import event_clock
 from orders.services import order_cancel
-from projections.management.commands.seed_demo import event_clock
 from projections.models import Checkpoint, SalesDaily
 from projections.registry import get_projector
 from projections.runner import catch_up, projection_position, rebuild
