@@ -36,8 +36,8 @@ ORDERS = [(13, "john", [(0, 2)]), (12, "jane", [(1, 1), (3, 2)]), (10, "john", [
 @pytest.fixture
 def seeded_shop(event_store, make_user):
     """Two weeks of orders (two cancelled, some shipped) with the read models caught up."""
+    from demo.management.commands.seed_demo import event_clock
     from orders.services import order_cancel, order_place
-    from projections.management.commands.seed_demo import event_clock
     from projections.registry import PROJECTORS, get_projector
     from projections.runner import catch_up
     from shipping.services import shipment_change_status, shipment_create
