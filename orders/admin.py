@@ -16,6 +16,8 @@ from django.contrib.admin.utils import unquote
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 
 from catalog.domain import SKU_PATTERN
 from orders.apis import OrderCancelApi
@@ -56,12 +58,18 @@ def cancel_orders(model_admin, request, queryset):
         lambda order: order_cancel(order_id=order.order_id, user_id=request.user.pk,
                                    is_staff=True, reason=reason),
         done=lambda order, _saved: f"Cancelled order {order.number}",
+        about=str,
     )
 
 
+def label(status: str | None) -> str:
+    """A status as staff read it: ``in_transit`` is "in transit"."""
+    return (status or "").replace("_", " ")
+
+
 class OrderHistoryAdmin(ReadModelAdmin):
-    list_display = ("number", "customer", "status", "total", "placed_at", "skus",
-                    "shipment_status", "carrier")
+    list_display: tuple = ("order_number", "customer", "status_label", "total", "placed")
+    list_display_links = ("order_number",)
     list_filter: tuple = (StatusFilter, "placed_at")
     date_hierarchy = "placed_at"
     search_fields = ("customer", "order_id", "shipment_id")
@@ -69,17 +77,34 @@ class OrderHistoryAdmin(ReadModelAdmin):
     ordering = ("-placed_at", "-order_id")
     list_per_page = 50
     actions: tuple = (cancel_orders,)
+    readonly_fields = ("status_label", "shipment_status_label")
     fieldsets = (
-        (None, {"fields": ("number", "order_id", "customer", "customer_id", "status", "total",
-                           "placed_at", "shipping_address", "version")}),
-        ("Shipment", {"fields": ("shipment_id", "carrier", "shipment_status",
-                                 "shipment_updated_at")}),
+        (None, {"fields": ("number", "customer", "status_label", "total", "placed_at",
+                           "shipping_address", "order_id", "customer_id", "version")}),
+        ("Shipment", {"fields": ("carrier", "shipment_status_label", "shipment_updated_at",
+                                 "shipment_id")}),
     )
     change_form_template = "admin/orders/order_change_form.html"
 
-    @admin.display(description="SKUs")
-    def skus(self, order: OrderHistory) -> str:
-        return ", ".join(line.get("sku", "") for line in order.lines or [])
+    @admin.display(description="Order", ordering="number")
+    def order_number(self, order: OrderHistory) -> str:
+        return str(order.number) if order.number else str(order.order_id)[:8]
+
+    @admin.display(description="Status", ordering="status")
+    def status_label(self, order: OrderHistory) -> str:
+        return label(order.status)
+
+    @admin.display(description="Shipment status")
+    def shipment_status_label(self, order: OrderHistory) -> str:
+        return label(order.shipment_status) or "no shipment yet"
+
+    @admin.display(description="Placed", ordering="placed_at")
+    def placed(self, order: OrderHistory) -> str:
+        return date_format(localtime(order.placed_at), "j M Y, H:i")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+                        ) -> HttpResponse:
+        return super().changelist_view(request, {"title": "Order history", **(extra_context or {})})
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip().lstrip("#")
@@ -115,6 +140,8 @@ class OrderHistoryAdmin(ReadModelAdmin):
         """What the order page shows beside the fields (a subclass adds its commands)."""
         return {
             "lines": order.lines or [],
+            "status_label": label(order.status),
+            "shipment_status_label": label(order.shipment_status),
             "timeline": order_timeline(request, order),
             "can_cancel": order.status == PLACED,
             "cancel_form": OrderCancelForm(),
@@ -147,9 +174,10 @@ class OrderHistoryAdmin(ReadModelAdmin):
 def order_timeline(request: HttpRequest, order: OrderHistory) -> list[dict[str, Any]]:
     """The order's events and its shipment's, oldest first, from the event store.
 
-    Each row: ``{aggregate, type, version, timestamp, data}`` with ``data`` as JSON
-    text. The order's own come from the query side's ``order_events`` (the same
-    timeline as ``GET /api/queries/orders/{id}/events``).
+    Each row: ``{aggregate, type, version, timestamp, data, details}``, ``details``
+    being the data as staff read it: ``[(label, text)]`` (see :func:`readable`). The
+    order's own come from the query side's ``order_events`` (the same timeline as
+    ``GET /api/queries/orders/{id}/events``).
     """
     try:
         rows = [{"aggregate": "order", **event}
@@ -161,5 +189,29 @@ def order_timeline(request: HttpRequest, order: OrderHistory) -> list[dict[str, 
                  for event in aggregate_events(order.shipment_id)]
     rows.sort(key=lambda row: row["timestamp"])
     for row in rows:
-        row["data_json"] = json.dumps(row["data"], sort_keys=True)
+        row["details"] = readable(row["data"])
     return rows
+
+
+def readable(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """An event's data as ``(label, text)`` pairs: "shipping address", order lines as
+    "2 × MUG-1 at 19.99", anything else as plain text or compact JSON."""
+    details = []
+    for key in sorted(data):
+        value = data[key]
+        if isinstance(value, list) and all(
+            isinstance(item, dict) and {"sku", "quantity"} <= set(item) for item in value
+        ):
+            text = "; ".join(
+                f"{item['quantity']} × {item['sku']}"
+                + (f" at {item['unit_price']}" if "unit_price" in item else "")
+                for item in value
+            )
+        elif isinstance(value, dict | list):
+            text = json.dumps(value, sort_keys=True)
+        elif value in ("", None):
+            text = "—"
+        else:
+            text = str(value)
+        details.append((key.replace("_", " "), text))
+    return details

@@ -7,24 +7,50 @@ many at once). Shipping builds on orders, so the arrow points from here to there
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from orders.admin import OrderHistoryAdmin, StatusFilter
+from orders.admin import OrderHistoryAdmin, StatusFilter, label
 from orders.domain import PLACED
 from projections.models import OrderHistory
 from shipping.apis import ShipmentCreateApi, ShipmentStatusChangeApi
-from shipping.domain import DELIVERED, STATUSES, next_status
+from shipping.domain import CREATED, DELIVERED, STATUSES, next_status, statuses_after
 from shipping.services import shipment_change_status, shipment_create
 from shop.admin_forms import api_form, command_form_view, run_for_each
 from shop.errors import InvalidState
 
 # The order comes from the page, so the form has only the carrier.
 ShipmentCreateForm = api_form(ShipmentCreateApi.InputSerializer, fields=["carrier"])
-ShipmentAdvanceForm = api_form(ShipmentStatusChangeApi.InputSerializer)
+
+
+class ShipmentAdvanceForm(api_form(ShipmentStatusChangeApi.InputSerializer)):
+    """The status to move a shipment to: only the ones it can still reach."""
+
+    def __init__(self, *args: Any, current: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.current = current
+        # No shipment on the row yet (it may lag the log): every move but "created".
+        self.reachable = statuses_after(current or CREATED)
+        self.fields["status"].widget.choices = [(s, label(s)) for s in self.reachable]
+
+    def clean_status(self) -> str:
+        status = self.cleaned_data["status"]
+        if status not in self.reachable:
+            raise forms.ValidationError(
+                f"A {label(self.current)} shipment can only move forward, to "
+                + " or ".join(label(s) for s in self.reachable) + "."
+                if self.reachable else "A delivered shipment cannot move."
+            )
+        return status
+
+
+def order_name(order: OrderHistory | None) -> str:
+    return f"order {order.number}" if order is not None and order.number else "the order"
 
 
 class ShipmentStatusFilter(StatusFilter):
@@ -43,9 +69,9 @@ class ShipmentStatusFilter(StatusFilter):
 
 
 def _advance_action(status: str):
-    label = status.replace("_", " ")
+    to = label(status)
 
-    @admin.action(description=f"Advance selected shipments to “{label}”")
+    @admin.action(description=f"Advance selected shipments to “{to}”")
     def advance(model_admin, request, queryset):
         with_shipment = queryset.exclude(shipment_id=None)
         skipped = queryset.count() - with_shipment.count()
@@ -57,7 +83,8 @@ def _advance_action(status: str):
         run_for_each(
             request, with_shipment,
             lambda order: shipment_change_status(shipment_id=order.shipment_id, status=status),
-            done=lambda order, _saved: f"Shipment of order {order.number} is now {label}",
+            done=lambda order, _saved: f"Shipment of order {order.number} is now {to}",
+            about=str,
         )
 
     advance.__name__ = f"advance_shipments_to_{status}"
@@ -69,11 +96,18 @@ class OrderShipmentAdmin(OrderHistoryAdmin):
     """The order history's admin: the order commands (``orders/admin.py``) and the
     shipment commands, keyed by the order's row."""
 
+    list_display = (*OrderHistoryAdmin.list_display, "shipment")
     list_filter = (StatusFilter, ShipmentStatusFilter, "placed_at")
     actions = (
         *OrderHistoryAdmin.actions,
         *(_advance_action(status) for status in STATUSES[1:]),
     )
+
+    @admin.display(description="Shipment", ordering="shipment_status")
+    def shipment(self, order: OrderHistory) -> str:
+        if order.shipment_id is None:
+            return "—"
+        return f"{label(order.shipment_status)} · {order.carrier}"
 
     def get_urls(self):
         commands = [
@@ -94,27 +128,31 @@ class OrderShipmentAdmin(OrderHistoryAdmin):
             "can_advance": shipped and order.shipment_status != DELIVERED,
             "shipment_create_form": ShipmentCreateForm(),
             "shipment_advance_form": ShipmentAdvanceForm(
-                initial={"status": next_status(order.shipment_status)}
+                current=order.shipment_status,
+                initial={"status": next_status(order.shipment_status)},
             ),
             "shipment_create_url": self._url("shipment_create", order),
             "shipment_status_url": self._url("shipment_status", order),
         }
 
     def shipment_create_view(self, request: HttpRequest, order_id) -> HttpResponse:
+        order = self.model.objects.filter(pk=order_id).first()
         return command_form_view(
             self, request,
             form_class=ShipmentCreateForm,
             title="Create shipment",
             run=lambda **data: shipment_create(order_id=order_id, **data),
-            done=lambda saved: f"Created shipment {saved.aggregate_id}; the order is shipped",
+            done=lambda saved: f"Created a shipment for {order_name(order)}; "
+                               "the order is shipped",
             success_url=self._order_page_url(order_id),
             submit_label="Create shipment",
-            original=self.model.objects.filter(pk=order_id).first(),
+            original=order,
         )
 
     def shipment_status_view(self, request: HttpRequest, order_id) -> HttpResponse:
         order = self.model.objects.filter(pk=order_id).first()
         shipment_id = getattr(order, "shipment_id", None)
+        current = getattr(order, "shipment_status", None)
 
         def advance(*, status: str):
             # The row may lag behind the log; the service is what decides.
@@ -124,13 +162,13 @@ class OrderShipmentAdmin(OrderHistoryAdmin):
 
         return command_form_view(
             self, request,
-            form_class=ShipmentAdvanceForm,
+            form_class=partial(ShipmentAdvanceForm, current=current),
             title="Advance shipment",
             run=advance,
-            done=lambda saved: f"Shipment {saved.aggregate_id} is now "
-                               f"{request.POST.get('status', '').replace('_', ' ')}",
+            done=lambda saved: f"The shipment of {order_name(order)} is now "
+                               f"{label(request.POST.get('status', ''))}",
             success_url=self._order_page_url(order_id),
             submit_label="Change status",
             original=order,
-            initial={"status": next_status(getattr(order, "shipment_status", None))},
+            initial={"status": next_status(current)},
         )

@@ -20,6 +20,13 @@ def next_status(status: str | None) -> str | None:
     return STATUSES[index] if index < len(STATUSES) else None
 
 
+def statuses_after(status: str | None) -> tuple[str, ...]:
+    """Where a shipment in ``status`` may move: any later status (skipping allowed)."""
+    if status not in STATUSES:
+        return ()
+    return STATUSES[STATUSES.index(status) + 1:]
+
+
 class InvalidTransition(Conflict):
     code = "invalid_transition"
     default_detail = "A shipment's status only moves forward."

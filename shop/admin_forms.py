@@ -131,24 +131,27 @@ def run_command(
     *,
     done: str | Callable[[Saved], str],
     form: forms.Form | None = None,
+    about: str = "",
 ) -> Saved | None:
     """Run one command service; report the outcome as an admin message.
 
     On success: a success message with the new version and log position. A domain
     error (or a lost race the service did not retry) becomes an error message, and
     its field errors are attached to ``form``; nothing was appended to the log.
+    ``about`` names what the command was for (e.g. "Order 10432"), before an error.
     """
+    prefix = f"{about}: " if about else ""
     try:
         saved = command()
     except ApplicationError as exc:
-        messages.error(request, exc.detail)
+        messages.error(request, f"{prefix}{exc.detail}")
         if form is not None and exc.errors:
             for field, field_errors in exc.errors.items():
                 for message in field_errors:
                     form.add_error(field if field in form.fields else None, message)
         return None
     except IntegrityError:
-        messages.error(request, ConcurrentUpdate.default_detail)
+        messages.error(request, f"{prefix}{ConcurrentUpdate.default_detail}")
         return None
     text = done(saved) if callable(done) else done
     messages.success(
@@ -213,12 +216,14 @@ def run_for_each(
     command: Callable[[Any], Saved],
     *,
     done: Callable[[Any, Saved], str],
+    about: Callable[[Any], str] = str,
 ) -> int:
-    """An admin action: run the command for each selected row, one message per row.
-    Returns how many succeeded."""
+    """An admin action: run the command for each selected row, one message per row
+    (a failure starts with ``about(row)``, e.g. "Order 10432"). Returns how many
+    succeeded."""
     succeeded = 0
     for item in items:
         if run_command(request, lambda item=item: command(item),
-                       done=lambda saved, item=item: done(item, saved)):
+                       done=lambda saved, item=item: done(item, saved), about=about(item)):
             succeeded += 1
     return succeeded

@@ -1,0 +1,70 @@
+"""The back office as staff read it: the shop's name, the dashboard first, short order
+rows with numbers, natural labels, each command once, readable timelines."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from projections.models import OrderHistory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:projections_orderhistory_changelist")
+
+
+@pytest.fixture
+def shipped_order(given_product, given_order, given_shipment, caught_up):
+    from shipping.services import shipment_change_status
+
+    mug = given_product("MUG-1", name="Blue mug", price="19.99", stock=50)
+    order_id = given_order([(mug, 2)])
+    shipment_change_status(shipment_id=given_shipment(order_id), status="in_transit")
+    caught_up()
+    return OrderHistory.objects.get(pk=order_id)
+
+
+def test_the_index_is_a_dashboard_under_the_shops_name(staff_client, shipped_order, settings):
+    page = staff_client.get(reverse("admin:index")).content.decode()
+
+    assert f"{settings.SHOP_NAME} back office" in page
+    assert "Django administration" not in page
+    for panel in ("dashboard-revenue", "dashboard-orders", "dashboard-top-products",
+                  "dashboard-status", "dashboard-shipments", "dashboard-projections"):
+        assert f'id="{panel}"' in page
+    assert page.count("<svg") >= 5
+    # the projections' page has one name everywhere
+    assert "Projection status" in page and "Checkpoints" not in page
+
+
+def test_order_rows_are_short_with_numbers_and_natural_labels(staff_client, shipped_order):
+    response = staff_client.get(CHANGELIST)
+    page = response.content.decode()
+
+    assert response.context["title"] == "Order history"
+    assert "Select order" not in page and "order history to view" not in page
+    headers = [h.lower() for h in response.context["cl"].list_display]
+    assert headers[1:] == ["order_number", "customer", "status_label", "total", "placed",
+                           "shipment"]
+    assert f">{shipped_order.number}</a>" in page
+    rows = page.split("<tbody>")[1].split("</tbody>")[0]
+    assert "in transit · DHL" in rows and "in_transit" not in rows
+    assert "1 order" in page
+
+
+def test_the_order_page_shows_each_command_once_and_a_readable_timeline(
+    staff_client, shipped_order
+):
+    page = staff_client.get(
+        reverse("admin:projections_orderhistory_change", args=[shipped_order.order_id])
+    ).content.decode()
+
+    assert page.count("Change status") == 1  # the form, not also an object tool
+    assert 'class="object-tools"' not in page
+    assert "closelink" not in page and ">Close<" not in page
+    timeline = page.split('id="order-timeline"')[1]
+    assert "2 × MUG-1 at 19.99" in timeline
+    assert '{"' not in timeline  # no raw JSON
+    assert ".000000" not in timeline  # no microseconds
+    assert 'datetime="' in timeline  # the browser shows it in local time
+    assert "Shipment in transit" in page
