@@ -198,3 +198,33 @@ def test_ten_simultaneous_requests_with_one_key_execute_once(event_store, custom
     assert len({content for _, content, _ in answers}) == 1
     assert sorted(replayed or "" for _, _, replayed in answers) == [""] + ["true"] * 9
     assert stock_reserved(mug) == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_a_duplicate_waits_a_bounded_time_for_the_first_then_says_in_use(
+    event_store, customer, given_product, no_projection_trigger, monkeypatch
+):
+    import psycopg
+
+    from shop import eventstore
+
+    monkeypatch.setattr(eventstore, "LOCK_WAIT_SECONDS", 1)
+    mug = given_product()
+    stream = idempotency.record_id(customer.pk, "slow")
+    settings_dict = connection.settings_dict
+    # The first request with the key is still running: it holds the key's lock.
+    with psycopg.connect(host=settings_dict["HOST"] or "127.0.0.1",
+                         port=settings_dict["PORT"] or 5432,
+                         user=settings_dict["USER"] or "postgres",
+                         dbname=settings_dict["NAME"]) as first:
+        first.execute("SELECT pg_advisory_xact_lock(%s)", [eventstore._lock_key(stream)])
+        client = APIClient()
+        client.force_authenticate(customer)
+        with log_unchanged():
+            duplicate = client.post(ORDERS, order_body(mug), format="json",
+                                    HTTP_IDEMPOTENCY_KEY="slow")
+        first.rollback()
+    assert_error(duplicate, 409, "idempotency_key_in_use")
+    assert duplicate["Retry-After"] == "1"
+    assert stock_reserved(mug) == 0
