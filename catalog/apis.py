@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
 
@@ -20,8 +20,19 @@ from catalog.services import product_register, product_rename, product_reprice, 
 from shop.api import CommandApi, StrictIntegerField, error_responses, saved_serializer
 
 
+@extend_schema_field({
+    "type": "string",
+    "format": "decimal",
+    # Positive (some digit other than 0), at most 10 whole digits and two decimals.
+    "pattern": r"^(?=[0-9.]*[1-9])[0-9]{1,10}(?:\.[0-9]{1,2})?$",
+    "example": "19.99",
+})
+class PriceField(serializers.DecimalField):
+    pass
+
+
 def price_field() -> serializers.DecimalField:
-    return serializers.DecimalField(
+    return PriceField(
         max_digits=12, decimal_places=2, min_value=Decimal("0.01"),
         help_text="Positive, at most two decimal places, e.g. \"19.99\".",
     )

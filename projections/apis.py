@@ -38,17 +38,18 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
+    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_field,
     inline_serializer,
 )
 from rest_framework import exceptions, serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from orders.domain import STATUSES as ORDER_STATUSES
 from projections.models import Checkpoint
 from projections.registry import PROJECTORS
 from projections.runner import wait_for
@@ -62,7 +63,8 @@ from projections.selectors import (
     sales_by_product,
     sales_daily,
 )
-from shop.api import ErrorSerializer
+from shipping.domain import STATUSES as SHIPMENT_STATUSES
+from shop.api import CursorPage, enum_field, error_responses
 from shop.errors import ApplicationError, InvalidInput
 from shop.eventstore import head_position
 
@@ -121,12 +123,15 @@ class FreshnessSerializer(serializers.Serializer):
 FRESHNESS_PARAMETERS = [
     OpenApiParameter(
         "min_position",
-        OpenApiTypes.INT,
+        {"type": "integer", "minimum": 0},
         description="Wait until the read model has processed this notification id (the "
         "`position` a command returned); 503 projection_behind if it does not in time.",
     ),
     OpenApiParameter(
-        "wait", OpenApiTypes.FLOAT, description="Seconds to wait: default 5, at most 30."
+        "wait",
+        {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS,
+         "default": DEFAULT_WAIT_SECONDS},
+        description="Seconds to wait for min_position: default 5, at most 30.",
     ),
     OpenApiParameter(
         POSITION_HEADER,
@@ -139,15 +144,12 @@ FRESHNESS_PARAMETERS = [
         "Retry-After",
         OpenApiTypes.INT,
         location=OpenApiParameter.HEADER,
-        response=[503],
-        description="Seconds after which to retry a projection_behind answer.",
+        response=[429, 503],
+        description="Seconds after which to retry (a projection_behind answer, a throttle).",
     ),
 ]
-FRESHNESS_RESPONSES = {
-    400: ErrorSerializer,
-    401: ErrorSerializer,
-    503: ErrorSerializer,
-}
+# 400, 401, 429 and the rest every endpoint can answer are added by shop.schema.
+FRESHNESS_RESPONSES = error_responses(503, e503="projection_behind")
 
 
 class WaitSlots:
@@ -274,18 +276,15 @@ def unpaginated(results: list) -> Response:
     return Response({"next": None, "previous": None, "results": results})
 
 
-def unpaginated_schema(name: str, serializer: serializers.Serializer) -> serializers.Serializer:
+def unpaginated_schema(name: str, results: serializers.Field) -> serializers.Serializer:
+    """The documented shape of :func:`unpaginated`: ``results``, and ``next`` and
+    ``previous`` always null."""
     return inline_serializer(
-        name,
-        {
-            "next": serializers.URLField(allow_null=True, help_text="Always null."),
-            "previous": serializers.URLField(allow_null=True, help_text="Always null."),
-            "results": serializer,
-        },
+        name, {"next": always_null(), "previous": always_null(), "results": results}
     )
 
 
-class QueryCursorPagination(CursorPagination):
+class QueryCursorPagination(CursorPage):
     """DRF's cursor pagination that answers 400 ``invalid`` for a malformed cursor or
     ``page_size`` instead of a 404 or, once the position reaches the database, a 500.
     """
@@ -325,6 +324,15 @@ class QueryCursorPagination(CursorPagination):
 
     def invalid_cursor(self) -> InvalidInput:
         return InvalidInput.field(self.cursor_query_param, "This is not a cursor the API gave out.")
+
+
+@extend_schema_field({"type": "null", "description": "Always null: the list is not paginated."})
+class AlwaysNullField(serializers.Field):
+    pass
+
+
+def always_null() -> serializers.Field:
+    return AlwaysNullField()
 
 
 # --- products ---------------------------------------------------------------------
@@ -425,7 +433,9 @@ class OrderShipmentSerializer(RowSerializer):
     # The order's shipment, from the row's shipment columns (null without one).
     shipment_id = serializers.UUIDField()
     carrier = serializers.CharField()
-    status = serializers.CharField(source="shipment_status")
+    status = enum_field(
+        "ShipmentStatus", SHIPMENT_STATUSES, serializers.CharField, source="shipment_status"
+    )
     updated_at = UtcDateTimeField(source="shipment_updated_at")
 
     class Meta:
@@ -444,7 +454,11 @@ class OrderOutputSerializer(RowSerializer):
         help_text="The order's number, to say aloud: the log position of its placement.",
     )
     customer = serializers.CharField()
-    status = serializers.CharField()
+    status = enum_field(
+        "OrderStatus", ORDER_STATUSES, serializers.CharField,
+        description="placed, then cancelled, or shipped (a shipment was created) and then "
+        "delivered.",
+    )
     placed_at = UtcDateTimeField()
     total = serializers.DecimalField(max_digits=12, decimal_places=2)
     shipping_address = serializers.CharField()
@@ -483,6 +497,7 @@ class OrderListApi(QueryApi):
         ],
         responses={200: OutputSerializer(many=True), **FRESHNESS_RESPONSES},
         summary="Order history, newest first (a customer's own; staff: everyone's)",
+        operation_id="order_history_list",
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
@@ -500,12 +515,70 @@ class OrderDetailApi(QueryApi):
 
     @extend_schema(
         parameters=FRESHNESS_PARAMETERS,
-        responses={200: OutputSerializer, 404: ErrorSerializer, **FRESHNESS_RESPONSES},
+        responses={200: OutputSerializer, **FRESHNESS_RESPONSES},
         summary="One order (owner or staff)",
     )
     def get(self, request: Request, order_id) -> Response:
         order = order_get(user=request.user, order_id=order_id)
         return Response(self.OutputSerializer(order).data)
+
+
+class OrderEventSerializer(serializers.Serializer):
+    """``{type, version, timestamp, data}``; ``data`` is the event's own fields."""
+
+    type = serializers.CharField()
+    version = serializers.IntegerField()
+    timestamp = UtcDateTimeField()
+    data = serializers.DictField()
+
+
+class OrderPlacedLineSerializer(serializers.Serializer):
+    product_id = serializers.UUIDField()
+    sku = serializers.CharField()
+    quantity = serializers.IntegerField(min_value=1)
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        ref_name = "OrderPlacedLine"
+
+
+#: The ``data`` of each event type an order's timeline can hold.
+ORDER_EVENT_DATA: dict[str, dict[str, serializers.Field]] = {
+    "Order.Placed": {
+        "customer_id": serializers.IntegerField(),
+        "customer": serializers.CharField(),
+        "lines": OrderPlacedLineSerializer(many=True),
+        "total": serializers.DecimalField(max_digits=12, decimal_places=2),
+        "shipping_address": serializers.CharField(),
+    },
+    "Order.Cancelled": {"reason": serializers.CharField(allow_blank=True)},
+    "Order.Shipped": {"shipment_id": serializers.UUIDField()},
+    "Order.Delivered": {},
+}
+
+
+def _event_serializer(event_type: str, data: dict[str, serializers.Field]) -> type:
+    name = event_type.replace(".", "")  # OrderPlaced
+    return inline_serializer(
+        f"{name}Event",
+        {
+            "type": enum_field(None, [event_type], serializers.CharField),
+            "version": serializers.IntegerField(min_value=1),
+            "timestamp": UtcDateTimeField(),
+            "data": inline_serializer(f"{name}Data", dict(data)),
+        },
+    ).__class__
+
+
+ORDER_EVENT_SCHEMA = PolymorphicProxySerializer(
+    component_name="OrderEvent",
+    serializers={
+        event_type: _event_serializer(event_type, data)
+        for event_type, data in ORDER_EVENT_DATA.items()
+    },
+    resource_type_field_name="type",
+    many=True,
+)
 
 
 class OrderEventsApi(QueryApi):
@@ -514,23 +587,16 @@ class OrderEventsApi(QueryApi):
     permission_classes = [IsAuthenticated]
     projections = ("order_history",)
 
-    class OutputSerializer(serializers.Serializer):
-        type = serializers.CharField(help_text='e.g. "Order.Placed"')
-        version = serializers.IntegerField()
-        timestamp = UtcDateTimeField()
-        data = serializers.DictField(help_text="The event's fields, as JSON values.")
-
-        class Meta:
-            ref_name = "OrderEvent"
+    OutputSerializer = OrderEventSerializer
 
     @extend_schema(
         parameters=FRESHNESS_PARAMETERS,
         responses={
-            200: unpaginated_schema("OrderEventList", OutputSerializer(many=True)),
-            404: ErrorSerializer,
+            200: unpaginated_schema("OrderEventList", ORDER_EVENT_SCHEMA),
             **FRESHNESS_RESPONSES,
         },
         summary="The order's events, oldest first (owner or staff; not paginated)",
+        operation_id="order_event_list",
     )
     def get(self, request: Request, order_id) -> Response:
         events = order_events(user=request.user, order_id=order_id)
@@ -552,21 +618,24 @@ class ProjectionListApi(QueryApi):
         head = serializers.IntegerField()
         lag_events = serializers.IntegerField()
         lag_seconds = serializers.FloatField(allow_null=True)
-        status = serializers.CharField()
+        status = enum_field(
+            "ProjectionStatus", (Checkpoint.OK, Checkpoint.FAILED), serializers.CharField,
+            description="failed: parked before a failing event, retried with back-off.",
+        )
         last_error = serializers.CharField(allow_blank=True)
         error_position = serializers.IntegerField(allow_null=True)
         retry_at = UtcDateTimeField(allow_null=True)
 
         class Meta:
-            ref_name = "ProjectionStatus"
+            ref_name = "Projection"
 
     @extend_schema(
         parameters=FRESHNESS_PARAMETERS,
         responses={
-            200: unpaginated_schema("ProjectionStatusList", OutputSerializer(many=True)),
-            403: ErrorSerializer,
+            200: unpaginated_schema("ProjectionList", OutputSerializer(many=True)),
             **FRESHNESS_RESPONSES,
         },
+        operation_id="projection_status_list",
         summary="Each projection's position, the log's head and the lag (staff)",
     )
     def get(self, request: Request) -> Response:
@@ -652,7 +721,6 @@ class SalesDailyApi(SalesApi):
         parameters=SALES_PARAMETERS,
         responses={
             200: unpaginated_schema("SalesDayList", OutputSerializer(many=True)),
-            403: ErrorSerializer,
             **FRESHNESS_RESPONSES,
         },
         summary="Sales per day (staff)",
@@ -680,7 +748,6 @@ class SalesProductsApi(SalesApi):
         parameters=SALES_PARAMETERS,
         responses={
             200: unpaginated_schema("SalesProductList", OutputSerializer(many=True)),
-            403: ErrorSerializer,
             **FRESHNESS_RESPONSES,
         },
         summary="Sales per product, highest revenue first (staff)",

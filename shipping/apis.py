@@ -8,7 +8,13 @@ from rest_framework.permissions import IsAdminUser
 
 from shipping.domain import STATUSES
 from shipping.services import shipment_change_status, shipment_create
-from shop.api import CommandApi, StrictUUIDField, error_responses, saved_serializer
+from shop.api import (
+    CommandApi,
+    StrictUUIDField,
+    enum_field,
+    error_responses,
+    saved_serializer,
+)
 
 ShipmentSaved = saved_serializer("shipment")
 
@@ -45,8 +51,9 @@ class ShipmentStatusChangeApi(CommandApi):
     saved_name = "shipment"
 
     class InputSerializer(serializers.Serializer):
-        status = serializers.ChoiceField(
-            choices=[(status, status.replace("_", " ")) for status in STATUSES]
+        status = enum_field(
+            "ShipmentStatus", STATUSES,
+            choices=[(status, status.replace("_", " ")) for status in STATUSES],
         )
 
         class Meta:

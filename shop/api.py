@@ -19,14 +19,13 @@ from django.db import InterfaceError as DjangoInterfaceError
 from django.db import OperationalError as DjangoOperationalError
 from django.http import Http404, JsonResponse
 from django.http.request import RawPostDataException
-from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.persistence import InterfaceError as EventStoreInterfaceError
 from eventsourcing.persistence import OperationalError as EventStoreOperationalError
 from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -367,6 +366,9 @@ def saved_serializer(name: str, *, total: bool = False) -> type[serializers.Seri
 
 
 class ErrorSerializer(serializers.Serializer):
+    """The error body in general; the schema declares each status with
+    :func:`error_serializer` (its ``code`` an enum of that status's words)."""
+
     code = serializers.CharField(help_text="A stable machine word, e.g. insufficient_stock.")
     detail = serializers.CharField(help_text="A sentence a person can act on.")
     errors = serializers.DictField(
@@ -379,92 +381,152 @@ class ErrorSerializer(serializers.Serializer):
         ref_name = "Error"
 
 
-_ERROR_DESCRIPTIONS = {
-    400: "invalid (bad or missing fields) or parse_error (malformed JSON)",
-    401: "not_authenticated",
-    403: "permission_denied",
-    404: "not_found",
-    409: "the command conflicts with the current state",
-    429: "throttled: too many requests; retry after Retry-After seconds",
+#: The error codes every endpoint answering a status can send, and the component
+#: that names the body when no endpoint adds its own codes.
+ERROR_STATUSES: dict[int, tuple[str, tuple[str, ...]]] = {
+    400: ("ValidationError", ("invalid", "parse_error")),
+    401: ("NotAuthenticatedError", ("not_authenticated",)),
+    403: ("PermissionDeniedError", ("permission_denied",)),
+    404: ("NotFoundError", ("not_found",)),
+    405: ("MethodNotAllowedError", ("method_not_allowed",)),
+    406: ("NotAcceptableError", ("not_acceptable",)),
+    409: ("ConflictError", ("concurrent_update",)),
+    412: ("PreconditionFailedError", ("precondition_failed",)),
+    413: ("RequestTooLargeError", ("request_too_large",)),
+    415: ("UnsupportedMediaTypeError", ("unsupported_media_type",)),
+    422: ("UnprocessableError", ("idempotency_key_reused",)),
+    429: ("ThrottledError", ("throttled",)),
+    503: ("ServiceUnavailableError", ("service_unavailable",)),
 }
 
 
-def error_responses(*statuses: int, **descriptions: str) -> dict[int, OpenApiResponse]:
-    """Schema entries for the error statuses a command can answer.
+def error_codes(status: int, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The codes a ``status`` can carry: the endpoint's own first, then the common ones."""
+    common = ERROR_STATUSES.get(status, ("Error", ()))[1]
+    return tuple(dict.fromkeys((*extra, *common)))
 
-    ``descriptions`` override the default text, keyed ``e409="insufficient_stock"``.
+
+@functools.cache
+def error_serializer(status: int, codes: tuple[str, ...]) -> type[serializers.Serializer]:
+    """The documented error body for ``status`` whose ``code`` is one of ``codes``.
+
+    Named for the status (``NotFoundError``) when the codes are the common ones, else
+    for the endpoint's own codes (``InsufficientStockError``); a 400 always has
+    ``errors``. Cached so endpoints with the same codes share one component.
     """
-    return {
-        code: OpenApiResponse(
-            ErrorSerializer, description=descriptions.get(f"e{code}", _ERROR_DESCRIPTIONS[code])
+    default_name, common = ERROR_STATUSES.get(status, (f"Error{status}", ()))
+    own = [code for code in codes if code not in common]
+    name = "Or".join(_camel(code) for code in own) + "Error" if own else default_name
+    fields: dict[str, Any] = {
+        "code": enum_field(None, codes, help_text="A stable machine word."),
+        "detail": serializers.CharField(help_text="A sentence a person can act on."),
+    }
+    if status == 400:
+        fields["errors"] = serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()),
+            help_text="{field: [messages]}; nested fields as dotted paths "
+            "(lines.0.quantity); errors without a field under non_field_errors.",
         )
-        for code in statuses
+    meta = type("Meta", (), {"ref_name": name})
+    return type(f"{name}Serializer", (serializers.Serializer,), {**fields, "Meta": meta})
+
+
+def _camel(word: str) -> str:
+    return "".join(part.capitalize() for part in word.split("_"))
+
+
+class ErrorResponse(OpenApiResponse):
+    """A documented error status, with the endpoint's own codes beyond the common ones."""
+
+    def __init__(self, status: int, extra_codes: tuple[str, ...] = (), description: str = ""):
+        super().__init__(ErrorSerializer, description=description)
+        self.status = status
+        self.extra_codes = extra_codes
+
+
+def error_responses(*statuses: int, **codes: str | tuple[str, ...]) -> dict[int, OpenApiResponse]:
+    """Schema entries for the error statuses a view can answer beyond the ones every
+    endpoint of its kind has (``shop.schema`` adds those), with the view's own codes:
+    ``error_responses(409, e409="insufficient_stock")``.
+    """
+    responses: dict[int, OpenApiResponse] = {}
+    for code in statuses:
+        extra = codes.get(f"e{code}", ())
+        responses[code] = ErrorResponse(code, (extra,) if isinstance(extra, str) else extra)
+    return responses
+
+
+# --- named enums -------------------------------------------------------------------
+
+#: Components for the named enums (``shop.schema.postprocess`` adds them).
+ENUM_SCHEMAS: dict[str, dict[str, Any]] = {}
+
+
+def enum_field(
+    name: str | None,
+    values: Any,
+    field_class: type[serializers.Field] | None = None,
+    *,
+    description: str = "",
+    **kwargs: Any,
+) -> serializers.Field:
+    """A string field documented as an enum: a named component ``name`` (e.g.
+    ``OrderStatus``), or inline when ``name`` is None.
+
+    Without ``field_class`` the field is a ``ChoiceField`` over ``values`` (it validates
+    input too); an output field passes its class (``serializers.CharField``) and
+    ``kwargs`` such as ``source``.
+    """
+    values = list(values)
+    schema: dict[str, Any] = {"type": "string", "enum": values}
+    if description:
+        schema["description"] = description
+    if name is not None:
+        ENUM_SCHEMAS[name] = schema
+        schema = {"$ref": f"#/components/schemas/{name}"}
+    if field_class is None:  # choices may give labels to the values
+        field_class, kwargs = serializers.ChoiceField, {"choices": values, **kwargs}
+    # A subclass carries the annotation: DRF deep-copies field instances per serializer.
+    annotated = extend_schema_field(schema)(type(field_class.__name__, (field_class,), {}))
+    return annotated(**kwargs)
+
+
+# --- pagination --------------------------------------------------------------------
+
+
+class CursorPage(CursorPagination):
+    """Cursor pagination whose documented page says what the server sends: ``next``
+    and ``previous`` always present, a URL or null."""
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        return page_schema(schema)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {
+                    "type": "integer", "minimum": 1,
+                    "maximum": self.max_page_size or self.page_size,
+                }
+                parameter["description"] = (
+                    f"Results per page (default {self.page_size}, "
+                    f"at most {self.max_page_size or self.page_size})."
+                )
+        return parameters
+
+
+def page_schema(results: dict, link_help: str = "") -> dict:
+    link = {
+        "type": ["string", "null"],
+        "format": "uri",
+        "description": link_help or "The URL of the next or previous page, or null.",
+        "example": "http://127.0.0.1:8000/api/queries/orders/?cursor=cD0yMDI2LTExLTI2",
+    }
+    return {
+        "type": "object",
+        "required": ["next", "previous", "results"],
+        "properties": {"next": link, "previous": {**link, "example": None}, "results": results},
     }
 
 
-# --- the schema of the command headers -------------------------------------------------
-
-IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    pattern=r"^[\x20-\x7E]{1,255}$",
-    description="1-255 printable ASCII characters. The first request with a key runs the "
-    "command; a repeat by the same user within 24 hours gets the first status and body "
-    "(with Idempotent-Replayed: true) and appends nothing. Another path or body with the "
-    "same key: 422 idempotency_key_reused.",
-)
-IF_MATCH = OpenApiParameter(
-    "If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    pattern=r'^(W/)?"?[0-9]{1,18}"?$|^\*$',
-    description='The aggregate\'s version as last seen, e.g. "3" (the ETag of a command '
-    "response, or version in a query). If it changed since: 412 precondition_failed, "
-    "nothing appended.",
-)
-ETAG = OpenApiParameter(
-    "ETag", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200, 201],
-    description='The aggregate\'s version after the command, quoted: "3".',
-)
-IDEMPOTENT_REPLAYED = OpenApiParameter(
-    "Idempotent-Replayed", OpenApiTypes.STR, OpenApiParameter.HEADER,
-    response=[200, 201, 400, 404, 409, 412, 422],
-    enum=["true"],
-    description="Present (true) when this is the stored outcome of an earlier request "
-    "with the same Idempotency-Key.",
-)
-
-
-class ShopAutoSchema(AutoSchema):
-    """The project's schema class: a command view (:class:`CommandApi`) also documents
-    the headers and errors every command shares, in one place."""
-
-    def _names_an_aggregate(self) -> bool:
-        return "{" in self.path
-
-    def get_override_parameters(self) -> list:
-        parameters = list(super().get_override_parameters())
-        if isinstance(self.view, CommandApi):
-            parameters += [IDEMPOTENCY_KEY, ETAG, IDEMPOTENT_REPLAYED]
-            if self._names_an_aggregate():
-                parameters.append(IF_MATCH)
-        return parameters
-
-    def _get_response_bodies(self, direction: str = "response") -> dict:
-        bodies = super()._get_response_bodies(direction)
-        if not isinstance(self.view, CommandApi) or direction != "response":
-            return bodies
-        errors = {
-            "400": "also a malformed Idempotency-Key or If-Match header",
-            "409": "idempotency_key_in_use (a request with this key is still running; "
-            "Retry-After)",
-            "422": "idempotency_key_reused (this key was used for another path or body)",
-        }
-        if self._names_an_aggregate():
-            errors["412"] = "precondition_failed (If-Match is not the current version)"
-        for code, description in errors.items():
-            if code in bodies:
-                if description not in bodies[code].get("description", ""):
-                    bodies[code]["description"] += f"; {description}"
-            else:
-                bodies[code] = self._get_response_for_code(
-                    OpenApiResponse(ErrorSerializer, description=description), code
-                )
-        return dict(sorted(bodies.items()))

@@ -8,7 +8,8 @@ class ShopConfig(AppConfig):
     verbose_name = "Shop"
 
     def ready(self) -> None:
-        from shop import checks  # noqa: F401  (registers the system checks)
+        # Registers the system checks and the OpenAPI bearer token scheme.
+        from shop import checks, schema  # noqa: F401
 
 
 class ShopAdminConfig(admin_apps.AdminConfig):

@@ -27,6 +27,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from shop.api import enum_field
 from shop.eventstore import head_position
 
 logger = logging.getLogger(__name__)
@@ -62,10 +63,10 @@ def contribute(name: str, check: HealthCheck) -> None:
 
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
-STATUS_FIELD = serializers.ChoiceField(
-    choices=[OK, DEGRADED, DOWN],
-    help_text="ok; degraded: the read side is late or the broker is down; down: a "
-    "database is unreachable.",
+STATUS_FIELD = enum_field(
+    "HealthStatus", (OK, DEGRADED, DOWN), serializers.CharField,
+    description="ok; degraded (200): the read side is late or the broker is down; "
+    "down (503): a database is unreachable.",
 )
 
 

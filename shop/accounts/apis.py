@@ -27,7 +27,8 @@ class UserRegisterApi(APIView):
         username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
         password = serializers.CharField(max_length=128, trim_whitespace=False,
                                          style={"input_type": "password"})
-        email = serializers.EmailField(required=False, allow_blank=True, default="")
+        # No default: a schema default of "" would not be an email address.
+        email = serializers.EmailField(required=False, allow_blank=True)
 
         class Meta:
             ref_name = "UserRegisterInput"
@@ -66,7 +67,7 @@ class TokenObtainApi(APIView):
 
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField(
-            help_text="Send as `Authorization: Token <token>` (or `Bearer <token>`)."
+            help_text="Send as `Authorization: Bearer <token>` (or `Token <token>`)."
         )
         expiry = serializers.DateTimeField(help_text="When the token stops working.")
 

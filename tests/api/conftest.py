@@ -33,3 +33,35 @@ def given_order(event_store, given_product):
         return saved.aggregate_id
 
     return make
+
+
+# --- every response of this suite validates against the published schema ----------
+
+
+@pytest.fixture(scope="session")
+def schema_validator(django_db_setup):
+    from tests.support.openapi import Validator, published_schema
+
+    return Validator(published_schema())
+
+
+@pytest.fixture(autouse=True)
+def responses_match_the_schema(request, schema_validator, monkeypatch):
+    """Every response a test here gets from a documented operation validates strictly
+    against ``/api/schema/`` (status declared, body and headers as documented): the
+    suite's successes and errors are the proof that the document is true.
+
+    A test of the error machinery itself (a made-up status) opts out with
+    ``@pytest.mark.undocumented_response``."""
+    if request.node.get_closest_marker("undocumented_response"):
+        return
+    from django.test import Client
+
+    send = Client.request
+
+    def request(self, **kwargs):
+        response = send(self, **kwargs)
+        schema_validator.check_django(response)
+        return response
+
+    monkeypatch.setattr(Client, "request", request)
