@@ -6,6 +6,7 @@ only change state, so replaying the stream is pure.
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -85,6 +86,7 @@ class Product(Aggregate):
         check_price(price)
         if stock < 0:
             raise InvalidInput.field("stock", "Stock cannot be negative.")
+        check_name(name)
         category = check_category(category)
         return cls(sku=sku, name=name, price=price, stock=stock, category=category)
 
@@ -93,8 +95,7 @@ class Product(Aggregate):
         return self.stock - self.reserved
 
     def rename(self, name: str) -> None:
-        if not name.strip():
-            raise InvalidInput.field("name", "Name cannot be blank.")
+        check_name(name)
         if name != self.name:  # renaming to the current name changes nothing
             self._renamed(name=name)
 
@@ -146,6 +147,24 @@ class Product(Aggregate):
 def product_id_for_sku(sku: str) -> UUID:
     # SKUs are compared case-insensitively: "mug-1" and "MUG-1" are one product.
     return uuid5(SKU_NAMESPACE, sku.casefold())
+
+
+# Characters that reorder the text around them (Trojan Source): a name with one can
+# show the shop and the customer something other than what is stored.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")
+
+
+def check_name(name: str) -> None:
+    """A name shows at least one visible character (a letter, digit, punctuation or
+    symbol: not only spaces, marks or invisible ones such as U+FEFF), and holds no
+    bidirectional or other control character."""
+    if not any(unicodedata.category(char)[0] in "LNPS" for char in name):
+        raise InvalidInput.field("name", "Name needs at least one visible character.")
+    if any(char in BIDI_CONTROLS or unicodedata.category(char) == "Cc" for char in name):
+        raise InvalidInput.field(
+            "name", "Name cannot contain control or text-direction characters."
+        )
 
 
 def check_category(category: str) -> str:

@@ -29,7 +29,7 @@ def run(*args) -> str:
 
 
 def test_seed_demo_builds_a_believable_shop_through_the_commands(event_store):
-    out = run("seed_demo")
+    out = run("seed_demo", "--force")
 
     assert "admin / admin-demo-pass" in out
     assert User.objects.get(username="admin").is_superuser
@@ -57,10 +57,10 @@ def test_seed_demo_builds_a_believable_shop_through_the_commands(event_store):
 
 
 def test_seed_demo_a_second_time_writes_nothing(event_store):
-    run("seed_demo")
+    run("seed_demo", "--force")
     head = head_position()
 
-    out = run("seed_demo")
+    out = run("seed_demo", "--force")
 
     assert "already present" in out
     assert head_position() == head
@@ -68,7 +68,7 @@ def test_seed_demo_a_second_time_writes_nothing(event_store):
 
 
 def test_catch_up_projections_reports_events_applied(event_store):
-    run("seed_demo")
+    run("seed_demo", "--force")
     Checkpoint.objects.all().delete()
     OrderHistory.objects.all().delete()
 
@@ -79,7 +79,7 @@ def test_catch_up_projections_reports_events_applied(event_store):
 
 
 def test_projection_status_prints_a_table_and_json(event_store):
-    run("seed_demo")
+    run("seed_demo", "--force")
 
     table = run("projection_status")
     data = json.loads(run("projection_status", "--json"))
@@ -105,7 +105,7 @@ def test_projection_status_exits_1_when_a_projection_failed(event_store):
 
 
 def test_rebuild_projections_replays_the_log(event_store):
-    run("seed_demo")
+    run("seed_demo", "--force")
     OrderHistory.objects.all().delete()
 
     out = run("rebuild_projections", "order_history", "--batch-size", "10")

@@ -21,8 +21,9 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from eventsourcing.domain import CanCreateTimestamp
 
@@ -113,7 +114,18 @@ def already_seeded() -> bool:
 class Command(BaseCommand):
     help = "Create a demo catalog, customers, orders and shipments (skipped if present)."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--force", action="store_true",
+            help="Seed even with DEBUG off (the demo users' passwords are published).",
+        )
+
     def handle(self, *args, **options):
+        if not settings.DEBUG and not options["force"]:
+            raise CommandError(
+                "DEBUG is off: this looks like production, and seed_demo creates a "
+                "superuser whose password is published. Use --force if you mean it."
+            )
         users = self._users()
         if already_seeded():
             self.stdout.write("Demo data already present (MUG-1 exists); nothing written.")
