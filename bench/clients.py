@@ -112,6 +112,7 @@ def cmd_freshness(args: argparse.Namespace) -> dict:
     lateness: list[float] = []  # how late each command went out (driver saturated?)
     failures: list[str] = []
     plain_read_ms: list[float] = []
+    behind: list[int] = []  # 503 projection_behind answers (each is retried)
     stop = threading.Event()
     start = time.perf_counter() + 0.2
 
@@ -151,6 +152,7 @@ def cmd_freshness(args: argparse.Namespace) -> dict:
                         break
                     if status != 503:
                         raise RuntimeError(f"GET {status} {reply}")
+                    behind.append(k)
                     if time.perf_counter() - t1 > 60:
                         raise RuntimeError("not visible after 60 s")
                 freshness.append((time.perf_counter() - t1) * 1000)
@@ -187,6 +189,7 @@ def cmd_freshness(args: argparse.Namespace) -> dict:
         "not_sent": state.get("not_sent", 0),
         "ok": len(freshness),
         "failures": len(failures),
+        "behind_503": len(behind),
         "failure_examples": failures[:5],
         "achieved_rate": len(command_ms) / wall,
         "wall_seconds": wall,

@@ -5,6 +5,7 @@
     python bench/jobs.py catch-up              time one worker catching up a backlog
     python bench/jobs.py decode                time reading + decoding the whole log
     python bench/jobs.py rebuild               time `rebuild_projections`, report peak RSS
+    python bench/jobs.py verify                time `verify_projections` (the drift check)
     python bench/jobs.py sync                  catch every projection up to the head
 
 Each job prints one JSON object on its last stdout line. The environment (DATABASE_URL,
@@ -36,6 +37,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.core.management.base import CommandError  # noqa: E402
 from eventsourcing.application import AggregateNotFoundError  # noqa: E402
 
 from bench.baseline.models import BenchCustomerOrder, BenchRow  # noqa: E402
@@ -286,6 +288,27 @@ def job_rebuild(args: argparse.Namespace) -> dict:
     }
 
 
+def job_verify(args: argparse.Namespace) -> dict:
+    """Run the real ``verify_projections`` command (all projections) in this process."""
+    head = head_position()
+    out = io.StringIO()
+    started = time.perf_counter()
+    try:
+        call_command("verify_projections", interval=3600, stdout=out)
+        drifted = False
+    except CommandError:
+        drifted = True
+    seconds = time.perf_counter() - started
+    return {
+        "head": head,
+        "seconds": seconds,
+        "log_events_per_s": head / seconds,
+        "drifted": drifted,
+        "peak_rss_mb": peak_rss_mb(),
+        "output": out.getvalue().strip().splitlines()[-len(PROJECTORS):],
+    }
+
+
 def sync_all() -> dict:
     return {name: catch_up(get_projector(name)) for name in sorted(PROJECTORS)}
 
@@ -311,6 +334,7 @@ def main() -> None:
     p.add_argument("--projection", default="order_history")
     sub.add_parser("decode")
     sub.add_parser("rebuild")
+    sub.add_parser("verify")
     sub.add_parser("sync")
     args = parser.parse_args()
     job = {
@@ -319,6 +343,7 @@ def main() -> None:
         "catch-up": job_catch_up,
         "decode": job_decode,
         "rebuild": job_rebuild,
+        "verify": job_verify,
         "sync": job_sync,
     }[args.job]
     result = job(args)

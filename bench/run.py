@@ -76,7 +76,10 @@ GOALS = {
     "rebuild_peak_rss_mb": [("value", "<=", 300), ("ratio", "<=", 1.25)],
     "freshness_p50_ms": [("value", "<=", 30)],
     "freshness_p99_ms": [("value", "<=", 200)],
+    "rebuild_freshness_p99_ms": [("ratio", "<=", 2), ("behind_503", "<=", 0)],
 }
+# Orders per second placed during (and before) a rebuild of the whole log.
+REBUILD_FRESHNESS_RATE = 20
 
 
 def say(message: str) -> None:
@@ -262,15 +265,16 @@ def phase_http(base: str, seed: dict, cfg: dict, tmp: Path) -> dict:
 
 
 def phase_freshness(base: str, seed: dict, cfg: dict, tmp: Path, rate: float,
-                    rounds_count: int, label: str) -> dict:
-    say(f"freshness ({label}): {rate:g} commands/s for {cfg['freshness_seconds']} s "
+                    rounds_count: int, label: str, seconds: float | None = None) -> dict:
+    seconds = seconds or cfg["freshness_seconds"]
+    say(f"freshness ({label}): {rate:g} commands/s for {seconds:g} s "
         f"x {rounds_count} rounds, each read back with ?min_position")
     config = tmp / f"freshness-{label}.json"
     config.write_text(json.dumps({
         "tokens": seed["customer_tokens"],
         "bodies": loadgen.order_bodies(seed["products"], seed=11),
         "rate": rate,
-        "duration": cfg["freshness_seconds"],
+        "duration": seconds,
         "concurrency": 32,
         "wait": 5,
     }))
@@ -340,7 +344,57 @@ def phase_log(env: dict[str, str], cfg: dict) -> dict:
     say(f"rebuild at the full log ({n:,} events)")
     generate(n - head, 999)
     rebuild("full")
+    deferred = job("rebuild", env={**env, "PROJECTION_REBUILD_DEFER_INDEXES": "1"})
+    out["rebuild_full_deferred_indexes"] = deferred
+    say(f"  the same, secondary indexes built after the load: "
+        f"{deferred['log_events_per_s']:,.0f} events/s")
+    out["verify_full"] = result = job("verify", env=env)
+    say(f"  verify_projections of {result['head']:,} events: "
+        f"{result['log_events_per_s']:,.0f} events/s, drift: {result['drifted']}")
+    if result["drifted"]:
+        say(f"  WARNING: the rebuilt read models differ from the log: {result['output']}")
     return out
+
+
+def phase_rebuild_freshness(procs: Processes, log_url: str, cfg: dict, tmp: Path,
+                            rebuild_seconds: float) -> dict:
+    """Orders at REBUILD_FRESHNESS_RATE/s on the shop with the whole log, read back with
+    ?min_position: first without a rebuild (the baseline), then while
+    ``rebuild_projections`` (every projection, blue/green) runs in its own process."""
+    broker = start_redis(procs, free_port())
+    env = django_env(log_url, broker)
+    seed = job("seed", "--histories", "--customers", "20", env=env)
+    base = start_gunicorn(procs, free_port(), env, GUNICORN_WORKERS, GUNICORN_THREADS)
+    start_celery(procs, env, CELERY_CONCURRENCY)
+    window = max(8.0, round(0.9 * rebuild_seconds))
+    rate = REBUILD_FRESHNESS_RATE
+    job("sync", env=env)
+    baseline = phase_freshness(base, seed, cfg, tmp, rate, 1, "rebuild_baseline", window)
+    job("sync", env=env)
+    say(f"rebuild_freshness: rebuild_projections (whole log, {head_of(env):,} events) "
+        "while orders keep coming")
+    started = time.monotonic()
+    rebuild = procs.start(
+        "rebuild", [PYTHON, "manage.py", "rebuild_projections", "--interval", "2"], env
+    )
+    during = phase_freshness(base, seed, cfg, tmp, rate, 1, "during_rebuild", window)
+    covered = rebuild.poll() is None  # still rebuilding when the window closed
+    rebuild.wait(timeout=3600)
+    seconds = time.monotonic() - started
+    if rebuild.returncode != 0:
+        raise RuntimeError("rebuild_projections failed:\n" + procs.log_tail("rebuild"))
+    say(f"  the rebuild took {seconds:.1f} s; the {window:g} s window "
+        f"{'lay within it' if covered else 'outlasted it'}")
+    for name in ("celery-beat", "celery-worker", "gunicorn", "redis", "rebuild"):
+        procs.stop(name)
+    return {"rate": rate, "window_seconds": window, "rebuild_seconds": seconds,
+            "window_within_rebuild": covered, "baseline": baseline["rounds"],
+            "during": during["rounds"]}
+
+
+def head_of(env: dict[str, str]) -> int:
+    return int(psql("SELECT coalesce(max(notification_id), 0) FROM shop_events",
+                    env["DATABASE_URL"].rsplit("/", 1)[1]))
 
 
 # --- results ---------------------------------------------------------------------
@@ -351,7 +405,7 @@ def metric(value: float, unit: str, baseline: float) -> dict:
             "ratio": round(value / baseline, 3) if baseline else None}
 
 
-def build_metrics(http: dict, fresh: dict, log: dict) -> dict:
+def build_metrics(http: dict, fresh: dict, log: dict, rebuild_fresh: dict) -> dict:
     metrics = {}
     metrics["query_history_rps"] = metric(
         http["query_history_rps"]["value"], "req/s", http["query_history_rps"]["baseline"])
@@ -371,6 +425,15 @@ def build_metrics(http: dict, fresh: dict, log: dict) -> dict:
         log["decode_full"]["log_events_per_s"])
     metrics["rebuild_peak_rss_mb"] = metric(
         log["rebuild_full"]["peak_rss_mb"], "MB", log["rebuild_small"]["peak_rss_mb"])
+    metrics["verify_eps"] = metric(
+        log["verify_full"]["log_events_per_s"], "events/s",
+        log["decode_full"]["log_events_per_s"])
+    during, before = rebuild_fresh["during"], rebuild_fresh["baseline"]
+    metrics["rebuild_freshness_p99_ms"] = {
+        **metric(median([r["p99_ms"] for r in during]), "ms",
+                 median([r["p99_ms"] for r in before])),
+        "behind_503": sum(r["behind_503"] for r in during),
+    }
     rounds = fresh["rounds"]
     metrics["freshness_p50_ms"] = metric(
         median([r["p50_ms"] for r in rounds]), "ms", median([r["plain_p50_ms"] for r in rounds]))
@@ -399,6 +462,8 @@ BASELINES = {
     "projection_catch_up_eps": "read+decode same events",
     "rebuild_eps": "read+decode whole log",
     "rebuild_peak_rss_mb": "peak RSS at 1/10 log",
+    "verify_eps": "read+decode whole log",
+    "rebuild_freshness_p99_ms": "same p99, no rebuild",
     "freshness_p50_ms": "plain query p50",
     "freshness_p99_ms": "plain query p99",
 }
@@ -456,6 +521,9 @@ def main() -> None:
         procs.stop("gunicorn")
         procs.stop("redis")
         log = phase_log(log_env, cfg)
+        rebuild_fresh = phase_rebuild_freshness(
+            procs, log_url, cfg, tmp, log["rebuild_full"]["seconds"]
+        )
     finally:
         procs.stop_all()
         if not args.keep:
@@ -466,7 +534,7 @@ def main() -> None:
                     say(f"could not drop {name}: {exc}")
             shutil.rmtree(tmp, ignore_errors=True)
 
-    metrics = build_metrics(http, fresh, log)
+    metrics = build_metrics(http, fresh, log, rebuild_fresh)
     seconds = time.monotonic() - t0
     goals = {}
     for name, m in metrics.items():
@@ -492,6 +560,7 @@ def main() -> None:
             "freshness_half_capacity": {"rate": fresh_half["rate"],
                                         "rounds": fresh_half["rounds"]},
             "log": log,
+            "rebuild_freshness": rebuild_fresh,
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

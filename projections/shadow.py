@@ -52,6 +52,10 @@ class ShadowBusy(Exception):
     """Another rebuild or verify of the same projection is running."""
 
 
+class ShadowOutdated(Exception):
+    """The live tables changed shape while their shadow was being filled."""
+
+
 def quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
@@ -222,6 +226,13 @@ class Shadow:
         retired = f"retired_{name}"[:63]
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
+            for table in self.tables:  # and keep them from changing shape until commit
+                cursor.execute(f"LOCK TABLE {self._in(self.live, table)} IN EXCLUSIVE MODE")
+            if not self._fits():
+                raise ShadowOutdated(
+                    f"The tables of {name} changed shape during the rebuild (a migration?);"
+                    " run it again to rebuild them in their new shape."
+                )
             cursor.execute(f"DROP SCHEMA IF EXISTS {quote(retired)} CASCADE")
             cursor.execute(f"CREATE SCHEMA {quote(retired)}")
             for table in self.tables:

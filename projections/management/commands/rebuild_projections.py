@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from projections.management.commands._common import projectors_named
 from projections.runner import Progress
-from projections.shadow import ShadowBusy, rebuild
+from projections.shadow import ShadowBusy, ShadowOutdated, rebuild
 
 
 class ProgressPrinter:
@@ -95,7 +95,7 @@ class Command(BaseCommand):
             started = time.monotonic()
             try:
                 applied = rebuild(projector, batch_size=batch_size, progress=printer)
-            except ShadowBusy as busy:
+            except (ShadowBusy, ShadowOutdated) as busy:
                 raise CommandError(str(busy)) from None
             printer.finish()
             self.stdout.write(
