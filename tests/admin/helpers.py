@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from django.contrib.messages import get_messages
-
-from shop.eventstore import head_position
 
 
 def messages_of(response) -> list[str]:
@@ -15,9 +11,3 @@ def messages_of(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
-@contextmanager
-def log_unchanged():
-    """A rejected command appends no event: the log head is where it was."""
-    before = head_position()
-    yield
-    assert head_position() == before, "a rejected command appended events"

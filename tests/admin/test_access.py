@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.admin.helpers import log_unchanged
+from tests.givens import log_unchanged
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,8 @@ from django.urls import reverse
 from catalog.domain import product_id_for_sku
 from projections.models import ProductCatalog
 from shop.eventstore import get_app, head_position
-from tests.admin.helpers import log_unchanged, messages_of
+from tests.admin.helpers import messages_of
+from tests.givens import log_unchanged
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,8 @@ from django.urls import reverse
 
 from projections.models import OrderHistory
 from shop.eventstore import get_app
-from tests.admin.helpers import log_unchanged, messages_of
+from tests.admin.helpers import messages_of
+from tests.givens import log_unchanged
 
 pytestmark = pytest.mark.django_db
 

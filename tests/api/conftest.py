@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from uuid import UUID
 
 import pytest
+
+from tests.givens import place, register
 
 
 @pytest.fixture
 def given_product(event_store):
     """Register a product through the service; returns its id."""
-    from catalog.services import product_register
 
     def make(sku: str = "MUG-1", *, name: str = "Blue mug", price: str = "19.99",
              stock: int = 10) -> UUID:
-        return product_register(sku=sku, name=name, price=Decimal(price), stock=stock).aggregate_id
+        return register(sku, name, price=price, stock=stock)
 
     return make
 
@@ -23,14 +23,9 @@ def given_product(event_store):
 @pytest.fixture
 def given_order(event_store, given_product):
     """Place an order through the service for ``user``; returns its id."""
-    from orders.services import order_place
 
     def make(user, lines: list[tuple[UUID, int]] | None = None) -> UUID:
-        if lines is None:
-            lines = [(given_product(), 1)]
-        saved, _ = order_place(customer_id=user.id, customer=user.username, lines=lines,
-                               shipping_address="1 Main St")
-        return saved.aggregate_id
+        return place(user, *(lines or [(given_product(), 1)]))
 
     return make
 

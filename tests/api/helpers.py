@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from shop.eventstore import head_position
 
 
@@ -26,14 +24,6 @@ def assert_error(response, status: int, code: str, fields: set[str] | None = Non
         if fields is not None:
             assert set(body["errors"]) == fields, body["errors"]
     return body
-
-
-@contextmanager
-def log_unchanged():
-    """A rejected command appends no event: the log head is where it was."""
-    before = head_position()
-    yield
-    assert head_position() == before, "a rejected command appended events"
 
 
 def assert_saved(response, status: int, name: str, **expected) -> dict:

@@ -6,8 +6,8 @@ import pytest
 
 from catalog.domain import Product, product_id_for_sku
 from shop.eventstore import load
-from tests.api.helpers import assert_error, assert_saved, log_unchanged
-from tests.read_side import project
+from tests.api.helpers import assert_error, assert_saved
+from tests.givens import log_unchanged, project
 
 pytestmark = pytest.mark.django_db
 

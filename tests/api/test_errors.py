@@ -9,7 +9,8 @@ from rest_framework import serializers
 
 from shop.api import flatten_errors
 from shop.errors import ApplicationError, InvalidInput
-from tests.api.helpers import assert_error, log_unchanged
+from tests.api.helpers import assert_error
+from tests.givens import log_unchanged
 
 PRODUCTS = "/api/commands/products/"
 COMMANDS = [

@@ -13,7 +13,8 @@ from rest_framework.test import APIClient
 from catalog.domain import Product
 from shop import idempotency
 from shop.eventstore import head_position, load
-from tests.api.helpers import assert_error, log_unchanged
+from tests.api.helpers import assert_error
+from tests.givens import log_unchanged
 
 ORDERS = "/api/commands/orders/"
 

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shop.eventstore import head_position
-from tests.read_side import project, register
+from tests.givens import project, register
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,8 @@ import pytest
 from catalog.domain import Product
 from orders.domain import Order
 from shop.eventstore import load
-from tests.api.helpers import assert_error, assert_saved, log_unchanged
+from tests.api.helpers import assert_error, assert_saved
+from tests.givens import log_unchanged
 
 pytestmark = pytest.mark.django_db
 

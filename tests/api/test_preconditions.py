@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from shop.eventstore import head_position
-from tests.api.helpers import assert_error, log_unchanged
+from tests.api.helpers import assert_error
+from tests.givens import log_unchanged
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from projections.models import Checkpoint
 from projections.runner import projection_position
 from shipping.services import shipment_change_status, shipment_create
 from shop.eventstore import head_position
-from tests.read_side import place, project, register
+from tests.givens import place, project, register
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from demo.management.commands.seed_demo import event_clock
 from orders.services import order_cancel
 from shop.eventstore import head_position
 from tests.api.helpers import assert_error
-from tests.read_side import place, project, register
+from tests.givens import place, project, register
 
 pytestmark = pytest.mark.django_db
 

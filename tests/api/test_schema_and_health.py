@@ -118,7 +118,7 @@ def test_health_is_degraded_when_a_projection_lags_past_the_alert(
     from django.utils import timezone
 
     from demo.management.commands.seed_demo import event_clock
-    from tests.read_side import project, register
+    from tests.givens import project, register
 
     settings.PROJECTION_LAG_ALERT_SECONDS = 60
     with event_clock(timezone.now() - timedelta(seconds=30)):

@@ -41,7 +41,7 @@ def seeded_shop(event_store, make_user):
     from projections.registry import PROJECTORS, get_projector
     from projections.runner import catch_up
     from shipping.services import shipment_change_status, shipment_create
-    from tests.read_side import register
+    from tests.givens import register
 
     users = {name: make_user(name) for name in ("john", "jane")}
     now = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)

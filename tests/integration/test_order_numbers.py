@@ -11,7 +11,7 @@ from django.apps import apps
 from orders.domain import Order
 from projections.models import OrderHistory
 from shop.eventstore import get_app
-from tests.read_side import place, project, register
+from tests.givens import place, project, register
 
 pytestmark = pytest.mark.django_db
 

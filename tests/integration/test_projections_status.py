@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
 from catalog.domain import Product
-from catalog.services import product_register
 from projections.models import Checkpoint
 from projections.registry import PROJECTORS
 from projections.runner import Projector, handles
 from projections.status import error_summary, projection_statuses
+from tests.givens import register
 
 
 class RegisteredSkus(Projector):
@@ -35,9 +34,9 @@ def only_test_projector(monkeypatch):
     RegisteredSkus.seen = []
 
 
-def register(n: int) -> None:
+def register_many(n: int) -> None:
     for i in range(n):
-        product_register(sku=f"SKU-{i}", name=f"Thing {i}", price=Decimal("1.00"), stock=1)
+        register(f"SKU-{i}", f"Thing {i}", price="1.00", stock=1)
 
 
 @pytest.mark.django_db
@@ -52,7 +51,7 @@ def test_an_empty_log_has_no_lag(event_store, only_test_projector):
 
 @pytest.mark.django_db
 def test_lag_counts_every_event_after_the_checkpoint(event_store, only_test_projector):
-    register(3)
+    register_many(3)
     head = event_store.recorder.max_notification_id()
     Checkpoint.objects.create(projection=RegisteredSkus.name, position=head - 2)
 
@@ -68,7 +67,7 @@ def test_lag_counts_every_event_after_the_checkpoint(event_store, only_test_proj
 def test_lag_seconds_is_the_age_of_the_oldest_unprocessed_event(
     event_store, only_test_projector, monkeypatch
 ):
-    register(1)
+    register_many(1)
     later = timezone.now() + timedelta(minutes=10)
     monkeypatch.setattr("projections.status.timezone.now", lambda: later)
 
@@ -79,7 +78,7 @@ def test_lag_seconds_is_the_age_of_the_oldest_unprocessed_event(
 
 @pytest.mark.django_db
 def test_a_failed_projection_shows_its_error(event_store, only_test_projector):
-    register(2)
+    register_many(2)
     Checkpoint.objects.create(
         projection=RegisteredSkus.name,
         position=1,

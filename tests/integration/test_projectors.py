@@ -15,7 +15,7 @@ from projections.registry import PROJECTORS, get_projector
 from projections.runner import projection_position
 from shipping.services import shipment_change_status, shipment_create
 from shop.eventstore import get_app, head_position
-from tests.read_side import place, project, register, rows
+from tests.givens import place, project, register, rows
 
 pytestmark = pytest.mark.django_db
 

@@ -28,7 +28,7 @@ from projections.registry import get_projector
 from projections.runner import catch_up
 from projections.shadow import leftover_shadows, verify
 from shop.eventstore import head_position
-from tests.read_side import place, project, register, rows
+from tests.givens import place, project, register, rows
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,7 +21,7 @@ from projections.projectors import ProductCatalogProjector
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import catch_up, projection_position, rebuild, retry_now
 from shop.eventstore import head_position
-from tests.read_side import place, project, register, rows
+from tests.givens import place, project, register, rows
 
 
 def checkpoint(name: str) -> Checkpoint:

@@ -18,7 +18,7 @@ from projections.runner import catch_up, projection_position, rebuild
 from projections.selectors import sales_by_product, sales_daily
 from projections.status import projection_statuses
 from shop.eventstore import head_position
-from tests.read_side import place, project, register, rows
+from tests.givens import place, project, register, rows
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from catalog.domain import Product, product_id_for_sku
 from catalog.services import product_rename, product_restock
 from projections.models import OrderHistory, ProductCatalog
 from shop.eventstore import get_app, head_position, load
-from tests.read_side import place, project
+from tests.givens import place, project
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

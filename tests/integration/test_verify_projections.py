@@ -19,7 +19,7 @@ from catalog.services import product_rename
 from projections.models import Checkpoint, OrderHistory, ProductCatalog
 from projections.shadow import leftover_shadows
 from shop.eventstore import head_position
-from tests.read_side import place, project, register, rows
+from tests.givens import place, project, register, rows
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -9,12 +9,12 @@ from uuid import UUID
 
 import pytest
 
+from tests.givens import project
 from tests.support.http import run_load
 from tests.support.readside import (
     assert_accepted_are_durable,
     assert_caught_up_and_healthy,
     assert_matches_rebuild,
-    catch_up_all,
     event_type_counts,
 )
 
@@ -111,7 +111,7 @@ def test_concurrent_writers_on_one_product_lose_nothing(services, api_users):
     assert product.reserved == sum(r.tag[1] for r in accepted if r.tag[0] == "order")
     assert product.version == 1 + len(accepted)
 
-    catch_up_all()
+    project()
     assert_caught_up_and_healthy()
     row = ProductCatalog.objects.get(product_id=product_id)
     assert (row.name, row.price, row.stock_available, row.version) == (

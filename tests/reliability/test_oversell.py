@@ -8,11 +8,11 @@ from uuid import UUID
 
 import pytest
 
+from tests.givens import project
 from tests.support.http import run_load
 from tests.support.readside import (
     assert_accepted_are_durable,
     assert_caught_up_and_healthy,
-    catch_up_all,
     event_type_counts,
 )
 
@@ -78,7 +78,7 @@ def test_concurrent_orders_never_oversell(services, api_users):
     assert isinstance(product, Product)
     assert (product.stock, product.reserved, product.available) == (STOCK, STOCK, 0)
 
-    catch_up_all()
+    project()
     assert_caught_up_and_healthy()
     row = ProductCatalog.objects.get(product_id=product_id)
     assert (row.stock, row.reserved, row.stock_available) == (STOCK, STOCK, 0)

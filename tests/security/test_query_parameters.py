@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from projections.apis import WAIT_SLOTS
 from shop.eventstore import head_position
-from tests.read_side import place, project, register
+from tests.givens import place, project, register
 
 pytestmark = pytest.mark.django_db
 

@@ -47,26 +47,19 @@ def projection_names() -> list[str]:
 def read_model_rows() -> dict[str, list[dict]]:
     """Every read-model row of every projection, keyed by table, in primary-key order."""
     from projections.registry import get_projector
+    from tests.givens import rows
 
-    rows: dict[str, list[dict]] = {}
-    for name in projection_names():
-        for model in get_projector(name).models:
-            rows[model._meta.db_table] = list(model.objects.order_by("pk").values())
-    return rows
+    return {
+        model._meta.db_table: rows(model)
+        for name in projection_names()
+        for model in get_projector(name).models
+    }
 
 
 def checkpoint_positions() -> dict[str, int]:
     from projections.runner import projection_position
 
     return {name: projection_position(name) for name in projection_names()}
-
-
-def catch_up_all(batch_size: int | None = None) -> None:
-    from projections.registry import get_projector
-    from projections.runner import catch_up
-
-    for name in projection_names():
-        catch_up(get_projector(name), batch_size=batch_size)
 
 
 def assert_caught_up_and_healthy() -> None:
@@ -131,13 +124,33 @@ def assert_accepted_are_durable(responses, belongs) -> dict[int, Any]:
     return log
 
 
-def assert_catalog_matches_aggregates(product_ids) -> None:
-    """The catalog read model shows each product as its aggregate is now."""
-    from projections.models import ProductCatalog
+def assert_read_models_match_the_aggregates() -> None:
+    """Every catalog row and every order in the history shows its aggregates as they
+    are now (stock, price, status, total, the shipment, each line's current name)."""
+    from catalog.domain import Product
+    from orders.domain import Order
+    from projections.models import OrderHistory, ProductCatalog
 
-    app = get_app()
-    for product_id in product_ids:
-        product = app.repository.get(product_id)
-        row = ProductCatalog.objects.get(product_id=product_id)
-        assert (row.name, row.price, row.stock_available, row.version) == (
-            product.name, product.price, product.available, product.version)
+    repository = get_app().repository
+    names = {}
+    for row in ProductCatalog.objects.all():
+        product = repository.get(row.product_id)
+        assert isinstance(product, Product)
+        assert (row.sku, row.name, row.price, row.stock, row.reserved, row.version) == (
+            product.sku, product.name, product.price, product.stock, product.reserved,
+            product.version,
+        )
+        assert row.stock_available == product.available >= 0
+        names[str(row.product_id)] = row.name
+    for row in OrderHistory.objects.all():
+        order = repository.get(row.order_id)
+        assert isinstance(order, Order)
+        assert (row.status, row.version, row.total, row.shipment_id) == (
+            order.status, order.version, order.total, order.shipment_id
+        )
+        assert [line["product_name"] for line in row.lines] == [
+            names[line["product_id"]] for line in row.lines
+        ]
+        if order.shipment_id:
+            shipment = repository.get(order.shipment_id)
+            assert (row.carrier, row.shipment_status) == (shipment.carrier, shipment.status)
