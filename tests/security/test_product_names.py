@@ -11,8 +11,8 @@ from django.urls import reverse
 
 from catalog.domain import Product, check_name
 from shop.errors import InvalidInput
-from tests.admin.helpers import log_unchanged, messages_of
-from tests.read_side import register
+from tests.admin.helpers import messages_of
+from tests.givens import log_unchanged, register
 
 pytestmark = pytest.mark.django_db
 
