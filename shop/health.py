@@ -71,6 +71,8 @@ STATUS_FIELD = enum_field(
 
 
 class HealthApi(APIView):
+    """Whether the shop can serve: ok, degraded (the read side is late) or down."""
+
     permission_classes = [AllowAny]
 
     def perform_authentication(self, request: Request) -> None:

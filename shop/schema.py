@@ -109,6 +109,12 @@ class ShopAutoSchema(AutoSchema):
     def _open(self) -> bool:
         return all(isinstance(p, AllowAny) for p in self.view.get_permissions())
 
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict | None:
+        operation = super().get_operation(*args, **kwargs)
+        if operation is not None and self._open():
+            operation["security"] = []  # said, not left out: no credentials needed
+        return operation
+
     def get_auth(self) -> list[dict[str, list]]:
         if self._open():
             return []

@@ -232,6 +232,15 @@ SPECTACULAR_SETTINGS = {
     # 3.1: a nullable reference (an order's shipment) is `oneOf [ref, null]`, which
     # validators read as meant (3.0's `allOf` + `nullable` without `type` is not).
     "OAS_VERSION": "3.1.0",
+    "TAGS": [
+        {"name": "auth", "description": "Accounts and API tokens."},
+        {"name": "commands", "description": "Changes: each appends events to the log."},
+        {"name": "queries", "description": "Reads from the read models."},
+        {"name": "health", "description": "Whether the shop can serve."},
+    ],
+    "CONTACT": {"name": "Shop API"},
+    # Paths are relative to the server that serves the document.
+    "SERVERS": [{"url": "/", "description": "The server that serves this document"}],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "shop.schema.postprocess",

@@ -19,6 +19,8 @@ from shop.api import error_responses
 
 
 class UserRegisterApi(APIView):
+    """A new customer account (open to anyone); then obtain a token."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = REGISTER_THROTTLES
@@ -53,6 +55,8 @@ class UserRegisterApi(APIView):
 
 
 class TokenObtainApi(APIView):
+    """A new API token for a username and password; it expires at ``expiry``."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = LOGIN_THROTTLES
