@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 
@@ -48,6 +48,22 @@ class OrderPlaceApi(CommandApi):
             **error_responses(400, 401, 409, e409="insufficient_stock"),
         },
         summary="Place an order (prices from the catalog now; reserves stock)",
+        examples=[
+            OpenApiExample(
+                "Three blue mugs",
+                request_only=True,
+                value={"lines": [{"product_id": "6f1c2a8e-3b7d-5e0f-9a41-2c8d7e6b5a10",
+                                  "quantity": 3}],
+                       "shipping_address": "12 Harbour Road, Bristol BS1 4RN"},
+            ),
+            OpenApiExample(
+                "Placed",
+                response_only=True,
+                status_codes=["201"],
+                value={"order_id": "0b9e4c52-8d3f-4a7e-b1c6-5f2a9d8e7c31", "version": 1,
+                       "position": 10432, "total": "59.97"},
+            ),
+        ],
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)

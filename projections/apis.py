@@ -606,6 +606,38 @@ class OrderEventsApi(QueryApi):
 # --- projections ------------------------------------------------------------------
 
 
+def projection_status_field() -> serializers.Field:
+    return enum_field(
+        "ProjectionStatus", (Checkpoint.OK, Checkpoint.FAILED), serializers.CharField,
+        description="failed: parked before a failing event, retried with back-off.",
+    )
+
+
+class ProjectionLagSerializer(serializers.Serializer):
+    position = serializers.IntegerField()
+    head = serializers.IntegerField()
+    lag_events = serializers.IntegerField(min_value=0)
+    lag_seconds = serializers.FloatField(allow_null=True)
+    status = projection_status_field()
+
+    class Meta:
+        ref_name = "ProjectionLag"
+
+
+class ProjectionsHealthSerializer(serializers.Serializer):
+    """The projections' part of ``/api/health/`` (``projections.status``)."""
+
+    worst_lag_events = serializers.IntegerField(min_value=0)
+    worst_lag_seconds = serializers.FloatField(allow_null=True)
+    failed = serializers.ListField(child=serializers.CharField())
+    lagging = serializers.ListField(child=serializers.CharField())
+    lag_alert_seconds = serializers.FloatField()
+    each = serializers.DictField(child=ProjectionLagSerializer())
+
+    class Meta:
+        ref_name = "ProjectionsHealth"
+
+
 class ProjectionListApi(QueryApi):
     """How far each projection has read the log, and why it stopped if it did (staff)."""
 
@@ -618,10 +650,7 @@ class ProjectionListApi(QueryApi):
         head = serializers.IntegerField()
         lag_events = serializers.IntegerField()
         lag_seconds = serializers.FloatField(allow_null=True)
-        status = enum_field(
-            "ProjectionStatus", (Checkpoint.OK, Checkpoint.FAILED), serializers.CharField,
-            description="failed: parked before a failing event, retried with back-off.",
-        )
+        status = projection_status_field()
         last_error = serializers.CharField(allow_blank=True)
         error_position = serializers.IntegerField(allow_null=True)
         retry_at = UtcDateTimeField(allow_null=True)

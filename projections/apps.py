@@ -8,6 +8,7 @@ class ProjectionsConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib import admin
 
+        from projections.apis import ProjectionsHealthSerializer
         from projections.dashboard import dashboard_context
         from projections.metrics import ProjectionCollector
         from projections.status import health_of_projections
@@ -16,7 +17,7 @@ class ProjectionsConfig(AppConfig):
         from shop.eventstore import events_saved
 
         events_saved.connect(on_events_saved, dispatch_uid="projections.trigger")
-        health.contribute("projections", health_of_projections)
+        health.contribute("projections", health_of_projections, ProjectionsHealthSerializer)
         metrics.collect_at_scrape("projections", ProjectionCollector)
         admin.site.add_dashboard_panel("admin/projections/dashboard_panel.html",
                                        dashboard_context)

@@ -406,17 +406,31 @@ def error_codes(status: int, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*extra, *common)))
 
 
+#: Component name → the (status, codes) it was given to, so that no name means two sets.
+_ERROR_NAMES: dict[str, tuple[int, tuple[str, ...]]] = {}
+
+
 @functools.cache
-def error_serializer(status: int, codes: tuple[str, ...]) -> type[serializers.Serializer]:
+def error_serializer(
+    status: int, codes: tuple[str, ...], named_by: tuple[str, ...] | None = None
+) -> type[serializers.Serializer]:
     """The documented error body for ``status`` whose ``code`` is one of ``codes``.
 
     Named for the status (``NotFoundError``) when the codes are the common ones, else
-    for the endpoint's own codes (``InsufficientStockError``); a 400 always has
-    ``errors``. Cached so endpoints with the same codes share one component.
+    for the endpoint's own codes, or those of ``named_by`` (``InsufficientStockError``
+    for the codes insufficient_stock, idempotency_key_in_use and concurrent_update);
+    a 400 always has ``errors``. Cached so endpoints with the same codes share one
+    component.
     """
     default_name, common = ERROR_STATUSES.get(status, (f"Error{status}", ()))
-    own = [code for code in codes if code not in common]
-    name = "Or".join(_camel(code) for code in own) + "Error" if own else default_name
+
+    def name_for(words: tuple[str, ...]) -> str:
+        own = [code for code in words if code not in common]
+        return "Or".join(_camel(code) for code in own) + "Error" if own else default_name
+
+    name = name_for(codes if named_by is None else named_by)
+    if _ERROR_NAMES.setdefault(name, (status, codes)) != (status, codes):
+        name = name_for(codes)  # the short name is taken by another set
     fields: dict[str, Any] = {
         "code": enum_field(None, codes, help_text="A stable machine word."),
         "detail": serializers.CharField(help_text="A sentence a person can act on."),

@@ -14,6 +14,7 @@ the shop's volume and its insides. Bad credentials just mean no details.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -54,12 +55,47 @@ def check_broker() -> str:
 # unhealthy part degrades the answer; it does not fail it.
 HealthCheck = Callable[[], tuple[Any, bool]]
 _contributions: dict[str, HealthCheck] = {}
+_schemas: dict[str, type[serializers.Serializer]] = {}
 
 
-def contribute(name: str, check: HealthCheck) -> None:
+def contribute(
+    name: str, check: HealthCheck, schema: type[serializers.Serializer] | None = None
+) -> None:
     """Add a module's check to the health answer, under ``name`` (from its
-    ``AppConfig.ready()``: the kernel knows no module)."""
+    ``AppConfig.ready()``: the kernel knows no module); ``schema`` documents its
+    report in ``/api/schema/``."""
     _contributions[name] = check
+    if schema is not None:
+        _schemas[name] = schema
+
+
+class HealthSerializer(serializers.Serializer):
+    """The shop's health: the status for anyone; staff also get each part's report."""
+
+    # The modules' parts are added by get_fields() as they declared them, when the
+    # schema is generated (after every AppConfig.ready()).
+
+    status = serializers.CharField()  # replaced by STATUS_FIELD below
+    database = serializers.CharField(required=False, help_text="Staff only: \"ok\".")
+    broker = serializers.CharField(
+        required=False,
+        help_text='Staff only: "ok", "not configured (…)" or "error: <exception>".',
+    )
+
+    class Meta:
+        ref_name = "Health"
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["status"] = copy.deepcopy(STATUS_FIELD)
+        for name in _contributions:
+            schema = _schemas.get(name)
+            fields[name] = (
+                schema(required=False, help_text=f"Staff only: the {name}' report.")
+                if schema is not None
+                else serializers.DictField(required=False, help_text="Staff only.")
+            )
+        return fields
 
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
@@ -84,19 +120,7 @@ class HealthApi(APIView):
     @extend_schema(
         summary="Service health (staff also see the details)",
         responses={
-            200: inline_serializer(
-                "Health",
-                {
-                    "status": STATUS_FIELD,
-                    "database": serializers.CharField(required=False, help_text="Staff only."),
-                    "broker": serializers.CharField(required=False, help_text="Staff only."),
-                    "projections": serializers.DictField(
-                        required=False,
-                        help_text="Staff only: the worst lag, the failed and lagging "
-                        "projections, and each one's position, lag and status.",
-                    ),
-                },
-            ),
+            200: HealthSerializer,
             503: inline_serializer(
                 "HealthDown",
                 {

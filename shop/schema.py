@@ -195,8 +195,11 @@ class ShopAutoSchema(AutoSchema):
                 return response
             response = ErrorResponse(int(str(status)))
         codes = error_codes(response.status, (*response.extra_codes, *implicit))
+        # Named for the endpoint's own codes (InsufficientStockError), not the ones every
+        # command shares, when it has some.
+        named_by = response.extra_codes or implicit
         return OpenApiResponse(
-            error_serializer(response.status, codes),
+            error_serializer(response.status, codes, named_by),
             description=response.description or "`code`: " + " or ".join(codes),
         )
 

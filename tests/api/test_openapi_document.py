@@ -175,3 +175,17 @@ def test_every_operation_answers_what_it_documents_to_bad_requests(
             assert response.status_code in (400, 404), (method, path)
     probed = {(m, p) for m, p, _ in schema_validator.seen - seen_before}
     assert probed == {(m, p) for m, p, _ in operations(schema)}
+
+
+def test_health_details_are_typed_by_the_modules_that_report_them(
+    schema, event_store, staff, client_for, schema_validator
+):
+    health = schema["components"]["schemas"]["Health"]["properties"]
+    assert "ProjectionsHealth" in str(health["projections"])
+    lag = schema["components"]["schemas"]["ProjectionLag"]["properties"]
+    assert lag["status"] == {"$ref": "#/components/schemas/ProjectionStatus"}
+    # A staff answer has every detail; the autouse fixture validated it.
+    before = schema_validator.seen.copy()
+    body = client_for(staff).get("/api/health/").json()
+    assert set(body["projections"]["each"]) >= {"order_history", "product_catalog"}
+    assert schema_validator.seen - before
