@@ -104,12 +104,15 @@ class MetricsMiddleware:
         if match is None or not match.url_name:
             return response
         elapsed = time.perf_counter() - started
-        if request.path.startswith(COMMAND_PREFIX) and request.method == "POST":
-            labels = (match.url_name, outcome(response))
-            COMMANDS.labels(*labels).inc()
-            COMMAND_SECONDS.labels(*labels).observe(elapsed)
-        elif request.path.startswith(QUERY_PREFIX) and request.method in ("GET", "HEAD"):
-            QUERY_SECONDS.labels(match.url_name, outcome(response)).observe(elapsed)
+        try:
+            if request.path.startswith(COMMAND_PREFIX) and request.method == "POST":
+                labels = (match.url_name, outcome(response))
+                COMMANDS.labels(*labels).inc()
+                COMMAND_SECONDS.labels(*labels).observe(elapsed)
+            elif request.path.startswith(QUERY_PREFIX) and request.method in ("GET", "HEAD"):
+                QUERY_SECONDS.labels(match.url_name, outcome(response)).observe(elapsed)
+        except Exception:  # e.g. PROMETHEUS_MULTIPROC_DIR missing: the answer still goes
+            logger.warning("Could not record a request's metrics", exc_info=True)
         return response
 
 
