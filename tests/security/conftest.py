@@ -11,6 +11,9 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+# The live-server tests start gunicorn as the reliability suite does.
+from tests.reliability.conftest import live_db, redis_server, services  # noqa: F401
+
 
 class TookTooLong(AssertionError):
     pass

@@ -264,7 +264,8 @@ class Gunicorn(Process):
         def answers() -> bool:
             if not self.running():
                 raise RuntimeError("gunicorn exited")
-            return request("GET", f"{self.base_url}/api/schema/", timeout=5).status == 200
+            # 301: the server is up and sends plain HTTP to HTTPS (ALLOW_HTTP off).
+            return request("GET", f"{self.base_url}/api/schema/", timeout=5).status in (200, 301)
 
         try:
             wait_until(answers, timeout=45, interval=0.2, what="gunicorn to serve")
