@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 
 import pytest
@@ -11,10 +12,42 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from shop.eventstore import head_position
+from tests.support.throttle import throttle_rates
 
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 
 EXAMPLES_PER_OPERATION = 25
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+# Query values a schema-driven generator would hardly ever produce: NUL bytes, cursors
+# that decode (to garbage positions, offsets and directions) or do not, non-finite
+# numbers. Any of them may replace any query parameter of a query.
+NUL_TEXT = st.builds(lambda a, b: f"{a}\x00{b}", st.text(max_size=10), st.text(max_size=10))
+CURSORS = st.builds(lambda o, r, p: f"o={o}&r={r}&p={p}", st.integers(-5, 10**6),
+                    st.sampled_from(["0", "1", "x"]), st.one_of(st.text(max_size=30), NUL_TEXT))
+HOSTILE_VALUES = st.one_of(
+    NUL_TEXT,
+    CURSORS.map(b64),
+    st.binary(max_size=30).map(lambda raw: base64.b64encode(raw).decode()),
+    st.text(max_size=30),
+    st.sampled_from(["nan", "inf", "-inf", "1e999", "-1", "0", "", "9" * 30]),
+)
+NON_FINITE = st.sampled_from(["nan", "NaN", "inf", "-inf", "1e999", "-1"])  # never a wait
+
+
+def hostile_query(operation) -> st.SearchStrategy[dict[str, str]]:
+    """One query parameter alone with a hostile value, so it reaches the code that
+    reads it (among other invalid parameters it would stop at their 400)."""
+    names = [p.name for p in operation.query]
+    if not names:
+        return st.just({})
+    return st.sampled_from(names).flatmap(
+        lambda name: st.fixed_dictionaries({name: NON_FINITE if name == "wait"
+                                            else HOSTILE_VALUES}))
 
 
 def check_response(case, response, head_before: int, head_after: int) -> str | None:
@@ -49,7 +82,7 @@ def check_response(case, response, head_before: int, head_after: int) -> str | N
 
 
 def test_fuzzed_requests_get_clean_errors_and_append_only_accepted_events(
-    live_db, api_users
+    live_db, api_users, request
 ):
     """Fault: malformed, boundary and schema-violating input (schemathesis, positive
     and negative generation) to every POST /api/commands/ and GET /api/queries/
@@ -81,18 +114,23 @@ def test_fuzzed_requests_get_clean_errors_and_append_only_accepted_events(
                                                        carrier="DHL").aggregate_id)
 
     schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
-    schema = schema.include(path_regex=r"^/api/(commands|queries)/")
+    # Logging out would end the fuzzing users' tokens (tests/security covers it).
+    schema = schema.include(path_regex=r"^/api/(commands/|queries/|auth/(register|token)/)")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 13, [op.label for op in operations]
+    assert len(operations) >= 15, [op.label for op in operations]
+    assert {"POST /api/auth/register/", "POST /api/auth/token/"} <= {
+        op.label for op in operations}
 
     problems: list[str] = []
     calls = {"count": 0}
 
-    def fuzz(strategy, headers: dict[str, str]) -> None:
+    def fuzz(strategy, hostile, headers: dict[str, str]) -> None:
         @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
-        @given(case=strategy)
-        def run(case):
+        @given(case=strategy, hostile=hostile)
+        def run(case, hostile):
+            if hostile:
+                case.query = hostile
             # The schema declares Idempotency-Key; a keyed command records its outcome
             # (rejections too) and replays it, which tests/api/test_idempotency.py
             # covers. Here every request is a first one.
@@ -107,6 +145,12 @@ def test_fuzzed_requests_get_clean_errors_and_append_only_accepted_events(
 
         run()
 
+    # Every request counts against no limit here: the throttles would turn most of the
+    # run into 429s (tests/security/test_throttling.py tests them).
+    unlimited = throttle_rates(**dict.fromkeys(
+        ["user", "login_ip", "login_username", "register_ip", "register_username"]))
+    unlimited.enable()
+    request.addfinalizer(unlimited.disable)
     for operation in operations:
         names = {p.name for p in operation.path_parameters}
         # A min_position wait is bounded by `wait`; never let the fuzzer sleep.
@@ -116,8 +160,9 @@ def test_fuzzed_requests_get_clean_errors_and_append_only_accepted_events(
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
             for fixed in ({k: known[k] for k in names if k in known} or None, None)
         ])
+        hostile = st.one_of(st.just({}), hostile_query(operation))
         for user in (customer, staff):
-            fuzz(strategy, {"Authorization": f"Token {user.token}"})
+            fuzz(strategy, hostile, {"Authorization": f"Token {user.token}"})
 
     assert calls["count"] >= len(operations) * 2
     assert not problems, "\n".join(sorted(set(problems))[:30])

@@ -8,8 +8,6 @@ import signal
 import time
 
 import pytest
-from django.conf import settings
-from django.test import override_settings
 
 # The live-server tests start gunicorn as the reliability suite does.
 from tests.reliability.conftest import live_db, redis_server, services  # noqa: F401
@@ -42,10 +40,3 @@ def answered_within(seconds: float):
 @pytest.fixture
 def within():
     return answered_within
-
-
-def throttle_rates(**scopes: str | None):
-    """``override_settings`` for some throttle scopes (``None``: no limit)."""
-    merged = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **scopes}
-    return override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK,
-                                             "DEFAULT_THROTTLE_RATES": merged})

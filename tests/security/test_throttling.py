@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from tests.security.conftest import throttle_rates as rates
+from tests.support.throttle import throttle_rates as rates
 
 pytestmark = pytest.mark.django_db
 

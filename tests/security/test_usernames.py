@@ -12,7 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from rest_framework.test import APIClient
 
 from shop.accounts.models import UsernameKey
-from tests.security.conftest import throttle_rates
+from tests.support.throttle import throttle_rates
 
 REGISTER = "/api/auth/register/"
 PASSWORD = "correct-horse-battery"
