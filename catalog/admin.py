@@ -32,6 +32,10 @@ class ProductCatalogAdmin(ReadModelAdmin):
     change_list_template = "admin/catalog/product_change_list.html"
     change_form_template = "admin/catalog/product_change_form.html"
 
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Product catalog",
+                                                 **(extra_context or {})})
+
     def get_urls(self):
         commands = [
             path("register/", self.staff_view(self.register_view),

@@ -62,6 +62,11 @@ def cancel_orders(model_admin, request, queryset):
     )
 
 
+def order_name(order: OrderHistory | None) -> str:
+    """"order 10432" (or "the order" while its row is not projected yet)."""
+    return f"order {order.number}" if order is not None and order.number else "the order"
+
+
 def label(status: str | None) -> str:
     """A status as staff read it: ``in_transit`` is "in transit"."""
     return (status or "").replace("_", " ")
@@ -163,7 +168,7 @@ class OrderHistoryAdmin(ReadModelAdmin):
             run=lambda *, reason: order_cancel(
                 order_id=order_id, user_id=request.user.pk, is_staff=True, reason=reason
             ),
-            done="Cancelled the order; its stock reservations are released",
+            done=f"Cancelled {order_name(order)}; its stock reservations are released",
             success_url=self._order_page_url(order_id),
             submit_label="Cancel order",
             original=order,

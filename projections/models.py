@@ -164,7 +164,7 @@ class ProductCatalog(models.Model):
     """The catalog as shoppers browse it: one row per product."""
 
     product_id = models.UUIDField(primary_key=True)
-    sku = models.CharField(max_length=64, db_index=True)
+    sku = models.CharField("SKU", max_length=64, db_index=True)
     name = models.CharField(max_length=200)
     category = models.CharField(max_length=100, blank=True, default="")
     price = models.DecimalField(max_digits=12, decimal_places=2)
@@ -175,7 +175,8 @@ class ProductCatalog(models.Model):
     version = models.PositiveIntegerField()
 
     class Meta:
-        verbose_name_plural = "product catalog"
+        verbose_name = "product"
+        verbose_name_plural = "products"
 
     def __str__(self) -> str:
         return f"{self.sku}: {self.name}"

@@ -15,7 +15,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from orders.admin import OrderHistoryAdmin, StatusFilter, label
+from orders.admin import OrderHistoryAdmin, StatusFilter, label, order_name
 from orders.domain import PLACED
 from projections.models import OrderHistory
 from shipping.apis import ShipmentCreateApi, ShipmentStatusChangeApi
@@ -47,10 +47,6 @@ class ShipmentAdvanceForm(api_form(ShipmentStatusChangeApi.InputSerializer)):
                 if self.reachable else "A delivered shipment cannot move."
             )
         return status
-
-
-def order_name(order: OrderHistory | None) -> str:
-    return f"order {order.number}" if order is not None and order.number else "the order"
 
 
 class ShipmentStatusFilter(StatusFilter):

@@ -68,3 +68,20 @@ def test_the_order_page_shows_each_command_once_and_a_readable_timeline(
     assert ".000000" not in timeline  # no microseconds
     assert 'datetime="' in timeline  # the browser shows it in local time
     assert "Shipment in transit" in page
+
+
+def test_the_product_pages_read_naturally(staff_client, given_product, caught_up):
+    given_product("MUG-1", name="Blue mug")
+    caught_up()
+    changelist = staff_client.get(reverse("admin:projections_productcatalog_changelist"))
+    page = changelist.content.decode()
+    assert changelist.context["title"] == "Product catalog"
+    assert "product catalog to view" not in page and "1 product catalog" not in page
+    assert "1 product" in page
+
+    product = changelist.context["cl"].result_list[0]
+    page = staff_client.get(
+        reverse("admin:projections_productcatalog_change", args=[product.pk])
+    ).content.decode()
+    assert "View product" in page and "SKU:" in page and "Sku:" not in page
+    assert ">Close<" not in page

@@ -97,7 +97,8 @@ def test_cancel_from_the_order_page(staff_client, given_order, caught_up, staff)
 
     response = staff_client.post(order_url("cancel", order_id), {"reason": "Customer called"})
     assert response.status_code == 302 and response.url == order_url("change", order_id)
-    assert "Cancelled the order" in messages_of(response)[0]
+    number = OrderHistory.objects.get(pk=order_id).number
+    assert f"Cancelled order {number};" in messages_of(response)[0]
     order = get_app().repository.get(order_id)
     assert (order.status, order.cancel_reason) == ("cancelled", "Customer called")
     product = get_app().repository.get(order.lines[0]["product_id"])
