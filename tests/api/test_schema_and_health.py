@@ -159,3 +159,13 @@ def test_health_is_503_when_the_event_store_is_unreachable(client, event_store, 
         shop.eventstore._app = fixture_app
     assert response.status_code == 503
     assert response.json() == {"status": "down"}
+
+
+def test_health_is_never_throttled(client, event_store):
+    from tests.support.throttle import throttle_rates
+
+    with throttle_rates(user="2/minute"):
+        statuses = {client.get("/api/health/").status_code for _ in range(5)}
+        products = [client.get("/api/queries/products/").status_code for _ in range(3)]
+    assert products == [200, 200, 429]  # other endpoints are limited
+    assert statuses == {200}
