@@ -30,8 +30,14 @@ from django.db import connection, transaction
 from django.dispatch import Signal
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, DomainEvent
-from eventsourcing.persistence import IntegrityError, PersistenceError
-from eventsourcing.utils import Environment, strtobool
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
+from eventsourcing.utils import Environment, retry, strtobool
 
 from shop.errors import ConcurrentUpdate, NotFound, PreconditionFailed
 
@@ -266,8 +272,8 @@ def save(
 
     Returns the primary aggregate's (default: the first's) id and new version, and the
     notification id of the last event appended. A command that changed nothing appends
-    nothing and answers the aggregate's current version with the log's head as its
-    position (reading at that position shows the aggregate as it is). A side record
+    nothing and answers the aggregate's current version with the position of its
+    latest event (reading at that position shows the aggregate as it is). A side record
     (see :class:`SideRecord`) is saved after the command's events in the same write,
     so it is the last event appended.
     """
@@ -276,7 +282,8 @@ def save(
     side = _side_record.get()
     side_events = list(side.events(Saved(target.id, target.version, 0, extra))) if side else []
     if not side_events and not any(a.pending_events for a in aggregates):
-        return Saved(target.id, target.version, head_position(), extra)
+        last = last_recorded(target.id)
+        return Saved(target.id, target.version, last[1] if last else head_position(), extra)
     recordings = get_app().save(*aggregates, *side_events)
     position = max(r.notification.id for r in recordings)
     if side is not None:
@@ -389,6 +396,46 @@ retry_on_conflict = tenacity.retry(
     wait=tenacity.wait_random_exponential(multiplier=0.001, max=0.02),
     reraise=True,
 )
+
+
+# Retried on a dead connection, as the recorder's own reads are.
+@retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+def last_recorded(stream_id: UUID) -> tuple[StoredEvent, int] | None:
+    """A stream's last stored event and its notification id (the log position), read
+    from the recorder (never the aggregate cache: another process may have written it).
+    """
+    recorder = get_app().recorder
+    table = recorder.events_table_name
+    if hasattr(recorder.datastore, "schema"):  # PostgreSQL
+        from psycopg.sql import SQL, Identifier
+
+        statement = SQL(
+            "SELECT originator_version, topic, state, notification_id FROM {}.{} "
+            "WHERE originator_id = %s ORDER BY originator_version DESC LIMIT 1"
+        ).format(Identifier(recorder.datastore.schema), Identifier(table))
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(statement, [stream_id], prepare=True)
+            found = cursor.fetchone()
+        if found is None:
+            return None
+        version, topic, state, position = (
+            found["originator_version"], found["topic"], found["state"],
+            found["notification_id"],
+        )
+    else:  # SQLite: the notification id is the rowid
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT originator_version, topic, state, rowid FROM {table} "  # noqa: S608
+                "WHERE originator_id = ? ORDER BY originator_version DESC LIMIT 1",
+                (stream_id.hex,),
+            )
+            found = cursor.fetchone()
+        if found is None:
+            return None
+        version, topic, state, position = found[0], found[1], found[2], found[3]
+    stored = StoredEvent(originator_id=stream_id, originator_version=version, topic=topic,
+                         state=bytes(state))
+    return stored, position
 
 
 def head_position() -> int:

@@ -41,11 +41,10 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import DomainEvent
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.utils import get_topic, retry
+from eventsourcing.utils import get_topic
 
 from shop.errors import ApplicationError, Conflict
-from shop.eventstore import Saved, SideRecord, exclusive, get_app
+from shop.eventstore import Saved, SideRecord, exclusive, get_app, last_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -128,48 +127,13 @@ def last_record(stream_id: UUID) -> Record | None:
     """The stream's last record and its notification id, read from the event store
     (never from the aggregate cache: another process may have written it)."""
     app = get_app()
-    row = _select_last(app.recorder, stream_id)
+    row = last_recorded(stream_id)
     if row is None:
         return None
     stored, position = row
     event = app.mapper.to_domain_event(stored)
     assert isinstance(event, IdempotencyRecorded)
     return Record(event=event, position=position)
-
-
-@retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the recorder's own
-def _select_last(recorder: Any, stream_id: UUID) -> tuple[StoredEvent, int] | None:
-    table = recorder.events_table_name
-    if hasattr(recorder.datastore, "schema"):  # PostgreSQL
-        from psycopg.sql import SQL, Identifier
-
-        statement = SQL(
-            "SELECT originator_version, topic, state, notification_id FROM {}.{} "
-            "WHERE originator_id = %s ORDER BY originator_version DESC LIMIT 1"
-        ).format(Identifier(recorder.datastore.schema), Identifier(table))
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(statement, [stream_id], prepare=True)
-            found = cursor.fetchone()
-        if found is None:
-            return None
-        version, topic, state, position = (
-            found["originator_version"], found["topic"], found["state"],
-            found["notification_id"],
-        )
-    else:  # SQLite: the notification id is the rowid
-        with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                f"SELECT originator_version, topic, state, rowid FROM {table} "  # noqa: S608
-                "WHERE originator_id = ? ORDER BY originator_version DESC LIMIT 1",
-                (stream_id.hex,),
-            )
-            found = cursor.fetchone()
-        if found is None:
-            return None
-        version, topic, state, position = found[0], found[1], found[2], found[3]
-    stored = StoredEvent(originator_id=stream_id, originator_version=version, topic=topic,
-                         state=bytes(state))
-    return stored, position
 
 
 class PendingRecord(SideRecord):

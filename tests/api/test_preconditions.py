@@ -64,6 +64,8 @@ def test_renaming_or_repricing_to_the_current_value_appends_nothing(
     event_store, staff, client_for, given_product
 ):
     mug = given_product(name="Blue mug", price="19.99")
+    registered_at = head_position()
+    given_product("CUP-1")  # the log moves on: the answer's position is the mug's own
     client = client_for(staff)
     with log_unchanged():
         rename = client.post(f"/api/commands/products/{mug}/rename", {"name": "Blue mug"},
@@ -73,7 +75,7 @@ def test_renaming_or_repricing_to_the_current_value_appends_nothing(
     for response in (rename, reprice):
         assert response.status_code == 200, response.content
         assert response.json() == {"product_id": str(mug), "version": 1,
-                                   "position": head_position()}
+                                   "position": registered_at}
         assert response["ETag"] == '"1"'
 
 
