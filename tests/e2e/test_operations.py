@@ -141,12 +141,15 @@ def test_health_degrades_without_a_worker_and_recovers_with_one(shop, workers):
     mug = register(staff, "MUG-1", "19.99")
     order = place(john, (mug, 1))
     assert staff.read_after("/api/queries/orders/", order["position"]).status == 200
+    wait_until(lambda: all(p["lag_events"] == 0 for p in
+                           health(shop.base_url, staff)["projections"]["each"].values()),
+               timeout=30, interval=0.2, what="every projection to catch up")
     assert health(shop.base_url) == {"status": "ok"}
 
     worker = next(p for p in workers.processes if p.name == "worker")
     worker.stop()
     stopped_at = time.monotonic()
-    place(john, (mug, 1))  # nothing will project it
+    place(john, (mug, 1))  # nothing will project it: the lag starts now
 
     wait_until(lambda: health(shop.base_url)["status"] == "degraded",
                timeout=LAG_ALERT_SECONDS + 20, interval=0.25, what="health to degrade")
