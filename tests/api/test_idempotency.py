@@ -230,3 +230,20 @@ def test_a_duplicate_waits_a_bounded_time_for_the_first_then_says_in_use(
     assert_error(duplicate, 409, "idempotency_key_in_use")
     assert duplicate["Retry-After"] == "1"
     assert stock_reserved(mug) == 0
+
+
+@pytest.mark.django_db
+def test_beat_runs_the_cleanup_task(event_store, customer, client_for, given_product,
+                                    settings, monkeypatch):
+    from shop.celery import app
+    from shop.tasks import delete_expired_idempotency_records
+
+    entry = settings.CELERY_BEAT_SCHEDULE["delete-expired-idempotency-records"]
+    assert entry["task"] in app.tasks
+    client_for(customer).post(ORDERS, order_body(given_product()), format="json",
+                              HTTP_IDEMPOTENCY_KEY="k")
+    later = datetime.now(UTC) + timedelta(hours=25)
+    monkeypatch.setattr(idempotency, "datetime",
+                        type("Clock", (), {"now": staticmethod(lambda tz=None: later)}))
+    assert delete_expired_idempotency_records.apply().get() == 1
+    assert idempotency.last_record(idempotency.record_id(customer.pk, "k")) is None
