@@ -13,7 +13,8 @@ while the live projection keeps following the log in its own transactions.
   shadow, move the live tables out and the shadow tables in (``ALTER TABLE … SET
   SCHEMA``), set the live checkpoint, drop the old tables. A ``kill -9`` at any point
   leaves the live read model as it was (DDL is transactional); running it again
-  resumes the shadow (or recreates it if the live tables changed shape meanwhile).
+  resumes the shadow, or recreates it if the live tables changed shape or the
+  projector's code changed meanwhile (its module's hash is the schema's comment).
 - ``verify``: fill a shadow up to the live position, then compare both row by row in
   one REPEATABLE READ snapshot (the live checkpoint commits with its rows, so the
   snapshot shows the live model exactly at its position). The live model is only read.
@@ -25,6 +26,8 @@ SQLite (the embedded default, small data) keeps the single-transaction rebuild o
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
 import time
 import zlib
@@ -76,6 +79,10 @@ class Shadow:
         self.schema = f"shadow_{purpose}_{projector.name}"[:63]
         self.tables = [model._meta.db_table for model in projector.models]
         self.defer_indexes = defer_indexes
+        # Rows in a shadow are only as good as the code that wrote them: a shadow is
+        # resumed only by the same projector code (the rebuild may be for a fix).
+        source = inspect.getsource(inspect.getmodule(type(projector)))
+        self.fingerprint = "projector " + hashlib.sha256(source.encode()).hexdigest()[:16]
         with connection.cursor() as cursor:
             cursor.execute("SELECT current_schema(), current_setting('search_path')")
             self.live, self.search_path = cursor.fetchone()
@@ -118,6 +125,7 @@ class Shadow:
         checkpoint = Checkpoint._meta.db_table
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"CREATE SCHEMA {quote(self.schema)}")
+            cursor.execute(f"COMMENT ON SCHEMA {quote(self.schema)} IS %s", [self.fingerprint])
             cursor.execute(
                 f"CREATE TABLE {self._in(self.schema, checkpoint)}"
                 f" (LIKE {self._in(self.live, checkpoint)} INCLUDING ALL)"
@@ -316,7 +324,16 @@ class Shadow:
             )
 
     def _fits(self) -> bool:
-        """Whether the shadow's tables still have the live tables' columns and indexes."""
+        """Whether the shadow was written by this projector code and its tables still
+        have the live tables' columns and indexes."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace"
+                " WHERE nspname = %s", [self.schema]
+            )
+            row = cursor.fetchone()
+        if row is None or row[0] != self.fingerprint:
+            return False
         for table in [Checkpoint._meta.db_table, *self.tables]:
             if self._columns(self.schema, table) != self._columns(self.live, table):
                 return False

@@ -251,7 +251,7 @@ def test_the_live_projection_keeps_following_the_log_during_a_rebuild(
     # The rebuild was still running for these: never waiting for it (the one-transaction
     # rebuild held the checkpoint, and catch-up gave up after its 5 s lock timeout).
     assert len(waits) >= 5, (waits, output)
-    assert max(waits) < 1.0, waits
+    assert max(waits) < 2.0, waits
 
     project()
     assert OrderHistory.objects.count() == 30 + 600 + len(waits)

@@ -149,3 +149,20 @@ def test_any_projection_rebuilds_blue_green_and_verifies_by_its_own_keys(shop):
     assert code == 1, output
     day, product = before[0]["day"], before[0]["product_id"]
     assert f"day={day}, product_id={product}: differs" in output
+
+
+def test_a_shadow_is_resumed_only_by_the_code_that_wrote_it(shop):
+    from projections.registry import get_projector
+    from projections.shadow import Shadow
+
+    shadow = Shadow(get_projector("order_history"), "rebuild")
+    assert shadow.prepare() is False  # a new shadow
+    shadow.fill(limit=5, stop=lambda: 10)
+    assert shadow.position() == 10
+    assert shadow.prepare() is True and shadow.position() == 10  # resumed
+    # Written by other projector code (a fix deployed since): started afresh.
+    with connection.cursor() as cursor:
+        cursor.execute(f'COMMENT ON SCHEMA "{shadow.schema}" IS %s', ["projector 0123"])
+    assert shadow.prepare() is False and shadow.position() == 0
+    shadow.drop()
+    assert leftover_shadows() == []
