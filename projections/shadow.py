@@ -428,6 +428,11 @@ def verify(
             with transaction.atomic():
                 with connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    # Before the snapshot: no swap may replace these tables under it.
+                    for table in shadow.tables:
+                        cursor.execute(
+                            f"LOCK TABLE {shadow._in(shadow.live, table)} IN ACCESS SHARE MODE"
+                        )
                 # The snapshot starts here: live rows and checkpoint as of one commit.
                 position = runner.projection_position(name)
                 while True:  # the last events up to exactly the live position
