@@ -139,6 +139,7 @@ def test_every_operation_answers_what_it_documents_to_bad_requests(
 ):
     """Each probe's response is validated by the autouse fixture (status declared,
     body and headers as documented); here we also check the status is an error."""
+    from django.conf import settings
     from rest_framework.test import APIClient
 
     from shop.accounts.services import token_issue
@@ -173,6 +174,12 @@ def test_every_operation_answers_what_it_documents_to_bad_requests(
             response = call(clients["staff"](), method, url, data="{not json",
                             content_type="application/json")
             assert response.status_code in (400, 404), (method, path)
+        if "requestBody" in operation:
+            too_large = call(clients["staff"](), method, url, content_type="application/json",
+                             data=b" " * (settings.MAX_REQUEST_BODY_BYTES + 1))
+            assert too_large.status_code == 413, (method, path)
+        nul = call(clients["staff"](), method, f"{url}?q=%00")
+        assert nul.status_code == 400, (method, path)  # any endpoint: a NUL in the query
     probed = {(m, p) for m, p, _ in schema_validator.seen - seen_before}
     assert probed == {(m, p) for m, p, _ in operations(schema)}
 
