@@ -1,29 +1,22 @@
 """Starting and stopping what the benchmark needs: its databases, its own Redis,
-gunicorn and Celery. Every process started here is stopped by its own pid."""
+gunicorn and Celery. The processes run under the tests' supervisor
+(``tests/support/processes.py``); every one is stopped by its own process group."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+
+from tests.support.http import request
+from tests.support.processes import Process, RedisServer, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 VENV_BIN = Path(PYTHON).parent
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def psql(sql: str, dbname: str = "postgres") -> str:
@@ -85,65 +78,39 @@ def job(name: str, *args: str, env: dict[str, str], timeout: float | None = None
 
 
 class Processes:
-    """Long-running processes started by the bench, stopped in reverse order."""
+    """The bench's long-running processes by name, stopped in reverse order. Each is a
+    ``tests.support.processes.Process`` (its own session, a log file, SIGTERM then
+    SIGKILL of its group): the tests and the bench share one supervisor."""
 
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir
-        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.procs: list[Process] = []
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the proc
-        proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs.append((name, proc))
+    def add(self, proc: Process) -> Process:
+        self.procs.append(proc)
         return proc
 
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        proc = self.add(Process(name, args, env=env, log_dir=self.log_dir)).start()
+        assert proc.popen is not None
+        return proc.popen
+
     def stop(self, name: str, timeout: float = 15.0) -> None:
-        for entry in [e for e in self.procs if e[0] == name]:
-            self._stop(entry[1], timeout)
-            self.procs.remove(entry)
+        for proc in [p for p in self.procs if p.name == name]:
+            proc.stop(timeout)
+            self.procs.remove(proc)
 
     def stop_all(self) -> None:
-        for _name, proc in reversed(self.procs):
-            self._stop(proc, 15.0)
+        for proc in reversed(self.procs):
+            proc.stop(15.0)
         self.procs.clear()
 
-    @staticmethod
-    def _stop(proc: subprocess.Popen, timeout: float) -> None:
-        if proc.poll() is not None:
-            return
-        # The process leads its own session: signal its group (its workers), by pgid.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
     def log_tail(self, name: str, chars: int = 2000) -> str:
-        path = self.log_dir / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+        return next((p.log_tail(chars) for p in self.procs if p.name == name), "")
 
 
 def start_redis(procs: Processes, port: int) -> str:
-    procs.start(
-        "redis",
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(procs.log_dir)],
-        env=dict(os.environ),
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2) as s:
-            s.sendall(b"PING\r\n")
-            if s.recv(16).startswith(b"+PONG"):
-                return f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    raise RuntimeError("redis-server did not start:\n" + procs.log_tail("redis"))
+    return procs.add(RedisServer(procs.log_dir, port)).start().url
 
 
 def start_gunicorn(procs: Processes, port: int, env: dict[str, str], workers: int,
@@ -156,15 +123,12 @@ def start_gunicorn(procs: Processes, port: int, env: dict[str, str], workers: in
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), urllib.request.urlopen(
-            base + "/api/health/", timeout=2
-        ) as response:
-            if response.status == 200:
-                return base
-        time.sleep(0.2)
-    raise RuntimeError("gunicorn did not become healthy:\n" + procs.log_tail("gunicorn"))
+    try:
+        wait_until(lambda: request("GET", base + "/api/health/", timeout=2).status == 200,
+                   timeout=30, interval=0.2, what="gunicorn to become healthy")
+    except TimeoutError as exc:
+        raise RuntimeError(f"{exc}:\n{procs.log_tail('gunicorn')}") from None
+    return base
 
 
 def start_celery(procs: Processes, env: dict[str, str], concurrency: int) -> None:

@@ -33,7 +33,6 @@ from bench.procs import (  # noqa: E402
     Processes,
     django_env,
     drop_database,
-    free_port,
     job,
     psql,
     recreate_database,
@@ -42,6 +41,7 @@ from bench.procs import (  # noqa: E402
     start_gunicorn,
     start_redis,
 )
+from tests.support.processes import free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 HTTP_DB, LOG_DB = "shop_bench", "shop_bench_log"
