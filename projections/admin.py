@@ -1,6 +1,7 @@
 """Projections in the admin: one status page (position, head, lag, state and last error
-of every registered projection) with actions to rebuild, retry or catch up, and a
-read-only view of each checkpoint row with its full stored error."""
+of every registered projection) with actions to rebuild, retry or catch up, a
+read-only view of each checkpoint row with its full stored error, and the daily sales
+(the dashboard charts them)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from projections.models import Checkpoint
+from projections.models import Checkpoint, SalesDaily
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import catch_up, retry_now
 from projections.shadow import ShadowBusy, rebuild
@@ -104,3 +105,16 @@ class CheckpointAdmin(ReadModelAdmin):
                 run(request, name)
             except Exception as exc:  # a failing handler or a held lock: show, don't 500
                 messages.error(request, f"{name}: {exc}")
+
+
+@admin.register(SalesDaily)
+class SalesDailyAdmin(ReadModelAdmin):
+    list_display = ("day", "orders", "units", "revenue", "cancelled")
+    date_hierarchy = "day"
+    ordering = ("-day",)
+    list_per_page = 60
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+                        ) -> HttpResponse:
+        return super().changelist_view(request, {"title": "Daily sales (UTC days of placement)",
+                                                 **(extra_context or {})})

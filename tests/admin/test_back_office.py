@@ -85,3 +85,11 @@ def test_the_product_pages_read_naturally(staff_client, given_product, caught_up
     ).content.decode()
     assert "View product" in page and "SKU:" in page and "Sku:" not in page
     assert ">Close<" not in page
+
+
+def test_daily_sales_are_listed_read_only(staff_client, shipped_order):
+    response = staff_client.get(reverse("admin:projections_salesdaily_changelist"))
+    assert response.status_code == 200
+    [day] = response.context["cl"].result_list
+    assert (day.orders, day.units, str(day.revenue)) == (1, 2, "39.98")
+    assert staff_client.get(reverse("admin:projections_salesdaily_add")).status_code == 403
