@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -126,3 +127,22 @@ def test_the_admin_login_locks_out_then_recovers(db):
     response = admin_login(PASSWORD)
     assert response.status_code == 302
     assert response["Location"] == "/admin/"
+
+
+def test_with_redis_down_the_limits_still_hold_per_process(alice):
+    from tests.support.processes import free_port
+
+    unreachable = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                    "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+                    "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}},
+        "local": settings.CACHES["local"],
+    }
+    with override_settings(CACHES=unreachable), rates(login_username="2/second",
+                                                      login_ip=None, user="100/second"):
+        assert login("alice", "wrong-password").status_code == 401  # no 500
+        assert login("alice", "wrong-password").status_code == 401
+        assert_throttled(login("alice", PASSWORD))
+
+        time.sleep(1.1)
+        assert login("alice", PASSWORD).status_code == 200
