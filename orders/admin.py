@@ -116,9 +116,9 @@ class OrderHistoryAdmin(ReadModelAdmin):
         if term.isdigit():
             # An order number (or, rarely, the all-digit start of an id): a number's
             # digits inside other ids are no match.
-            match = Q(order_id__istartswith=term) | Q(shipment_id__istartswith=term)
-            if len(term) <= 18:  # fits a bigint
-                match |= Q(number=int(term))
+            match = Q(number=int(term)) if len(term) <= 18 else Q(pk__in=[])  # a bigint
+            if len(term) >= 8:  # long enough to be the start of an id someone copied
+                match |= Q(order_id__istartswith=term) | Q(shipment_id__istartswith=term)
             return queryset.filter(match), False
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         if SKU_SEARCH.match(term):
