@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import IntegrityError as DjangoIntegrityError
 from django.db import InterfaceError as DjangoInterfaceError
 from django.db import OperationalError as DjangoOperationalError
 from django.http import Http404, JsonResponse
@@ -39,7 +40,6 @@ from shop.eventstore import (
     exclusive,
     precondition,
     recording_beside,
-    save_alone,
 )
 
 NON_FIELD_ERRORS = api_settings.NON_FIELD_ERRORS_KEY
@@ -316,10 +316,16 @@ def run_once(request, key: str, execute, success_body) -> Response:
         try:
             with exclusive(stream_id):
                 record = idempotency.last_record(stream_id)
-                if record is not None and record.live():
-                    if record.event.fingerprint != fingerprint:
+                rejection = None
+                first = record if record is not None and record.live() else None
+                if first is None:
+                    rejection = idempotency.last_rejection(stream_id)
+                    if rejection is not None and rejection.live():
+                        first = rejection
+                if first is not None:
+                    if first.fingerprint != fingerprint:
                         raise idempotency.KeyReused()
-                    code, data = record.outcome()
+                    code, data = first.outcome()
                     response = Response(data, status=code,
                                         headers={"Idempotent-Replayed": "true"})
                     return with_etag(response)
@@ -329,12 +335,15 @@ def run_once(request, key: str, execute, success_body) -> Response:
                 with recording_beside(pending):
                     response = execute()
                 if pending.position is None and response.status_code < 500:
-                    # Nothing was saved (a rejected command): record its outcome alone.
-                    save_alone(pending.event(response.status_code, response.data))
+                    # Nothing was saved (a rejected command): its outcome goes beside
+                    # the event log, which a rejection leaves as it was.
+                    idempotency.save_rejection(stream_id, fingerprint,
+                                               response.status_code, response.data,
+                                               replacing=rejection)
                 return response
         except LockWaitTimeout:
             raise idempotency.KeyInUse() from None
-        except IntegrityError:
+        except (IntegrityError, DjangoIntegrityError):
             continue  # the same key was recorded meanwhile: read and replay it
     raise idempotency.KeyInUse()
 

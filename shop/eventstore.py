@@ -298,13 +298,6 @@ def save(
     return Saved(aggregate_id=target.id, version=target.version, position=position, extra=extra)
 
 
-def save_alone(*events: DomainEvent) -> int:
-    """Save records that belong to no command's change (a rejected command's
-    idempotency record); returns the notification id of the last one."""
-    recordings = get_app().save(*events)
-    return max(r.notification.id for r in recordings)
-
-
 def load(aggregate_id: UUID, cls: type[A], *, what: str | None = None) -> A:
     """Load an aggregate of the given type, or raise ``NotFound``."""
     try:

@@ -1,7 +1,7 @@
 """Idempotency records: a command run under an ``Idempotency-Key`` runs once per user
 and key; a repeat gets the first outcome back.
 
-The record is an event in the event store, saved in the same atomic
+A successful command's record is an event in the event store, saved in the same atomic
 ``Application.save()`` as the command's own events (ARCHITECTURE.md rule 11), so there
 is no moment where the events exist without the record or the other way round:
 
@@ -11,7 +11,6 @@ is no moment where the events exist without the record or the other way round:
   (status and body). Two runs of one key race for the same version: the loser's whole
   save fails (``IntegrityError``), nothing of it is appended, and it replays the
   winner's outcome;
-- a rejected command (any status below 500) saves its record alone, and replays too;
 - ``position`` in a success body is the notification id of the command's last event,
   which is the record itself (saved last); a replay reads it back from the record's
   row, so the replayed body is the first one, byte for byte;
@@ -20,14 +19,25 @@ is no moment where the events exist without the record or the other way round:
   first and replays it instead of running the command and losing the race. If the
   first takes longer than ``IN_FLIGHT_WAIT_SECONDS``: 409 ``idempotency_key_in_use``.
 
+A rejected command (any status below 500 without events) appends nothing: the event
+log stays exactly as before it (API.md), so a client sending garbage cannot grow it.
+Its outcome is a row of ``shop.models.IdempotencyRejection`` (primary key: the same
+stream id), written inside the key's ``exclusive()`` block (on PostgreSQL, the
+transaction holding the key's lock), so a duplicate in flight still waits and replays
+it. There are no events for it to be atomic with. Two runs racing for the row (SQLite,
+which has no lock) collide on its primary key: the loser replays the winner's.
+A lookup takes the live success record, else the live rejection row, else runs.
+
 Expiry: the store is append-only, so "expired" is a rule on reading: a record whose
-last event is older than ``TTL`` counts as absent, and the key runs again (appending at
-the next version, so the race protection holds across expiry too). The cleanup task
-(:func:`delete_expired`, on Celery beat) then deletes expired records' rows: they are
-bookkeeping about requests, not facts of the shop, no projection reads them, and
-keeping them would grow the log by one row per command forever. It deletes a stream
-only while holding that stream's lock and only if its last event is still expired, so
-it can never race a new run of the key.
+last event (or a rejection row whose ``created_at``) is older than ``TTL`` counts as
+absent, and the key runs again (appending at the next version, so the race protection
+holds across expiry too; a new rejection replaces the row). The cleanup task
+(:func:`delete_expired`, on Celery beat) then deletes expired records' rows and expired
+rejection rows: they are bookkeeping about requests, not facts of the shop, no
+projection reads them, and keeping them would grow the log by one row per command
+forever. It deletes a stream only while holding that stream's lock and only if its
+last event is still expired, so it can never race a new run of the key; a rejection
+row is deleted only if its ``created_at`` is still expired (a replaced row is kept).
 """
 
 from __future__ import annotations
@@ -40,11 +50,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+from django.db import transaction
 from eventsourcing.domain import DomainEvent
 from eventsourcing.utils import get_topic
 
 from shop.errors import ApplicationError, Conflict
 from shop.eventstore import Saved, SideRecord, exclusive, get_app, last_recorded
+from shop.models import IdempotencyRejection
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +124,10 @@ class Record:
     event: IdempotencyRecorded
     position: int
 
+    @property
+    def fingerprint(self) -> str:
+        return self.event.fingerprint
+
     def live(self, now: datetime | None = None) -> bool:
         return self.event.timestamp > (now or datetime.now(UTC)) - TTL
 
@@ -136,9 +152,50 @@ def last_record(stream_id: UUID) -> Record | None:
     return Record(event=event, position=position)
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """A rejected run's outcome, read from its ``IdempotencyRejection`` row."""
+
+    row: IdempotencyRejection
+
+    @property
+    def fingerprint(self) -> str:
+        return self.row.fingerprint
+
+    def live(self, now: datetime | None = None) -> bool:
+        return self.row.created_at > (now or datetime.now(UTC)) - TTL
+
+    def outcome(self) -> tuple[int, Any]:
+        return self.row.status, json.loads(self.row.body)
+
+
+def last_rejection(stream_id: UUID) -> Rejection | None:
+    row = IdempotencyRejection.objects.filter(stream_id=stream_id).first()
+    return Rejection(row) if row is not None else None
+
+
+def save_rejection(stream_id: UUID, fingerprint: str, status: int, body: Any,
+                   replacing: Rejection | None) -> None:
+    """Record a rejected run's outcome outside the event log, replacing the expired
+    rejection ``replacing`` (the row read before the run) if any.
+
+    Raises Django's ``IntegrityError`` if another run of the key recorded an outcome
+    meanwhile (the row exists but is not the one read): the caller replays that one.
+    """
+    values = {"fingerprint": fingerprint, "status": status,
+              "body": json.dumps(body, default=str), "created_at": datetime.now(UTC)}
+    rows = IdempotencyRejection.objects
+    with transaction.atomic():  # a savepoint inside exclusive(): a collision undoes only this
+        if replacing is not None and rows.filter(
+            stream_id=stream_id, created_at=replacing.row.created_at
+        ).update(**values):
+            return
+        rows.create(stream_id=stream_id, **values)  # the cleanup may have deleted it
+
+
 class PendingRecord(SideRecord):
-    """The record a run will save: beside the command's events when it saves any
-    (``shop.eventstore.save`` asks for it), else alone once the outcome is known."""
+    """The record a successful run saves beside the command's events
+    (``shop.eventstore.save`` asks for it)."""
 
     def __init__(self, stream_id: UUID, version: int, fingerprint: str,
                  success: Any) -> None:
@@ -148,30 +205,30 @@ class PendingRecord(SideRecord):
         self.success = success  # Saved -> (status, body): the answer the view will give
         self.position: int | None = None
 
-    def event(self, status: int, body: Any) -> IdempotencyRecorded:
-        return IdempotencyRecorded(
+    def events(self, saved: Saved) -> list[IdempotencyRecorded]:
+        status, body = self.success(saved)
+        return [IdempotencyRecorded(
             originator_id=self.stream_id,
             originator_version=self.version,
             timestamp=IdempotencyRecorded.create_timestamp(),
             fingerprint=self.fingerprint,
             status=status,
             body=json.loads(json.dumps(body, default=str)),
-        )
-
-    def events(self, saved: Saved) -> list[IdempotencyRecorded]:
-        status, body = self.success(saved)
-        return [self.event(status, body)]
+        )]
 
     def recorded(self, position: int) -> None:
         self.position = position
 
 
 def delete_expired(*, now: datetime | None = None, limit: int = 1000) -> int:
-    """Delete the rows of records whose last event is older than ``TTL``; returns how
-    many streams were deleted. Runs on Celery beat (``projections`` schedules it)."""
+    """Delete the rows of records whose last event is older than ``TTL``, and the
+    rejection rows older than ``TTL``; returns how many streams and rejections were
+    deleted. Runs on Celery beat (``projections`` schedules it)."""
     app = get_app()
     recorder = app.recorder
     now = now or datetime.now(UTC)
+    # One statement: a row a new run replaced meanwhile has a fresh created_at and stays.
+    rejections, _ = IdempotencyRejection.objects.filter(created_at__lte=now - TTL).delete()
     topic = get_topic(IdempotencyRecorded)
     deleted = 0
     for stream_id in dict.fromkeys(_streams_with_topic(recorder, topic, limit)):
@@ -187,9 +244,10 @@ def delete_expired(*, now: datetime | None = None, limit: int = 1000) -> int:
                 continue
             _delete_stream(recorder, stream_id, version - 1 if keep_last else version)
             deleted += 1
-    if deleted:
-        logger.info("Compacted %d idempotency records.", deleted)
-    return deleted
+    if deleted or rejections:
+        logger.info("Compacted %d idempotency records, deleted %d rejections.",
+                    deleted, rejections)
+    return deleted + rejections
 
 
 def _streams_with_topic(recorder: Any, topic: str, limit: int) -> list[UUID]:

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from catalog.domain import Product
 from shop import idempotency
 from shop.eventstore import head_position, load
+from shop.models import IdempotencyRejection
 from tests.api.helpers import assert_error
 from tests.givens import log_unchanged
 
@@ -53,7 +54,9 @@ def test_a_rejected_command_replays_its_rejection(event_store, customer, staff, 
                                                   given_product):
     mug = given_product(stock=1)
     client = client_for(customer)
-    first = client.post(ORDERS, order_body(mug, 2), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    with log_unchanged():  # its outcome is kept beside the log, not in it
+        first = client.post(ORDERS, order_body(mug, 2), format="json",
+                            HTTP_IDEMPOTENCY_KEY="k")
     assert_error(first, 409, "insufficient_stock")
     # Even once the stock is there, the key answers what it answered.
     client_for(staff).post(f"/api/commands/products/{mug}/restock", {"quantity": 5},
@@ -64,6 +67,38 @@ def test_a_rejected_command_replays_its_rejection(event_store, customer, staff, 
     assert again.status_code == 409
     assert again.content == first.content
     assert again["Idempotent-Replayed"] == "true"
+    assert stock_reserved(mug) == 0
+
+
+@pytest.mark.django_db
+def test_invalid_input_with_a_key_appends_nothing_and_replays(event_store, customer,
+                                                              client_for, given_product):
+    mug = given_product()
+    client = client_for(customer)
+    invalid = {"lines": [{"product_id": str(mug), "quantity": 0}], "shipping_address": ""}
+    with log_unchanged():
+        first = client.post(ORDERS, invalid, format="json", HTTP_IDEMPOTENCY_KEY="bad")
+        again = client.post(ORDERS, invalid, format="json", HTTP_IDEMPOTENCY_KEY="bad")
+    assert_error(first, 400, "invalid", {"lines.0.quantity", "shipping_address"})
+    assert "Idempotent-Replayed" not in first
+    assert again.status_code == 400
+    assert again.content == first.content
+    assert again["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.django_db
+def test_reusing_a_rejected_key_for_another_request_is_refused(
+    event_store, customer, client_for, given_product
+):
+    mug = given_product(stock=1)
+    client = client_for(customer)
+    with log_unchanged():
+        first = client.post(ORDERS, order_body(mug, 2), format="json",
+                            HTTP_IDEMPOTENCY_KEY="k")
+        other = client.post(ORDERS, order_body(mug, 1), format="json",
+                            HTTP_IDEMPOTENCY_KEY="k")
+    assert_error(first, 409, "insufficient_stock")
+    assert_error(other, 422, "idempotency_key_reused")
     assert stock_reserved(mug) == 0
 
 
@@ -125,6 +160,64 @@ def test_a_record_older_than_a_day_is_gone(event_store, customer, client_for, gi
 
 
 @pytest.mark.django_db
+def test_a_rejection_older_than_a_day_is_gone(event_store, customer, staff, client_for,
+                                              given_product, monkeypatch):
+    mug = given_product(stock=1)
+    client = client_for(customer)
+    first = client.post(ORDERS, order_body(mug, 2), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert_error(first, 409, "insufficient_stock")
+    client_for(staff).post(f"/api/commands/products/{mug}/restock", {"quantity": 5},
+                           format="json")
+    # A day later (the clock moved on), the key runs again: now there is stock.
+    tomorrow = datetime.now(UTC) + timedelta(hours=24, seconds=1)
+    monkeypatch.setattr(idempotency.Rejection, "live",
+                        lambda self, now=None: self.row.created_at > tomorrow - idempotency.TTL)
+    again = client.post(ORDERS, order_body(mug, 2), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert again.status_code == 201, again.content
+    assert "Idempotent-Replayed" not in again
+    assert stock_reserved(mug) == 2
+    # From then on the key replays its success.
+    replay = client.post(ORDERS, order_body(mug, 2), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert (replay.content, replay["Idempotent-Replayed"]) == (again.content, "true")
+
+
+@pytest.mark.django_db
+def test_an_expired_rejection_is_replaced_by_the_next_run(event_store, customer, client_for,
+                                                          given_product):
+    mug = given_product(stock=1)
+    client = client_for(customer)
+    client.post(ORDERS, order_body(mug, 2), format="json", HTTP_IDEMPOTENCY_KEY="k")
+    rows = IdempotencyRejection.objects.filter(stream_id=idempotency.record_id(customer.pk, "k"))
+    rows.update(created_at=datetime.now(UTC) - timedelta(hours=25))  # recorded a day ago
+    with log_unchanged():
+        again = client.post(ORDERS, order_body(mug, 2), format="json",
+                            HTTP_IDEMPOTENCY_KEY="k")
+        third = client.post(ORDERS, order_body(mug, 2), format="json",
+                            HTTP_IDEMPOTENCY_KEY="k")
+    assert_error(again, 409, "insufficient_stock")
+    assert "Idempotent-Replayed" not in again  # it ran again
+    assert third["Idempotent-Replayed"] == "true"  # and its outcome replaced the old one
+    assert rows.get().created_at > datetime.now(UTC) - timedelta(minutes=1)
+
+
+@pytest.mark.django_db
+def test_the_cleanup_deletes_expired_rejections_only(event_store, customer, client_for,
+                                                     given_product):
+    mug = given_product(stock=1)
+    client = client_for(customer)
+    for key in ("old", "new"):
+        client.post(ORDERS, order_body(mug, 2), format="json", HTTP_IDEMPOTENCY_KEY=key)
+    old = idempotency.record_id(customer.pk, "old")
+    IdempotencyRejection.objects.filter(stream_id=old).update(
+        created_at=datetime.now(UTC) - timedelta(hours=25))
+    assert idempotency.delete_expired() == 1
+    assert set(IdempotencyRejection.objects.values_list("stream_id", flat=True)) == {
+        idempotency.record_id(customer.pk, "new")}
+    assert idempotency.delete_expired(now=datetime.now(UTC) + timedelta(hours=25)) == 1
+    assert not IdempotencyRejection.objects.exists()
+
+
+@pytest.mark.django_db
 def test_the_cleanup_deletes_expired_records_only(event_store, customer, client_for,
                                                   given_product):
     mug = given_product()
@@ -167,14 +260,10 @@ def test_a_crash_right_after_the_save_still_replays(event_store, customer, clien
     assert stock_reserved(mug) == 1
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
-@pytest.mark.django_db(transaction=True)
-def test_ten_simultaneous_requests_with_one_key_execute_once(event_store, customer,
-                                                             given_product,
-                                                             no_projection_trigger):
-    mug = given_product(stock=100)
-    start = threading.Barrier(10)
-    answers: list[tuple[int, bytes, str | None]] = []
+def send_together(customer, body: dict, key: str, n: int = 10) -> list[tuple[int, bytes, str]]:
+    """``n`` threads post ``body`` with ``key`` at once; their (status, body, replayed)."""
+    start = threading.Barrier(n)
+    answers: list[tuple[int, bytes, str]] = []
     lock = threading.Lock()
 
     def send() -> None:
@@ -182,24 +271,46 @@ def test_ten_simultaneous_requests_with_one_key_execute_once(event_store, custom
             client = APIClient()
             client.force_authenticate(customer)
             start.wait(timeout=30)
-            response = client.post(ORDERS, order_body(mug), format="json",
-                                   HTTP_IDEMPOTENCY_KEY="once")
+            response = client.post(ORDERS, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
             with lock:
                 answers.append((response.status_code, response.content,
-                                response.get("Idempotent-Replayed")))
+                                response.get("Idempotent-Replayed") or ""))
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=send) for _ in range(10)]
+    threads = [threading.Thread(target=send) for _ in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert len(answers) == 10
+    assert len(answers) == n
+    return answers
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_ten_simultaneous_requests_with_one_key_execute_once(event_store, customer,
+                                                             given_product,
+                                                             no_projection_trigger):
+    mug = given_product(stock=100)
+    answers = send_together(customer, order_body(mug), "once")
     assert {status for status, _, _ in answers} == {201}
     assert len({content for _, content, _ in answers}) == 1
-    assert sorted(replayed or "" for _, _, replayed in answers) == [""] + ["true"] * 9
+    assert sorted(replayed for _, _, replayed in answers) == [""] + ["true"] * 9
     assert stock_reserved(mug) == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_ten_simultaneous_rejected_requests_with_one_key_run_once_and_append_nothing(
+    event_store, customer, given_product, no_projection_trigger
+):
+    mug = given_product(stock=1)
+    with log_unchanged():
+        answers = send_together(customer, order_body(mug, 2), "once")
+    assert {status for status, _, _ in answers} == {409}
+    assert len({content for _, content, _ in answers}) == 1
+    assert sorted(replayed for _, _, replayed in answers) == [""] + ["true"] * 9
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
