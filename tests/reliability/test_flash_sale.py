@@ -25,7 +25,7 @@ def flash_sale(services, api_users, stock: int) -> tuple[object, Counter, list]:
 
     product_id = product_register(sku="HOT-1", name="Hot deal", price=Decimal("9.99"),
                                   stock=stock).aggregate_id
-    web = services.gunicorn(workers=4, threads=8)
+    web = services.gunicorn(workers=3, threads=8)
     customers = api_users["customers"]
     batches = [
         [
