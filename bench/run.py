@@ -433,6 +433,8 @@ def build_metrics(http: dict, fresh: dict, log: dict, rebuild_fresh: dict) -> di
         **metric(median([r["p99_ms"] for r in during]), "ms",
                  median([r["p99_ms"] for r in before])),
         "behind_503": sum(r["behind_503"] for r in during),
+        # The same count without a rebuild: a saturated machine's own 503s.
+        "baseline_behind_503": sum(r["behind_503"] for r in before),
     }
     rounds = fresh["rounds"]
     metrics["freshness_p50_ms"] = metric(
