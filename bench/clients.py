@@ -13,7 +13,6 @@ Each prints one JSON object on its last stdout line.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import statistics
 import sys
@@ -22,41 +21,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-class Client:
-    """One keep-alive HTTP/1.1 connection with a token."""
-
-    def __init__(self, base_url: str, token: str):
-        parts = urlsplit(base_url)
-        self.host, self.port = parts.hostname, parts.port
-        self.headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
-        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-
-    def request(self, method: str, path: str, body: dict | None = None,
-                token: str | None = None) -> tuple[int, dict]:
-        headers = dict(self.headers)
-        if token:
-            headers["Authorization"] = f"Token {token}"
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        for attempt in (1, 2):
-            try:
-                self.conn.request(method, path, body=data, headers=headers)
-                response = self.conn.getresponse()
-                payload = response.read()
-                break
-            except (http.client.HTTPException, OSError):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-                if attempt == 2:
-                    raise
-        try:
-            parsed = json.loads(payload) if payload else {}
-        except ValueError:
-            parsed = {}
-        return response.status, parsed
+# One keep-alive HTTP/1.1 connection with a token: the tests' client.
+from tests.support.http import Connection as Client  # noqa: E402
 
 
 def path_of(url: str) -> str:
@@ -68,7 +36,8 @@ def fetch(client: Client, path: str, follow_next: bool) -> int:
     """GET ``path`` (and its next pages); return the number of results."""
     count = 0
     while path:
-        status, body = client.request("GET", path)
+        response = client.request("GET", path)
+        status, body = response.status, response.body
         if status != 200:
             raise RuntimeError(f"GET {path}: {status} {body}")
         count += len(body.get("results", []))
@@ -137,8 +106,9 @@ def cmd_freshness(args: argparse.Namespace) -> dict:
             t0 = time.perf_counter()
             lateness.append((t0 - due) * 1000)
             try:
-                status, body = client.request("POST", "/api/commands/orders/",
-                                              bodies[k % len(bodies)], token)
+                response = client.request("POST", "/api/commands/orders/",
+                                          bodies[k % len(bodies)], token)
+                status, body = response.status, response.body
                 t1 = time.perf_counter()
                 if status != 201:
                     failures.append(f"POST {status} {body}")
@@ -147,11 +117,12 @@ def cmd_freshness(args: argparse.Namespace) -> dict:
                 query = (f"/api/queries/orders/?min_position={body['position']}"
                          f"&wait={config['wait']}")
                 while True:
-                    status, reply = client.request("GET", query, token=token)
+                    reply = client.request("GET", query, token=token)
+                    status = reply.status
                     if status == 200:
                         break
                     if status != 503:
-                        raise RuntimeError(f"GET {status} {reply}")
+                        raise RuntimeError(f"GET {status} {reply.body}")
                     behind.append(k)
                     if time.perf_counter() - t1 > 60:
                         raise RuntimeError("not visible after 60 s")
@@ -164,8 +135,7 @@ def cmd_freshness(args: argparse.Namespace) -> dict:
         client = Client(base, tokens[0])
         while not stop.is_set():
             t0 = time.perf_counter()
-            status, _ = client.request("GET", "/api/queries/orders/")
-            if status == 200:
+            if client.request("GET", "/api/queries/orders/").status == 200:
                 plain_read_ms.append((time.perf_counter() - t0) * 1000)
             time.sleep(0.05)
 

@@ -1,5 +1,6 @@
-"""A tiny JSON-over-HTTP client (stdlib only), a per-server ``Client`` on it, and a
-multi-process load runner.
+"""A tiny JSON-over-HTTP client (stdlib only): one-off ``request``s, a per-server
+``Client`` on them, a keep-alive ``Connection`` (the bench's latency clients use it
+too), and a multi-process load runner.
 
 ``run_load`` spreads requests over several OS processes (each running
 ``python -m tests.support.http`` with many threads) that all start at the same
@@ -39,10 +40,9 @@ class Response:
         return 200 <= self.status < 300
 
 
-def request(method: str, url: str, body: Any = None, *, token: str | None = None,
-            timeout: float = 30.0) -> Response:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+def _exchange(conn: http.client.HTTPConnection, method: str, path: str, body: Any,
+              token: str | None) -> Response:
+    """Send one request on ``conn`` and read the answer (the JSON body decoded)."""
     headers = {"Accept": "application/json"}
     payload = None
     if body is not None:
@@ -50,22 +50,59 @@ def request(method: str, url: str, body: Any = None, *, token: str | None = None
         headers["Content-Type"] = "application/json"
     if token:
         headers["Authorization"] = f"Token {token}"
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
     started = time.time()
-    try:
-        conn.request(method, path, body=payload, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-        headers = {name.lower(): value for name, value in resp.getheaders()}
-    except (OSError, http.client.HTTPException) as exc:
-        return Response(0, error=repr(exc), started=started, finished=time.time())
-    finally:
-        conn.close()
+    conn.request(method, path, body=payload, headers=headers)
+    resp = conn.getresponse()
+    raw = resp.read()
+    response_headers = {name.lower(): value for name, value in resp.getheaders()}
     try:
         data = json.loads(raw) if raw else None
     except ValueError:
         data = raw.decode(errors="replace")[:500]
-    return Response(resp.status, data, started=started, finished=time.time(), headers=headers)
+    return Response(resp.status, data, started=started, finished=time.time(),
+                    headers=response_headers)
+
+
+def _path(parts: Any) -> str:
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def request(method: str, url: str, body: Any = None, *, token: str | None = None,
+            timeout: float = 30.0) -> Response:
+    """One request on a connection of its own; no answer is ``status`` 0."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    started = time.time()
+    try:
+        return _exchange(conn, method, _path(parts), body, token)
+    except (OSError, http.client.HTTPException) as exc:
+        return Response(0, error=repr(exc), started=started, finished=time.time())
+    finally:
+        conn.close()
+
+
+class Connection:
+    """Requests on one keep-alive HTTP/1.1 connection (reconnecting once if the server
+    closed it), as a client measuring latency would hold one. No answer raises."""
+
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0):
+        parts = urlsplit(base_url)
+        self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
+        self.token = token
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def request(self, method: str, path: str, body: Any = None,
+                token: str | None = None) -> Response:
+        for attempt in (1, 2):
+            try:
+                return _exchange(self.conn, method, path, body, token or self.token)
+            except (http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection(self.host, self.port,
+                                                       timeout=self.timeout)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 class Client:
