@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from projections.management.commands.rebuild_projections import ProgressPrinter
+from projections.management.commands._common import ProgressPrinter
 from projections.models import Checkpoint, OrderHistory, ProductCatalog
 from projections.registry import PROJECTORS
 from projections.runner import Progress
