@@ -719,16 +719,32 @@ SALES_PARAMETERS = [
 ]
 
 
+def sales_schema(list_name: str, output: type[serializers.Serializer], summary: str):
+    """The OpenAPI description of a sales view's ``get``."""
+    return extend_schema(
+        parameters=SALES_PARAMETERS,
+        responses={
+            200: unpaginated_schema(list_name, output(many=True)),
+            **FRESHNESS_RESPONSES,
+        },
+        summary=summary,
+    )
+
+
 class SalesApi(QueryApi):
     """Base of the sales views (staff): the ``from``/``to`` range, the sales projection."""
 
     permission_classes = [IsAdminUser]
     projections = ("sales",)
 
-    def sales_range(self, request: Request) -> tuple[date, date]:
+    OutputSerializer: type[serializers.Serializer]
+
+    def answer(self, request: Request, query: Callable[..., list]) -> Response:
+        """Rows of ``query`` over the request's ``from``/``to`` range, unpaginated."""
         params = SalesRangeSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        return params.validated_data["start"], params.validated_data["end"]
+        rows = query(start=params.validated_data["start"], end=params.validated_data["end"])
+        return unpaginated(self.OutputSerializer(rows, many=True).data)
 
 
 class SalesDailyApi(SalesApi):
@@ -746,18 +762,9 @@ class SalesDailyApi(SalesApi):
         class Meta:
             ref_name = "SalesDay"
 
-    @extend_schema(
-        parameters=SALES_PARAMETERS,
-        responses={
-            200: unpaginated_schema("SalesDayList", OutputSerializer(many=True)),
-            **FRESHNESS_RESPONSES,
-        },
-        summary="Sales per day (staff)",
-    )
+    @sales_schema("SalesDayList", OutputSerializer, "Sales per day (staff)")
     def get(self, request: Request) -> Response:
-        start, end = self.sales_range(request)
-        days = sales_daily(start=start, end=end)
-        return unpaginated(self.OutputSerializer(days, many=True).data)
+        return self.answer(request, sales_daily)
 
 
 class SalesProductsApi(SalesApi):
@@ -773,15 +780,8 @@ class SalesProductsApi(SalesApi):
         class Meta:
             ref_name = "SalesProduct"
 
-    @extend_schema(
-        parameters=SALES_PARAMETERS,
-        responses={
-            200: unpaginated_schema("SalesProductList", OutputSerializer(many=True)),
-            **FRESHNESS_RESPONSES,
-        },
-        summary="Sales per product, highest revenue first (staff)",
+    @sales_schema(
+        "SalesProductList", OutputSerializer, "Sales per product, highest revenue first (staff)"
     )
     def get(self, request: Request) -> Response:
-        start, end = self.sales_range(request)
-        products = sales_by_product(start=start, end=end)
-        return unpaginated(self.OutputSerializer(products, many=True).data)
+        return self.answer(request, sales_by_product)
