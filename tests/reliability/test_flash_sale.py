@@ -7,12 +7,11 @@ concurrent_update, and the stock is still never oversold.
 
 from __future__ import annotations
 
-from collections import Counter
 from decimal import Decimal
 
 import pytest
 
-from tests.support.http import run_load
+from tests.support.load import order_rush
 from tests.support.readside import event_type_counts
 
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
@@ -20,33 +19,15 @@ pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 PROCESSES, THREADS, PER_PROCESS = 8, 4, 40  # 32 clients, 320 orders
 
 
-def flash_sale(services, api_users, stock: int) -> tuple[object, Counter, list]:
+def flash_sale(services, api_users, stock: int) -> tuple[object, dict, object]:
     from catalog.services import product_register
 
     product_id = product_register(sku="HOT-1", name="Hot deal", price=Decimal("9.99"),
                                   stock=stock).aggregate_id
     web = services.gunicorn(workers=3, threads=8)
-    customers = api_users["customers"]
-    batches = [
-        [
-            {
-                "method": "POST",
-                "path": "/api/commands/orders/",
-                "token": customers[(p * PER_PROCESS + i) % len(customers)].token,
-                "body": {"lines": [{"product_id": str(product_id), "quantity": 1}],
-                         "shipping_address": f"{p}-{i} Main St"},
-                "tag": f"{p}-{i}",
-            }
-            for i in range(PER_PROCESS)
-        ]
-        for p in range(PROCESSES)
-    ]
-    responses = run_load(web.base_url, batches, threads=THREADS)
-    outcomes = Counter(
-        (r.status, r.body.get("code") if isinstance(r.body, dict) else None)
-        for r in responses
-    )
-    assert len(responses) == PROCESSES * PER_PROCESS
+    _responses, outcomes = order_rush(web.base_url, api_users["customers"], product_id,
+                                      processes=PROCESSES, per_process=PER_PROCESS,
+                                      threads=THREADS)
     return product_id, outcomes, web
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from decimal import Decimal
 from uuid import UUID
 
 import pytest
 
 from tests.givens import project
-from tests.support.http import run_load
+from tests.support.load import order_rush
 from tests.support.readside import (
     assert_accepted_are_durable,
     assert_caught_up_and_healthy,
@@ -39,29 +38,11 @@ def test_concurrent_orders_never_oversell(services, api_users):
     product_id = product_register(sku="LAST-1", name="Last units", price=Decimal("9.99"),
                                   stock=STOCK).aggregate_id
     web = services.gunicorn()
-    customers = api_users["customers"]
-    batches = [
-        [
-            {
-                "method": "POST",
-                "path": "/api/commands/orders/",
-                "token": customers[(p * PER_PROCESS + i) % len(customers)].token,
-                "body": {"lines": [{"product_id": str(product_id), "quantity": 1}],
-                         "shipping_address": f"{p}-{i} Main St"},
-                "tag": f"{p}-{i}",
-            }
-            for i in range(PER_PROCESS)
-        ]
-        for p in range(PROCESSES)
-    ]
 
-    responses = run_load(web.base_url, batches, threads=THREADS)
+    responses, outcomes = order_rush(web.base_url, api_users["customers"], product_id,
+                                     processes=PROCESSES, per_process=PER_PROCESS,
+                                     threads=THREADS)
 
-    outcomes = Counter(
-        (r.status, r.body.get("code") if isinstance(r.body, dict) else None)
-        for r in responses
-    )
-    assert len(responses) == PROCESSES * PER_PROCESS
     assert outcomes == {(201, None): STOCK, (409, "insufficient_stock"): 90}, (
         outcomes, web.log_tail())
 

@@ -11,12 +11,13 @@ import itertools
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID
 
-from tests.support.http import Response, request
+from tests.support.http import Response, request, run_load
 
 
 class CommandStream:
@@ -132,3 +133,32 @@ def start_shop_under_load(services, api_users, *, prefix: str, price: str,
     make = shop_commands(product_ids=product_ids, staff_token=api_users["staff"].token,
                          customer_tokens=[c.token for c in api_users["customers"]], seed=seed)
     return ShopUnderLoad(web=web, make=make, product_ids=product_ids)
+
+
+def order_rush(base_url: str, customers: list, product_id: UUID, *, processes: int,
+               per_process: int, threads: int) -> tuple[list[Response], Counter]:
+    """Orders of one unit of ``product_id`` each, sent at the same instant from
+    ``processes`` OS processes of ``threads`` threads (``per_process`` orders each),
+    spread over ``customers``. Returns every response and the count of its
+    ``(status, code)`` outcomes."""
+    batches = [
+        [
+            {
+                "method": "POST",
+                "path": "/api/commands/orders/",
+                "token": customers[(p * per_process + i) % len(customers)].token,
+                "body": {"lines": [{"product_id": str(product_id), "quantity": 1}],
+                         "shipping_address": f"{p}-{i} Main St"},
+                "tag": f"{p}-{i}",
+            }
+            for i in range(per_process)
+        ]
+        for p in range(processes)
+    ]
+    responses = run_load(base_url, batches, threads=threads)
+    outcomes = Counter(
+        (r.status, r.body.get("code") if isinstance(r.body, dict) else None)
+        for r in responses
+    )
+    assert len(responses) == processes * per_process
+    return responses, outcomes
