@@ -14,19 +14,14 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
+from tests.support.browser import admin_page, needs_chromium
+
 SCREENSHOT = Path(os.environ.get("ADMIN_SCREENSHOT", "/tmp/admin_order.png"))
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Debian's chromium at /usr/bin/chromium "
-                              "(apt-get install -y chromium)"),
+    needs_chromium,
 ]
 
 
@@ -58,7 +53,7 @@ def placed_and_shipped_order(event_store, customer):
 
 def test_staff_logs_in_and_sees_an_orders_timeline(live_server, make_user,
                                                    placed_and_shipped_order):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     make_user("boss", is_staff=True)
     from projections.models import OrderHistory
@@ -66,32 +61,22 @@ def test_staff_logs_in_and_sees_an_orders_timeline(live_server, make_user,
     order_number = OrderHistory.objects.get(pk=placed_and_shipped_order).number
     changelist = reverse("admin:projections_orderhistory_changelist")
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.set_default_timeout(15_000)
-            page.goto(f"{live_server.url}{reverse('admin:login')}?next={changelist}")
-            page.fill("#id_username", "boss")
-            page.fill("#id_password", "pass-word-123")
-            page.click("input[type=submit]")
+    with admin_page(live_server.url, "boss", "pass-word-123", height=1100,
+                    next_path=changelist) as page:
+        # the order history list, then the order's page
+        expect(page.locator("#result_list")).to_contain_text("john")
+        page.click(f"#result_list th a:text-is('{order_number}')")
+        expect(page.locator("#order-timeline")).to_be_visible()
 
-            # the order history list, then the order's page
-            expect(page.locator("#result_list")).to_contain_text("john")
-            page.click(f"#result_list th a:text-is('{order_number}')")
-            expect(page.locator("#order-timeline")).to_be_visible()
-
-            lines = page.locator("#order-lines")
-            expect(lines).to_contain_text("Blue mug")
-            expect(lines).to_contain_text("Red shirt")
-            expect(lines).to_contain_text("64.97")
-            events = page.locator("#order-timeline tr.timeline-event")
-            expect(events).to_have_count(4)
-            expect(events.nth(0)).to_contain_text("Order.Placed")
-            timeline = page.locator("#order-timeline").inner_text()
-            for event_type in ("Shipment.Created", "Order.Shipped", "Shipment.Dispatched"):
-                assert event_type in timeline
-            expect(page.locator("#shipment-status-form")).to_be_visible()
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
-        finally:
-            browser.close()
+        lines = page.locator("#order-lines")
+        expect(lines).to_contain_text("Blue mug")
+        expect(lines).to_contain_text("Red shirt")
+        expect(lines).to_contain_text("64.97")
+        events = page.locator("#order-timeline tr.timeline-event")
+        expect(events).to_have_count(4)
+        expect(events.nth(0)).to_contain_text("Order.Placed")
+        timeline = page.locator("#order-timeline").inner_text()
+        for event_type in ("Shipment.Created", "Order.Shipped", "Shipment.Dispatched"):
+            assert event_type in timeline
+        expect(page.locator("#shipment-status-form")).to_be_visible()
+        page.screenshot(path=str(SCREENSHOT), full_page=True)

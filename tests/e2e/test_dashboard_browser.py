@@ -13,15 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.urls import reverse
 
-from tests.e2e.test_admin_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import admin_page, needs_chromium
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Debian's chromium at /usr/bin/chromium"),
+    needs_chromium,
 ]
 
 PRODUCTS = [("MUG-1", "Blue mug", "12.50"), ("TEE-M", "Logo T-shirt", "19.99"),
@@ -69,7 +67,7 @@ def seeded_shop(event_store, make_user):
 
 def test_staff_land_on_the_dashboard_and_see_its_charts(live_server, make_user, seeded_shop,
                                                         tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from projections.models import SalesDaily
 
@@ -78,41 +76,31 @@ def test_staff_land_on_the_dashboard_and_see_its_charts(live_server, make_user, 
     order_days = SalesDaily.objects.exclude(orders=0, cancelled=0).count()
     assert revenue_days == len(ORDERS) - 2  # two days' only orders were cancelled
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(15_000)
-            page.goto(f"{live_server.url}{reverse('admin:login')}")
-            page.fill("#id_username", "boss")
-            page.fill("#id_password", "pass-word-123")
-            page.click("input[type=submit]")
+    with admin_page(live_server.url, "boss", "pass-word-123", height=1000) as page:
 
-            # the first page after login is the dashboard
-            expect(page.locator("#dashboard")).to_be_visible()
-            assert page.url.rstrip("/").endswith("/admin")
-            expect(page.locator("#site-name")).to_contain_text("back office")
-            revenue = page.locator("#dashboard-revenue svg rect.bar")
-            expect(revenue).to_have_count(revenue_days)
-            # kept orders and, stacked on their day, the cancelled ones
-            expect(page.locator("#dashboard-orders svg rect.bar")).to_have_count(order_days)
-            top = page.locator("#dashboard-top-products svg")
-            for _sku, name, _price in PRODUCTS:
-                expect(top).to_contain_text(name)
-            expect(page.locator("#dashboard-top-products svg rect.bar")).to_have_count(4)
-            expect(page.locator("#dashboard-status svg")).to_contain_text("cancelled")
-            expect(page.locator("#dashboard-shipments svg")).to_contain_text("in transit")
-            expect(page.locator("#dashboard-projections tr.projection-lag")).to_have_count(3)
-            expect(page.locator("#dashboard-projections")).to_contain_text("sales")
-            # the charts are drawn: the tallest bar has a real height on screen
-            box = revenue.first.bounding_box()
-            assert box is not None and box["height"] > 0 and box["width"] > 2
+        # the first page after login is the dashboard
+        expect(page.locator("#dashboard")).to_be_visible()
+        assert page.url.rstrip("/").endswith("/admin")
+        expect(page.locator("#site-name")).to_contain_text("back office")
+        revenue = page.locator("#dashboard-revenue svg rect.bar")
+        expect(revenue).to_have_count(revenue_days)
+        # kept orders and, stacked on their day, the cancelled ones
+        expect(page.locator("#dashboard-orders svg rect.bar")).to_have_count(order_days)
+        top = page.locator("#dashboard-top-products svg")
+        for _sku, name, _price in PRODUCTS:
+            expect(top).to_contain_text(name)
+        expect(page.locator("#dashboard-top-products svg rect.bar")).to_have_count(4)
+        expect(page.locator("#dashboard-status svg")).to_contain_text("cancelled")
+        expect(page.locator("#dashboard-shipments svg")).to_contain_text("in transit")
+        expect(page.locator("#dashboard-projections tr.projection-lag")).to_have_count(3)
+        expect(page.locator("#dashboard-projections")).to_contain_text("sales")
+        # the charts are drawn: the tallest bar has a real height on screen
+        box = revenue.first.bounding_box()
+        assert box is not None and box["height"] > 0 and box["width"] > 2
 
-            shot = tmp_path / "dashboard.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 10_000
-            if os.environ.get("DASHBOARD_SCREENSHOT"):
-                page.screenshot(path=str(Path(os.environ["DASHBOARD_SCREENSHOT"])),
-                                full_page=False)
-        finally:
-            browser.close()
+        shot = tmp_path / "dashboard.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("DASHBOARD_SCREENSHOT"):
+            page.screenshot(path=str(Path(os.environ["DASHBOARD_SCREENSHOT"])),
+                            full_page=False)
