@@ -142,13 +142,9 @@ class OrderHistory(models.Model):
         return f"Order {self.number}" if self.number else f"Order {self.order_id}"
 
 
-class OrderHistoryProduct(models.Model):
-    """The order history's own note of each product's SKU and current name.
-
-    ``Order.Placed`` carries each line's SKU and price but not the product's name;
-    this table names the lines. It belongs to the order history projection (rebuilt
-    with it) and is fed by ``Product.Registered`` and ``Product.Renamed``.
-    """
+class ProductName(models.Model):
+    """A projection's own note of each product's SKU and current name, fed by
+    ``Product.Registered`` and ``Product.Renamed`` (``projectors.ProductNames``)."""
 
     product_id = models.UUIDField(primary_key=True)
     sku = models.CharField(max_length=64)
@@ -156,8 +152,20 @@ class OrderHistoryProduct(models.Model):
     # The product aggregate's version of the latest Registered/Renamed applied.
     version = models.PositiveIntegerField()
 
+    class Meta:
+        abstract = True
+
     def __str__(self) -> str:
         return f"{self.sku}: {self.name}"
+
+
+class OrderHistoryProduct(ProductName):
+    """The order history's own note of each product's SKU and current name.
+
+    ``Order.Placed`` carries each line's SKU and price but not the product's name;
+    this table names the lines. It belongs to the order history projection (rebuilt
+    with it) and is fed by ``Product.Registered`` and ``Product.Renamed``.
+    """
 
 
 class ProductCatalog(models.Model):
@@ -232,13 +240,5 @@ class SalesProductDaily(models.Model):
         return f"{self.product_id} on {self.day}"
 
 
-class SalesProduct(models.Model):
+class SalesProduct(ProductName):
     """The sales projection's note of each product's SKU and current name."""
-
-    product_id = models.UUIDField(primary_key=True)
-    sku = models.CharField(max_length=64)
-    name = models.CharField(max_length=200)
-    version = models.PositiveIntegerField()
-
-    def __str__(self) -> str:
-        return f"{self.sku}: {self.name}"

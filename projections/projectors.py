@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, date
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from django.db import connection
@@ -26,6 +26,7 @@ from projections.models import (
     OrderHistory,
     OrderHistoryProduct,
     ProductCatalog,
+    ProductName,
     SalesDaily,
     SalesOrder,
     SalesProduct,
@@ -140,7 +141,45 @@ class ProductCatalogProjector(Projector):
             self._changed(row, event)
 
 
-class OrderHistoryProjector(Projector):
+class ProductNames:
+    """Keeps a projection's own ``ProductName`` table (``product_model``): a product's
+    SKU and name from ``Product.Registered``, its name from ``Product.Renamed``. The
+    projector preloads ``products`` and upserts those in ``changed_products``."""
+
+    product_model: ClassVar[type[ProductName]]
+    products: dict[UUID, ProductName]
+    changed_products: set[UUID]
+
+    @handles(Product.Registered)
+    def product_registered(self, event: Product.Registered) -> None:
+        if event.originator_id in self.products:
+            return
+        self.products[event.originator_id] = self.product_model(
+            product_id=event.originator_id,
+            sku=event.sku,
+            name=event.name,
+            version=event.originator_version,
+        )
+        self.changed_products.add(event.originator_id)
+
+    @handles(Product.Renamed)
+    def product_renamed(self, event: Product.Renamed) -> None:
+        self.rename_product(event)
+
+    def rename_product(self, event: Product.Renamed) -> ProductName | None:
+        """Rename the product; returns it, or None when this rename was applied before."""
+        product = self.products.get(event.originator_id)
+        if product is None:
+            raise LookupError(f"Product {event.originator_id} was renamed before registered.")
+        if product.version >= event.originator_version:
+            return None
+        product.name = event.name
+        product.version = event.originator_version
+        self.changed_products.add(product.product_id)
+        return product
+
+
+class OrderHistoryProjector(ProductNames, Projector):
     """``OrderHistory``: each order with its named lines and its shipment, one row.
 
     Lines are named from ``OrderHistoryProduct`` (this projection's own product-name
@@ -150,6 +189,7 @@ class OrderHistoryProjector(Projector):
 
     name = "order_history"
     models = (OrderHistory, OrderHistoryProduct)
+    product_model = OrderHistoryProduct
 
     def begin(self) -> None:
         self.products: dict[UUID, OrderHistoryProduct] = {}
@@ -198,28 +238,11 @@ class OrderHistoryProjector(Projector):
 
     # --- products --------------------------------------------------------------------
 
-    @handles(Product.Registered)
-    def product_registered(self, event: Product.Registered) -> None:
-        if event.originator_id in self.products:
-            return
-        self.products[event.originator_id] = OrderHistoryProduct(
-            product_id=event.originator_id,
-            sku=event.sku,
-            name=event.name,
-            version=event.originator_version,
-        )
-        self.changed_products.add(event.originator_id)
-
     @handles(Product.Renamed)
     def product_renamed(self, event: Product.Renamed) -> None:
-        product = self.products.get(event.originator_id)
+        product = self.rename_product(event)
         if product is None:
-            raise LookupError(f"Product {event.originator_id} was renamed before registered.")
-        if product.version >= event.originator_version:
             return
-        product.name = event.name
-        product.version = event.originator_version
-        self.changed_products.add(product.product_id)
         self.renamed[product.product_id] = event.name
         # Rows of this batch are written by flush() as they are in memory: rename
         # them here; rows already in the table are renamed by one UPDATE in flush().
@@ -377,7 +400,7 @@ class OrderHistoryProjector(Projector):
         self.changed_orders.add(row.order_id)
 
 
-class SalesProjector(Projector):
+class SalesProjector(ProductNames, Projector):
     """Sales per UTC day and per product per day, for the dashboard and the sales API.
 
     A read model added to a shop with history: its checkpoint starts at 0 and the
@@ -389,6 +412,7 @@ class SalesProjector(Projector):
 
     name = "sales"
     models = (SalesOrder, SalesDaily, SalesProductDaily, SalesProduct)
+    product_model = SalesProduct
 
     def begin(self) -> None:
         self.orders: dict[UUID, SalesOrder] = {}
@@ -432,26 +456,6 @@ class SalesProjector(Projector):
             (self.product_days[key] for key in self.changed_product_days),
             unique_fields=["day", "product_id"],
         )
-
-    @handles(Product.Registered)
-    def product_registered(self, event: Product.Registered) -> None:
-        if event.originator_id in self.products:
-            return
-        self.products[event.originator_id] = SalesProduct(
-            product_id=event.originator_id, sku=event.sku, name=event.name,
-            version=event.originator_version,
-        )
-        self.changed_products.add(event.originator_id)
-
-    @handles(Product.Renamed)
-    def product_renamed(self, event: Product.Renamed) -> None:
-        product = self.products.get(event.originator_id)
-        if product is None:
-            raise LookupError(f"Product {event.originator_id} was renamed before registered.")
-        if product.version < event.originator_version:
-            product.name = event.name
-            product.version = event.originator_version
-            self.changed_products.add(product.product_id)
 
     @handles(Order.Placed)
     def order_placed(self, event: Order.Placed) -> None:
