@@ -30,6 +30,14 @@ def given_order(event_store, given_product):
     return make
 
 
+@pytest.fixture
+def schema(client):
+    """The OpenAPI document as ``GET /api/schema/?format=json`` answers it."""
+    response = client.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
 # --- every response of this suite validates against the published schema ----------
 
 

@@ -17,13 +17,6 @@ from openapi_spec_validator import validate
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def schema(client):
-    response = client.get("/api/schema/", {"format": "json"})
-    assert response.status_code == 200
-    return response.json()
-
-
 def operations(schema):
     for path, item in schema["paths"].items():
         for method, operation in item.items():
