@@ -269,44 +269,41 @@ def job_decode(args: argparse.Namespace) -> dict:
             "projections": per}
 
 
-def job_rebuild(args: argparse.Namespace) -> dict:
-    """Run the real ``rebuild_projections`` command (all projections) in this process,
-    timing it and reporting the process's peak RSS."""
+def run_projection_command(command: str, *, tolerate: tuple[type[Exception], ...] = (),
+                           **figures) -> tuple[dict, bool]:
+    """Run the real projection ``command`` (all projections) in this process, timing it.
+    Returns its figures (``figures`` among them, before the peak RSS) and whether it
+    raised one of ``tolerate``."""
     head = head_position()
-    rss_before = current_rss_mb()
     out = io.StringIO()
     started = time.perf_counter()
-    call_command("rebuild_projections", interval=3600, stdout=out)
+    raised = False
+    try:
+        call_command(command, interval=3600, stdout=out)
+    except tolerate:
+        raised = True
     seconds = time.perf_counter() - started
     return {
         "head": head,
         "seconds": seconds,
         "log_events_per_s": head / seconds,
-        "rss_before_mb": rss_before,
+        **figures,
         "peak_rss_mb": peak_rss_mb(),
         "output": out.getvalue().strip().splitlines()[-len(PROJECTORS):],
-    }
+    }, raised
+
+
+def job_rebuild(args: argparse.Namespace) -> dict:
+    """Run the real ``rebuild_projections`` command (all projections) in this process,
+    timing it and reporting the process's peak RSS."""
+    result, _ = run_projection_command("rebuild_projections", rss_before_mb=current_rss_mb())
+    return result
 
 
 def job_verify(args: argparse.Namespace) -> dict:
     """Run the real ``verify_projections`` command (all projections) in this process."""
-    head = head_position()
-    out = io.StringIO()
-    started = time.perf_counter()
-    try:
-        call_command("verify_projections", interval=3600, stdout=out)
-        drifted = False
-    except CommandError:
-        drifted = True
-    seconds = time.perf_counter() - started
-    return {
-        "head": head,
-        "seconds": seconds,
-        "log_events_per_s": head / seconds,
-        "drifted": drifted,
-        "peak_rss_mb": peak_rss_mb(),
-        "output": out.getvalue().strip().splitlines()[-len(PROJECTORS):],
-    }
+    result, drifted = run_projection_command("verify_projections", tolerate=(CommandError,))
+    return {**result, "drifted": drifted}
 
 
 def sync_all() -> dict:
