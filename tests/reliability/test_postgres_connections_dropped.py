@@ -23,14 +23,19 @@ THREADS = 3
 
 def terminate_sessions(settings_dict: dict) -> int:
     """Terminate every session on the test database but this one (our own psycopg
-    connection): gunicorn's, the worker's, beat's and the test process's own."""
+    connection): gunicorn's, the worker's, beat's and the test process's own.
+
+    With a timeout, pg_terminate_backend() returns once the session has ended, not
+    when it was merely signalled: a request that starts after this returns must find
+    its connection dead (and replace it), not lose a still-dying one mid-request.
+    """
     with psycopg.connect(
         host=settings_dict.get("HOST") or "127.0.0.1", port=settings_dict.get("PORT") or 5432,
         user=settings_dict.get("USER") or "postgres", password=settings_dict.get("PASSWORD"),
         dbname="postgres", autocommit=True,
     ) as conn:
         rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()",
             [settings_dict["NAME"]],
         ).fetchall()
