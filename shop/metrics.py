@@ -37,6 +37,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
+from shop.api import error_body
+
 logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -141,7 +143,7 @@ def scrape_registry() -> CollectorRegistry:
 
 
 def _error(status: int, code: str, detail: str, **headers: str) -> JsonResponse:
-    response = JsonResponse({"code": code, "detail": detail}, status=status)
+    response = JsonResponse(error_body(code, detail), status=status)
     for name, value in headers.items():
         response[name] = value
     return response
