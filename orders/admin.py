@@ -26,7 +26,13 @@ from orders.domain import STATUSES as ORDER_STATUSES
 from orders.services import order_cancel
 from projections.models import OrderHistory
 from projections.selectors import aggregate_events, order_events
-from shop.admin_forms import ReadModelAdmin, api_form, command_form_view, run_for_each
+from shop.admin_forms import (
+    ReadModelAdmin,
+    api_form,
+    carry_version,
+    command_form_view,
+    run_for_each,
+)
 from shop.errors import NotFound
 
 SKU_SEARCH = re.compile(SKU_PATTERN)
@@ -149,7 +155,9 @@ class OrderHistoryAdmin(ReadModelAdmin):
             "shipment_status_label": label(order.shipment_status),
             "timeline": order_timeline(request, order),
             "can_cancel": order.status == PLACED,
-            "cancel_form": OrderCancelForm(),
+            # The version shown travels with the form: a cancel posted from a page
+            # shown before someone else changed the order saves nothing and says so.
+            "cancel_form": carry_version(OrderCancelForm(), order.version),
             "cancel_url": self._url("cancel", order),
         }
 

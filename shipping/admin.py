@@ -21,7 +21,7 @@ from projections.models import OrderHistory
 from shipping.apis import ShipmentCreateApi, ShipmentStatusChangeApi
 from shipping.domain import CREATED, DELIVERED, STATUSES, next_status, statuses_after
 from shipping.services import shipment_change_status, shipment_create
-from shop.admin_forms import api_form, command_form_view, run_for_each
+from shop.admin_forms import api_form, carry_version, command_form_view, run_for_each
 from shop.errors import InvalidState
 
 # The order comes from the page, so the form has only the carrier.
@@ -122,10 +122,15 @@ class OrderShipmentAdmin(OrderHistoryAdmin):
             **super()._order_page_context(request, order),
             "can_ship": order.status == PLACED and not shipped,
             "can_advance": shipped and order.shipment_status != DELIVERED,
-            "shipment_create_form": ShipmentCreateForm(),
-            "shipment_advance_form": ShipmentAdvanceForm(
-                current=order.shipment_status,
-                initial={"status": next_status(order.shipment_status)},
+            # Each form carries the version it is shown for (of the order it ships, of
+            # the shipment it advances): a post about a changed one saves nothing.
+            "shipment_create_form": carry_version(ShipmentCreateForm(), order.version),
+            "shipment_advance_form": carry_version(
+                ShipmentAdvanceForm(
+                    current=order.shipment_status,
+                    initial={"status": next_status(order.shipment_status)},
+                ),
+                order.shipment_version,
             ),
             "shipment_create_url": self._url("shipment_create", order),
             "shipment_status_url": self._url("shipment_status", order),
@@ -143,6 +148,7 @@ class OrderShipmentAdmin(OrderHistoryAdmin):
             success_url=self._order_page_url(order_id),
             submit_label="Create shipment",
             original=order,
+            edits=(order_id, order.version if order else None),
         )
 
     def shipment_status_view(self, request: HttpRequest, order_id) -> HttpResponse:
@@ -167,4 +173,5 @@ class OrderShipmentAdmin(OrderHistoryAdmin):
             submit_label="Change status",
             original=order,
             initial={"status": next_status(current)},
+            edits=(shipment_id, getattr(order, "shipment_version", None)),
         )

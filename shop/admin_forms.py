@@ -160,6 +160,19 @@ def run_command(
     return saved
 
 
+def carry_version(form: forms.Form, version: int | None) -> forms.Form:
+    """Give ``form`` the hidden field carrying the version it is shown for.
+
+    A form that posts to a :func:`command_form_view` with ``edits`` (its own page, or
+    one embedded in another page, such as the cancel form on the order page) renders
+    this field, so the command runs under that precondition.
+    """
+    form.fields[VERSION_FIELD] = forms.IntegerField(
+        widget=forms.HiddenInput, required=False, min_value=1, initial=version
+    )
+    return form
+
+
 def command_form_view(
     model_admin: ReadModelAdmin,
     request: HttpRequest,
@@ -187,9 +200,7 @@ def command_form_view(
     """
     form = form_class(request.POST if request.method == "POST" else None, initial=initial)
     if edits is not None:
-        form.fields[VERSION_FIELD] = forms.IntegerField(
-            widget=forms.HiddenInput, required=False, min_value=1, initial=edits[1]
-        )
+        carry_version(form, edits[1])
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         shown = data.pop(VERSION_FIELD, None)

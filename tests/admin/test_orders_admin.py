@@ -147,3 +147,37 @@ def test_read_models_cannot_be_added_changed_or_deleted(staff_client, three_orde
     assert OrderHistory.objects.get(pk=mine).status == "placed"
     actions = staff_client.get(CHANGELIST).context["action_form"].fields["action"].choices
     assert "delete_selected" not in {name for name, _label in actions}
+
+
+@pytest.mark.parametrize("form", ["cancel", "shipment_create", "shipment_status"])
+def test_a_form_on_the_order_page_shown_before_a_change_saves_nothing(
+    form, staff_client, given_order, given_shipment, caught_up
+):
+    """Each command form embedded in the order page posts the version it was shown
+    for; if a colleague changed the aggregate meanwhile, nothing is saved."""
+    from shipping.services import shipment_change_status, shipment_create
+
+    order_id = given_order()
+    shipment_id = given_shipment(order_id) if form == "shipment_status" else None
+    caught_up()
+    page = staff_client.get(order_url("change", order_id))
+    context_name = {"cancel": "cancel_form", "shipment_create": "shipment_create_form",
+                    "shipment_status": "shipment_advance_form"}[form]
+    shown = page.context[context_name]["shown_version"].value()
+    row = OrderHistory.objects.get(pk=order_id)
+    assert shown == (row.shipment_version if shipment_id else row.version)
+    assert f'name="shown_version" value="{shown}"' in page.content.decode()
+
+    # A colleague, meanwhile: the order gets shipped, or its shipment dispatched.
+    if shipment_id:
+        shipment_change_status(shipment_id=shipment_id, status="dispatched")
+        data = {"status": "delivered"}
+    else:
+        shipment_create(order_id=order_id, carrier="DHL")
+        data = {"reason": "Customer called"} if form == "cancel" else {"carrier": "UPS"}
+
+    with log_unchanged():
+        stale = staff_client.post(order_url(form, order_id), {**data, "shown_version": shown})
+    assert stale.status_code == 200  # the form again, not a redirect
+    [message] = messages_of(stale)
+    assert "changed since you read it" in message and "Nothing was saved" in message
