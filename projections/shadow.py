@@ -11,10 +11,12 @@ while the live projection keeps following the log in its own transactions.
 - ``rebuild``: fill the shadow in ordinary committed batches, then swap it in within
   one short transaction: lock the live checkpoint, apply the last few events to the
   shadow, move the live tables out and the shadow tables in (``ALTER TABLE … SET
-  SCHEMA``), set the live checkpoint, drop the old tables. A ``kill -9`` at any point
-  leaves the live read model as it was (DDL is transactional); running it again
-  resumes the shadow, or recreates it if the live tables changed shape or the
-  projector's code changed meanwhile (its module's hash is the schema's comment).
+  SCHEMA``), give them the old tables' owner and privileges (GRANTs on the tables,
+  their columns and identity sequences), set the live checkpoint, drop the old
+  tables. A ``kill -9`` at any point leaves the live read model as it was (DDL is
+  transactional); running it again resumes the shadow, or recreates it if the live
+  tables changed shape or the projector's code changed meanwhile (its module's hash
+  is the schema's comment).
 - ``verify``: fill a shadow up to the live position, then compare both row by row in
   one REPEATABLE READ snapshot (the live checkpoint commits with its rows, so the
   snapshot shows the live model exactly at its position). The live model is only read.
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from psycopg import sql
 
 from projections import runner
 from projections.models import Checkpoint
@@ -59,8 +62,32 @@ class ShadowOutdated(Exception):
     """The live tables changed shape while their shadow was being filled."""
 
 
+class ShadowUnsupported(Exception):
+    """The live tables have something the swap cannot carry over to the new ones."""
+
+
 def quote(name: str) -> str:
     return connection.ops.quote_name(name)
+
+
+def quote_role(name: str | None) -> str:
+    """A role as GRANT names it (None: PUBLIC); role names may hold any character."""
+    return "PUBLIC" if name is None else sql.Identifier(name).as_string()
+
+
+# One privilege on a table: ("table", "", grantee, privilege, grantable); on one of its
+# columns: ("column", column, …); on the sequence of one of its identity (or serial)
+# columns: ("sequence", column, …). The grantee None is PUBLIC.
+Grant = tuple[str, str, str | None, str, bool]
+
+
+@dataclass
+class Privileges:
+    """A table's owner and who may do what with it (as ``aclexplode`` lists it)."""
+
+    owner: str
+    grants: set[Grant]
+    sequences: dict[str, str]  # column -> its sequence, schema-qualified and quoted
 
 
 @dataclass(frozen=True)
@@ -139,6 +166,8 @@ class Shadow:
                 for index in self._indexes(self.live, table):
                     if index.constraint or not self.defer_indexes:
                         self._create_index(cursor, table, index)
+            # Refused now rather than at the swap, after the whole fill.
+            self._check_sequences(self._privileges(self.live), self._privileges(self.schema))
         return False
 
     def drop(self) -> None:
@@ -250,6 +279,7 @@ class Shadow:
                 cursor.execute(
                     f"ALTER TABLE {self._in(self.schema, table)} SET SCHEMA {quote(self.live)}"
                 )
+            self._take_over_privileges(cursor, retired)
             cursor.execute(f"DROP SCHEMA {quote(retired)} CASCADE")
             cursor.execute(f"DROP SCHEMA {quote(self.schema)} CASCADE")
             cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
@@ -258,6 +288,81 @@ class Shadow:
         runner._mark_recovered(live_checkpoint)
         runner._announce(name, position)
         return applied
+
+    def _take_over_privileges(self, cursor, retired: str) -> None:
+        """Give the swapped-in tables the owner and privileges of those they replace.
+
+        The shadow's tables are created by the role running the rebuild, with its
+        default privileges; ``LIKE`` copies neither owner nor GRANTs. Done here, within
+        the swap, under the lock on the live tables: the privileges carried over are
+        those of the moment of the swap, not of the start of a rebuild that may have
+        run for hours or resumed a shadow days old (GRANT itself takes no table lock,
+        so one issued during the few milliseconds of the swap may be lost). When both are
+        already alike (the usual case), this is two catalog queries and nothing else.
+
+        - Owner: the old tables' owner. The swap may ``ALTER TABLE … SET SCHEMA`` the
+          live tables only if the role running it owns them, is a member of their
+          owner, or is a superuser; a member or superuser may also give the new tables
+          to that owner (which also gives it their identity sequences), provided the
+          owner has CREATE on the live schema. If it cannot, the swap fails and
+          rolls back (the live model stays, the shadow is kept for a rerun): a read
+          model silently owned by another role would lose its owner's rights.
+        - Privileges: those of the tables, of their columns and of their identity
+          sequences, revoked or granted until they match the old ones exactly; each
+          is recorded as granted by the owner (PostgreSQL records a superuser's or a
+          member's GRANT so), whoever granted the original.
+        """
+        old, new = self._privileges(retired), self._privileges(self.live)
+        changed_owner = False
+        for table in self.tables:
+            if new[table].owner != old[table].owner:
+                cursor.execute(
+                    f"ALTER TABLE {self._in(self.live, table)}"
+                    f" OWNER TO {quote_role(old[table].owner)}"
+                )
+                changed_owner = True
+        if changed_owner:  # the new owner's own privileges now stand for the old one's
+            new = self._privileges(self.live)
+        self._check_sequences(old, new)
+        for table in self.tables:
+            before, after = old[table], new[table]
+            revoke = {grant[:4] for grant in after.grants - before.grants}
+            for kind, column, grantee, privilege in sorted(revoke, key=str):
+                on = self._privilege_target(table, kind, column, privilege, after)
+                cursor.execute(f"REVOKE {on} FROM {quote_role(grantee)}")
+            for kind, column, grantee, privilege, grantable in sorted(before.grants, key=str):
+                if (kind, column, grantee, privilege, grantable) in after.grants and (
+                    kind, column, grantee, privilege
+                ) not in revoke:
+                    continue
+                on = self._privilege_target(table, kind, column, privilege, after)
+                option = " WITH GRANT OPTION" if grantable else ""
+                cursor.execute(f"GRANT {on} TO {quote_role(grantee)}{option}")
+
+    def _check_sequences(self, live: dict[str, Privileges], new: dict[str, Privileges]) -> None:
+        """Refuse serial columns: ``LIKE`` copies their default, which names the live
+        table's own sequence, dropped with the old table after the swap (taking the
+        default with it). Identity columns get a sequence of their own."""
+        for table in self.tables:
+            missing = set(live[table].sequences) - set(new[table].sequences)
+            if missing:
+                raise ShadowUnsupported(
+                    f"{table}: column(s) {', '.join(sorted(missing))} take their values"
+                    " from a sequence of the live table (serial, not identity), which"
+                    " the swap would drop; make them identity columns to rebuild"
+                    " blue/green."
+                )
+
+    def _privilege_target(
+        self, table: str, kind: str, column: str, privilege: str, privileges: Privileges
+    ) -> str:
+        """The "<privilege> ON <object>" part of a GRANT or REVOKE."""
+        if not privilege.replace(" ", "").isalpha():  # pragma: no cover - from the catalog
+            raise ValueError(f"Unexpected privilege {privilege!r}")
+        if kind == "sequence":
+            return f"{privilege} ON SEQUENCE {privileges.sequences[column]}"
+        columns = f" ({quote(column)})" if kind == "column" else ""
+        return f"{privilege}{columns} ON TABLE {self._in(self.live, table)}"
 
     # --- comparing -------------------------------------------------------------------
 
@@ -346,6 +451,60 @@ class Shadow:
             if not wanted <= names:
                 return False
         return True
+
+    def _privileges(self, schema: str) -> dict[str, Privileges]:
+        """The owner and privileges of the projector's tables in ``schema``."""
+        found = {}
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                WITH t AS (
+                    SELECT c.oid, c.relname, c.relowner, c.relacl FROM pg_class c
+                    JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind = 'r'
+                ), acl AS (
+                    SELECT t.relname, 'table' AS kind, '' AS col, NULL AS seq, a.*
+                    FROM t, aclexplode(coalesce(t.relacl, acldefault('r', t.relowner))) a
+                  UNION ALL
+                    SELECT t.relname, 'column', att.attname, NULL, a.*
+                    FROM t JOIN pg_attribute att ON att.attrelid = t.oid
+                    CROSS JOIN aclexplode(att.attacl) a
+                    WHERE att.attnum > 0 AND NOT att.attisdropped
+                  UNION ALL
+                    SELECT t.relname, 'sequence', att.attname,
+                           quote_ident(sn.nspname) || '.' || quote_ident(s.relname), a.*
+                    FROM t
+                    JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass
+                        AND d.refobjid = t.oid AND d.classid = 'pg_class'::regclass
+                        AND d.deptype IN ('a', 'i')
+                    JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+                    JOIN pg_namespace sn ON sn.oid = s.relnamespace
+                    JOIN pg_attribute att ON att.attrelid = t.oid
+                        AND att.attnum = d.refobjsubid
+                    -- Kept when nobody may use it (an empty ACL): it is still there.
+                    LEFT JOIN LATERAL aclexplode(
+                        coalesce(s.relacl, acldefault('s', s.relowner))
+                    ) a ON true
+                )
+                SELECT t.relname, pg_get_userbyid(t.relowner), acl.kind, acl.col, acl.seq,
+                       r.rolname, acl.privilege_type, acl.is_grantable
+                FROM t LEFT JOIN acl ON acl.relname = t.relname
+                LEFT JOIN pg_roles r ON r.oid = acl.grantee
+                """,
+                [schema, self.tables],
+            )
+            for table, owner, kind, column, sequence, grantee, privilege, grantable in (
+                cursor.fetchall()
+            ):
+                privileges = found.setdefault(table, Privileges(owner, set(), {}))
+                if sequence:
+                    privileges.sequences[column] = sequence
+                if privilege is not None:
+                    privileges.grants.add((kind, column, grantee, privilege, grantable))
+        missing = set(self.tables) - set(found)
+        if missing:  # pragma: no cover - the swap moved them there just before
+            raise RuntimeError(f"No table {', '.join(sorted(missing))} in {schema}")
+        return found
 
     def _columns(self, schema: str, table: str) -> list[tuple]:
         with connection.cursor() as cursor:
