@@ -167,7 +167,7 @@ class Shadow:
                     if index.constraint or not self.defer_indexes:
                         self._create_index(cursor, table, index)
             # Refused now rather than at the swap, after the whole fill.
-            self._check_sequences(self._privileges(self.live), self._privileges(self.schema))
+            self._check_sequences(*self._privileges(self.live, self.schema))
         return False
 
     def drop(self) -> None:
@@ -298,7 +298,7 @@ class Shadow:
         those of the moment of the swap, not of the start of a rebuild that may have
         run for hours or resumed a shadow days old (GRANT itself takes no table lock,
         so one issued during the few milliseconds of the swap may be lost). When both are
-        already alike (the usual case), this is two catalog queries and nothing else.
+        already alike (the usual case), this is one catalog query and nothing else.
 
         - Owner: the old tables' owner. The swap may ``ALTER TABLE … SET SCHEMA`` the
           live tables only if the role running it owns them, is a member of their
@@ -312,7 +312,7 @@ class Shadow:
           is recorded as granted by the owner (PostgreSQL records a superuser's or a
           member's GRANT so), whoever granted the original.
         """
-        old, new = self._privileges(retired), self._privileges(self.live)
+        old, new = self._privileges(retired, self.live)
         changed_owner = False
         for table in self.tables:
             if new[table].owner != old[table].owner:
@@ -322,7 +322,7 @@ class Shadow:
                 )
                 changed_owner = True
         if changed_owner:  # the new owner's own privileges now stand for the old one's
-            new = self._privileges(self.live)
+            (new,) = self._privileges(self.live)
         self._check_sequences(old, new)
         for table in self.tables:
             before, after = old[table], new[table]
@@ -452,26 +452,26 @@ class Shadow:
                 return False
         return True
 
-    def _privileges(self, schema: str) -> dict[str, Privileges]:
-        """The owner and privileges of the projector's tables in ``schema``."""
-        found = {}
+    def _privileges(self, *schemas: str) -> list[dict[str, Privileges]]:
+        """The owner and privileges of the projector's tables in each schema."""
+        found: dict[str, dict[str, Privileges]] = {schema: {} for schema in schemas}
         with connection.cursor() as cursor:
             cursor.execute(
                 """
                 WITH t AS (
-                    SELECT c.oid, c.relname, c.relowner, c.relacl FROM pg_class c
+                    SELECT c.oid, n.nspname, c.relname, c.relowner, c.relacl FROM pg_class c
                     JOIN pg_namespace n ON n.oid = c.relnamespace
-                    WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind = 'r'
+                    WHERE n.nspname = ANY(%s) AND c.relname = ANY(%s) AND c.relkind = 'r'
                 ), acl AS (
-                    SELECT t.relname, 'table' AS kind, '' AS col, NULL AS seq, a.*
+                    SELECT t.oid, 'table' AS kind, '' AS col, NULL AS seq, a.*
                     FROM t, aclexplode(coalesce(t.relacl, acldefault('r', t.relowner))) a
                   UNION ALL
-                    SELECT t.relname, 'column', att.attname, NULL, a.*
+                    SELECT t.oid, 'column', att.attname, NULL, a.*
                     FROM t JOIN pg_attribute att ON att.attrelid = t.oid
                     CROSS JOIN aclexplode(att.attacl) a
                     WHERE att.attnum > 0 AND NOT att.attisdropped
                   UNION ALL
-                    SELECT t.relname, 'sequence', att.attname,
+                    SELECT t.oid, 'sequence', att.attname,
                            quote_ident(sn.nspname) || '.' || quote_ident(s.relname), a.*
                     FROM t
                     JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass
@@ -486,25 +486,26 @@ class Shadow:
                         coalesce(s.relacl, acldefault('s', s.relowner))
                     ) a ON true
                 )
-                SELECT t.relname, pg_get_userbyid(t.relowner), acl.kind, acl.col, acl.seq,
-                       r.rolname, acl.privilege_type, acl.is_grantable
-                FROM t LEFT JOIN acl ON acl.relname = t.relname
+                SELECT t.nspname, t.relname, pg_get_userbyid(t.relowner), acl.kind, acl.col,
+                       acl.seq, r.rolname, acl.privilege_type, acl.is_grantable
+                FROM t LEFT JOIN acl ON acl.oid = t.oid
                 LEFT JOIN pg_roles r ON r.oid = acl.grantee
                 """,
-                [schema, self.tables],
+                [list(schemas), self.tables],
             )
-            for table, owner, kind, column, sequence, grantee, privilege, grantable in (
+            for schema, table, owner, kind, column, sequence, grantee, privilege, grantable in (
                 cursor.fetchall()
             ):
-                privileges = found.setdefault(table, Privileges(owner, set(), {}))
+                privileges = found[schema].setdefault(table, Privileges(owner, set(), {}))
                 if sequence:
                     privileges.sequences[column] = sequence
                 if privilege is not None:
                     privileges.grants.add((kind, column, grantee, privilege, grantable))
-        missing = set(self.tables) - set(found)
-        if missing:  # pragma: no cover - the swap moved them there just before
-            raise RuntimeError(f"No table {', '.join(sorted(missing))} in {schema}")
-        return found
+        for schema, tables in found.items():
+            missing = set(self.tables) - set(tables)
+            if missing:  # pragma: no cover - the swap or prepare() just put them there
+                raise RuntimeError(f"No table {', '.join(sorted(missing))} in {schema}")
+        return [found[schema] for schema in schemas]
 
     def _columns(self, schema: str, table: str) -> list[tuple]:
         with connection.cursor() as cursor:
