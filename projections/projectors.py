@@ -17,8 +17,10 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
+import psycopg
 from django.db import connection
 from django.db.models import Model, Q
+from psycopg.types.json import Jsonb
 
 from catalog.domain import Product
 from orders.domain import CANCELLED, DELIVERED, PLACED, SHIPPED, Order
@@ -54,6 +56,9 @@ def upsert(
         return
     pk = model._meta.pk.name
     keys = unique_fields or [pk]
+    if connection.vendor == "postgresql":
+        _upsert_postgresql(model, rows, keys)
+        return
     model.objects.bulk_create(
         rows,
         update_conflicts=True,
@@ -62,6 +67,50 @@ def upsert(
             f.name for f in model._meta.concrete_fields if f.name != pk and f.name not in keys
         ],
     )
+
+
+def _upsert_postgresql(model: type[Model], rows: list[Model], keys: list[str]) -> None:
+    """``INSERT … SELECT FROM unnest(<one array per column>) ON CONFLICT DO UPDATE``,
+    sent with server-side binding on Django's own connection (same transaction).
+
+    Why not ``bulk_create``: Django's psycopg cursor binds parameters client-side, so
+    every value of every row is quoted into the SQL text in Python, and the ORM
+    prepares each value on the way. Measured on a rebuild of 100,000 events, that was
+    a third of its time; here psycopg sends each column as one typed array.
+    """
+    meta = model._meta
+    # A surrogate key is left to its default when rows are matched by other fields.
+    fields = [
+        f for f in meta.concrete_fields
+        if not (f.primary_key and f.name not in keys and f.auto_created)
+    ]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    arrays = ", ".join(f"%b::{f.db_type(connection)}[]" for f in fields)
+    conflict = ", ".join(quote(meta.get_field(name).column) for name in keys)
+    updates = ", ".join(
+        f"{quote(f.column)} = EXCLUDED.{quote(f.column)}"
+        for f in fields if f.name not in keys and not f.primary_key
+    )
+    action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    values = [_column(f, rows) for f in fields]
+    statement = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT * FROM unnest({arrays})"
+        f" ON CONFLICT ({conflict}) {action}"
+    )
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(statement, values)
+
+
+def _column(field: Any, rows: list[Model]) -> list[Any]:
+    """One column's values as psycopg binds them (JSON wrapped as jsonb)."""
+    values = [getattr(row, field.attname) for row in rows]
+    if field.get_internal_type() == "JSONField":
+        return [None if v is None else Jsonb(v) for v in values]
+    if field.get_internal_type() == "DecimalField":
+        return [None if v is None else Decimal(str(v)) for v in values]
+    return values
 
 
 class ProductCatalogProjector(Projector):
