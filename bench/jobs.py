@@ -54,7 +54,10 @@ EVENTS_PER_SAVE = 1000
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak RSS of this process or of any child it waited for (``--jobs`` replays in
+    child processes), whichever is larger."""
+    return max(resource.getrusage(who).ru_maxrss
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024.0
 
 
 def current_rss_mb() -> float:
@@ -269,17 +272,18 @@ def job_decode(args: argparse.Namespace) -> dict:
             "projections": per}
 
 
-def run_projection_command(command: str, *, tolerate: tuple[type[Exception], ...] = (),
+def run_projection_command(command: str, *, jobs: int = 1,
+                           tolerate: tuple[type[Exception], ...] = (),
                            **figures) -> tuple[dict, bool]:
-    """Run the real projection ``command`` (all projections) in this process, timing it.
-    Returns its figures (``figures`` among them, before the peak RSS) and whether it
-    raised one of ``tolerate``."""
+    """Run the real projection ``command`` (all projections, ``--jobs``) in this process,
+    timing it. Returns its figures (``figures`` among them, before the peak RSS) and
+    whether it raised one of ``tolerate``."""
     head = head_position()
     out = io.StringIO()
     started = time.perf_counter()
     raised = False
     try:
-        call_command(command, interval=3600, stdout=out)
+        call_command(command, interval=3600, jobs=jobs, stdout=out)
     except tolerate:
         raised = True
     seconds = time.perf_counter() - started
@@ -287,6 +291,7 @@ def run_projection_command(command: str, *, tolerate: tuple[type[Exception], ...
         "head": head,
         "seconds": seconds,
         "log_events_per_s": head / seconds,
+        "jobs": jobs,
         **figures,
         "peak_rss_mb": peak_rss_mb(),
         "output": out.getvalue().strip().splitlines()[-len(PROJECTORS):],
@@ -296,13 +301,15 @@ def run_projection_command(command: str, *, tolerate: tuple[type[Exception], ...
 def job_rebuild(args: argparse.Namespace) -> dict:
     """Run the real ``rebuild_projections`` command (all projections) in this process,
     timing it and reporting the process's peak RSS."""
-    result, _ = run_projection_command("rebuild_projections", rss_before_mb=current_rss_mb())
+    result, _ = run_projection_command("rebuild_projections", jobs=args.jobs,
+                                       rss_before_mb=current_rss_mb())
     return result
 
 
 def job_verify(args: argparse.Namespace) -> dict:
     """Run the real ``verify_projections`` command (all projections) in this process."""
-    result, drifted = run_projection_command("verify_projections", tolerate=(CommandError,))
+    result, drifted = run_projection_command("verify_projections", jobs=args.jobs,
+                                             tolerate=(CommandError,))
     return {**result, "drifted": drifted}
 
 
@@ -330,8 +337,9 @@ def main() -> None:
     p = sub.add_parser("catch-up")
     p.add_argument("--projection", default="order_history")
     sub.add_parser("decode")
-    sub.add_parser("rebuild")
-    sub.add_parser("verify")
+    for name in ("rebuild", "verify"):
+        p = sub.add_parser(name)
+        p.add_argument("--jobs", type=int, default=1)
     sub.add_parser("sync")
     args = parser.parse_args()
     job = {

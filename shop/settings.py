@@ -290,6 +290,10 @@ PROJECTION_BATCH_SIZE = int(os.environ.get("PROJECTION_BATCH_SIZE", "1000"))
 # transaction on SQLite): larger batches mean fewer rewrites of rows that change often.
 PROJECTION_REBUILD_BATCH_SIZE = int(os.environ.get("PROJECTION_REBUILD_BATCH_SIZE", "5000"))
 # Build a rebuilt read model's secondary indexes after its bulk load instead of before.
+# How much the replay commands (rebuild_projections, verify_projections) lower their
+# CPU priority, as ``nice -n``: background work, so the web processes and the live
+# projections come first on a busy machine (0 leaves it as it is).
+PROJECTION_REBUILD_NICE = int(os.environ.get("PROJECTION_REBUILD_NICE", "10"))
 PROJECTION_REBUILD_DEFER_INDEXES = os.environ.get(
     "PROJECTION_REBUILD_DEFER_INDEXES", "0"
 ).lower() in ("1", "true", "yes")

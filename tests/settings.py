@@ -10,6 +10,9 @@ import os
 
 # The tests (and the servers they start) speak plain HTTP.
 os.environ.setdefault("ALLOW_HTTP", "1")
+# The replay commands run inside the test process here: leave its CPU priority alone
+# (the test of the priority runs the command in a process of its own, with its own).
+os.environ.setdefault("PROJECTION_REBUILD_NICE", "0")
 
 from shop.settings import *  # noqa: E402, F403
 

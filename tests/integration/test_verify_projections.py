@@ -166,3 +166,54 @@ def test_a_shadow_is_resumed_only_by_the_code_that_wrote_it(shop):
     assert shadow.prepare() is False and shadow.position() == 0
     shadow.drop()
     assert leftover_shadows() == []
+
+
+def test_side_by_side_jobs_rebuild_and_verify_every_projection(shop):
+    """``--jobs 2``: each projection in a process of its own, same outcome."""
+    from projections.models import SalesProductDaily
+
+    before = live_state()[:2], rows(SalesProductDaily)
+    out = io.StringIO()
+    call_command("rebuild_projections", batch_size=4, jobs=2, stdout=out)
+    for name in ("order_history", "product_catalog", "sales"):
+        assert f"{name}: rebuilt," in out.getvalue()
+    assert (live_state()[:2], rows(SalesProductDaily)) == before
+    assert leftover_shadows() == []
+
+    orders = shop[3]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {OrderHistory._meta.db_table} SET total = total + 1"
+            " WHERE order_id = %s", [orders[0]]
+        )
+    out = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("verify_projections", batch_size=4, jobs=2, stdout=out)
+    assert raised.value.returncode == 1
+    assert f"projections_orderhistory order_id={orders[0]}: differs" in out.getvalue()
+    assert "product_catalog: 0 differing rows" in out.getvalue()
+    assert "sales: 0 differing rows" in out.getvalue()
+    assert leftover_shadows() == []
+
+
+def test_a_replay_lowers_its_own_cpu_priority(shop):
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DEBUG": "1",
+        "CELERY_BROKER_URL": "",
+        "PROJECTION_REBUILD_NICE": "7",
+    }
+    script = (
+        "import os; from django.core.management import call_command; "
+        "before = os.nice(0); call_command('verify_projections', 'product_catalog'); "
+        "print('niceness', before, os.nice(0))"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    before, after = result.stdout.split("niceness")[-1].split()
+    assert int(after) == min(int(before) + 7, 19)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand, CommandError
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.db import connection, connections
 
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import Progress, Projector
 from projections.shadow import ShadowBusy, ShadowOutdated
+from shop.eventstore import reset_app
 
 
 def projectors_named(names: list[str]) -> list[Projector]:
@@ -82,7 +90,14 @@ class ProgressPrinter:
 
 
 class ReplayCommand(BaseCommand):
-    """Base of the commands that replay the whole log for each named projection."""
+    """Base of the commands that replay the whole log for each named projection.
+
+    A replay is background work beside the live shop: it lowers its own CPU priority
+    (``PROJECTION_REBUILD_NICE``, as ``nice``) so that the web processes and the live
+    projections come first on a busy machine. ``--jobs N`` replays up to N projections
+    side by side, each in a process of its own (PostgreSQL: each fills its own shadow),
+    for a fast rebuild when the machine has cores to spare.
+    """
 
     def add_arguments(self, parser):
         parser.add_argument("names", nargs="*", metavar="NAME", help="projection names")
@@ -93,6 +108,13 @@ class ReplayCommand(BaseCommand):
             default=5.0,
             help="seconds between progress lines when not on a terminal",
         )
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=1,
+            help="projections replayed side by side, each in its own process "
+            "(PostgreSQL; default 1: one after the other)",
+        )
 
     def replay(
         self,
@@ -100,11 +122,20 @@ class ReplayCommand(BaseCommand):
         interval: float,
         replayer: Callable[..., object],
         batch_size: int | None,
+        jobs: int = 1,
     ) -> Iterator[tuple[Projector, object, float]]:
         """Run ``replayer`` on each named projector (all when none named) with a progress
         printer; yield the projector, what ``replayer`` returned and the seconds it took.
         A shadow busy or outdated stops the command with its message."""
-        for projector in projectors_named(names):
+        if jobs < 1:
+            raise CommandError(f"--jobs must be at least 1, not {jobs}.")
+        projectors = projectors_named(names)
+        lower_priority()
+        if jobs > 1 and len(projectors) > 1 and connection.vendor == "postgresql":
+            yield from self._replay_side_by_side(projectors, interval, replayer, batch_size,
+                                                 jobs)
+            return
+        for projector in projectors:
             printer = ProgressPrinter(
                 self.stdout, projector.name, tty=self.stdout.isatty(), interval=interval
             )
@@ -115,3 +146,70 @@ class ReplayCommand(BaseCommand):
                 raise CommandError(str(busy)) from None
             printer.finish()
             yield projector, result, time.monotonic() - started
+
+    def _replay_side_by_side(
+        self,
+        projectors: list[Projector],
+        interval: float,
+        replayer: Callable[..., object],
+        batch_size: int | None,
+        jobs: int,
+    ) -> Iterator[tuple[Projector, object, float]]:
+        """Each projector in a forked process of its own, up to ``jobs`` at once; yield
+        each as it finishes. The children print their progress lines themselves."""
+        by_name = {projector.name: projector for projector in projectors}
+        connections.close_all()  # each child opens its own; none shares a socket
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(projectors)),
+                                 mp_context=context) as pool:
+            futures = [
+                pool.submit(_replay_in_child, replayer, name, batch_size, interval,
+                            os.getpid())
+                for name in by_name
+            ]
+            try:
+                for future in as_completed(futures):
+                    name, outcome, seconds, failure = future.result()
+                    if failure is not None:
+                        raise CommandError(failure)
+                    yield by_name[name], outcome, seconds
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+
+def lower_priority() -> None:
+    """Lower this process's CPU priority by ``PROJECTION_REBUILD_NICE`` (0: leave it)."""
+    increment = settings.PROJECTION_REBUILD_NICE
+    if increment > 0 and hasattr(os, "nice"):
+        os.nice(increment)
+
+
+def _replay_in_child(
+    replayer: Callable[..., object], name: str, batch_size: int | None, interval: float,
+    parent: int,
+) -> tuple[str, object, float, str | None]:
+    """One projection's replay in a pool process. Returns (name, outcome, seconds,
+    failure): a failure travels back as its message (an exception may not pickle)."""
+    stdout = OutputWrapper(sys.stdout)
+    printer = ProgressPrinter(stdout, name, tty=False, interval=interval)
+
+    def progress(step: Progress) -> None:
+        if os.getppid() != parent:  # the command was killed: stop as it would have
+            os._exit(1)
+        printer(step)
+        sys.stdout.flush()
+
+    started = time.monotonic()
+    try:
+        outcome = replayer(get_projector(name), batch_size=batch_size, progress=progress)
+        printer.finish()
+        return name, outcome, time.monotonic() - started, None
+    except (ShadowBusy, ShadowOutdated) as busy:
+        return name, None, 0.0, str(busy)
+    except Exception as exc:
+        return name, None, 0.0, f"{name} failed: {exc!r}\n{traceback.format_exc()}"
+    finally:
+        sys.stdout.flush()
+        connections.close_all()
+        reset_app()

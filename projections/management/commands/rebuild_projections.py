@@ -14,8 +14,8 @@ class Command(ReplayCommand):
         "the live rows meanwhile. An interrupted rebuild resumes when run again."
     )
 
-    def handle(self, *args, names, batch_size, interval, **options):
-        for projector, applied, seconds in self.replay(names, interval, rebuild, batch_size):
+    def handle(self, *args, names, batch_size, interval, jobs, **options):
+        for projector, applied, seconds in self.replay(names, interval, rebuild, batch_size, jobs):
             self.stdout.write(
                 self.style.SUCCESS(
                     f"{projector.name}: rebuilt, {applied} events applied in {seconds:.1f}s"

@@ -16,12 +16,12 @@ class Command(ReplayCommand):
         "print each differing key. Exits 1 if any differ. Changes nothing."
     )
 
-    def handle(self, *args, names, batch_size, interval, **options):
+    def handle(self, *args, names, batch_size, interval, jobs, **options):
         if connection.vendor != "postgresql":
             raise CommandError("verify_projections needs PostgreSQL (DATABASE_URL).")
         drifted = []
         for projector, (position, drifts), seconds in self.replay(
-            names, interval, verify, batch_size
+            names, interval, verify, batch_size, jobs
         ):
             for drift in drifts:
                 self.stdout.write(f"{projector.name}: {drift}")
