@@ -231,3 +231,30 @@ def test_rejected_commands_leave_the_head_unchanged(event_store):
         with pytest.raises(error):
             command()
         assert head_position() == head, error
+
+
+def test_the_pool_lends_no_dead_connection_after_every_session_ended(event_store):
+    """After PostgreSQL ended every session (a restart, pg_terminate_backend), the
+    pool discards each dead connection when it would lend it, without a ping per
+    loan, and the next command works: more dead connections than the recorder's 10
+    retries, all gone at once."""
+    import time
+
+    pool = event_store.recorder.datastore.pool
+    borrowed = [pool.getconn() for _ in range(15)]
+    pids = [conn.info.backend_pid for conn in borrowed]
+    for conn in borrowed:
+        pool.putconn(conn)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))"
+            " FROM unnest(%s::int[]) AS pid", [pids]
+        )
+        assert cursor.fetchone()[0] == len(pids)
+
+    started = time.monotonic()
+    saved = register()
+    assert load(saved.aggregate_id, Product).sku == "MUG-1"
+    assert head_position() == saved.position
+    # Well within the 5 s the pool would wait for a connection it could trust.
+    assert time.monotonic() - started < 3.0
