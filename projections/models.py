@@ -44,14 +44,28 @@ class CheckpointQuerySet(models.QuerySet):
         sweep triggers it again. The bound is for the checkpoint only: the batch's own
         statements wait as usual.
         """
-        self.get_or_create(projection=name, upstream=upstream)
         if connection.vendor != "postgresql":
+            self.get_or_create(projection=name, upstream=upstream)
             return self.select_for_update().get(projection=name, upstream=upstream)
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = '5s'")
-            checkpoint = self.select_for_update().get(projection=name, upstream=upstream)
-            cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
-        return checkpoint
+        # One round trip (a catch-up runs after every command): set the bound, lock
+        # the row, lift the bound.
+        fields = [field.attname for field in Checkpoint._meta.concrete_fields]
+        sql, params = (
+            self.of(name, upstream).select_for_update().values_list(*fields).query
+            .sql_with_params()
+        )
+        for _attempt in range(2):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SET LOCAL lock_timeout = '5s'; {sql}; SET LOCAL lock_timeout TO DEFAULT",
+                    params,
+                )
+                cursor.nextset()  # the SELECT's rows
+                row = cursor.fetchone()
+            if row is not None:
+                return Checkpoint.from_db(connection.alias, fields, row)
+            self.get_or_create(projection=name, upstream=upstream)  # a projection's first run
+        raise Checkpoint.DoesNotExist(name)  # pragma: no cover - created just above
 
 
 class Checkpoint(models.Model):

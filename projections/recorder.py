@@ -8,6 +8,7 @@ in the same transaction as the read-model rows it covers.
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils import timezone
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 
 from projections.models import Checkpoint
@@ -23,6 +24,14 @@ class DjangoTrackingRecorder(TrackingRecorder):
         Positions only move forward: recording the same or an earlier position is an
         ``IntegrityError`` (the event was processed already), as the contract says.
         """
+        # The common case, one statement: the row exists and is behind.
+        advanced = Checkpoint.objects.of(
+            self.projection, tracking.application_name
+        ).filter(position__lt=tracking.notification_id).update(
+            position=tracking.notification_id, updated_at=timezone.now()
+        )
+        if advanced:
+            return
         with transaction.atomic():
             checkpoint, _ = Checkpoint.objects.select_for_update().get_or_create(
                 projection=self.projection,

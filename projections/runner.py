@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 from eventsourcing.domain import DomainEvent
@@ -142,6 +142,7 @@ def _process_batch(
     limit: int,
     stop: int | None = None,
     announce: bool = True,
+    savepoint: bool = True,
 ) -> tuple[int, int]:
     """Apply the next batch after ``checkpoint.position``; return (processed, head).
 
@@ -167,7 +168,7 @@ def _process_batch(
             events.append((notification.id, app.mapper.to_domain_event(notification)))
         except Exception as exc:
             raise ProjectionFailed(projector.name, notification.id, exc) from exc
-    _apply_events(projector, events)
+    _apply_events(projector, events, savepoint=savepoint)
     # A short page means everything up to the head was read (irrelevant events too).
     covered = notifications[-1].id if len(notifications) == limit else head
     DjangoTrackingRecorder(projector.name).insert_tracking(
@@ -186,7 +187,32 @@ def _announce(name: str, position: int) -> None:
             cursor.execute("SELECT pg_notify(%s, %s)", [ADVANCED_CHANNEL, f"{name}:{position}"])
 
 
-def _apply_events(projector: Projector, events: list[tuple[int, DomainEvent]]) -> None:
+class _RetryWithSavepoint(Exception):
+    """A batch applied without a savepoint failed in the database: the transaction is
+    unusable, so the batch is applied again in a new one, within a savepoint."""
+
+
+def _apply_events(
+    projector: Projector, events: list[tuple[int, DomainEvent]], *, savepoint: bool = True
+) -> None:
+    """Apply a batch. A failing event becomes ``ProjectionFailed``, naming it.
+
+    Locating the failing event re-applies the batch one event at a time in the same
+    transaction, which must still be usable: a handler's Python error leaves it so, a
+    database error does not. So the batch runs within a savepoint, or (``savepoint``
+    False: two round trips fewer for every catch-up) without one, at the price of
+    ``_RetryWithSavepoint`` after a database error.
+    """
+    if not savepoint:
+        try:
+            projector.apply(events)
+            return
+        except TRANSIENT_DATABASE_ERRORS:
+            raise
+        except DatabaseError as exc:
+            raise _RetryWithSavepoint() from exc
+        except Exception as exc:
+            raise _locate_failure(projector, events, exc) from exc
     try:
         with transaction.atomic():  # a savepoint: a failed batch leaves the transaction usable
             projector.apply(events)
@@ -224,6 +250,7 @@ def catch_up(projector: Projector, *, batch_size: int | None = None) -> int:
     limit = batch_size or settings.PROJECTION_BATCH_SIZE
     app = get_app()
     total = 0
+    savepoint = False  # until a batch fails in the database (see _apply_events)
     while True:
         try:
             with transaction.atomic():
@@ -232,9 +259,14 @@ def catch_up(projector: Projector, *, batch_size: int | None = None) -> int:
                     checkpoint.retry_at and checkpoint.retry_at > timezone.now()
                 ):
                     return total
-                processed, _head = _process_batch(projector, checkpoint, app, limit)
+                processed, _head = _process_batch(
+                    projector, checkpoint, app, limit, savepoint=savepoint
+                )
                 if checkpoint.is_failed:
                     _mark_recovered(checkpoint)
+        except _RetryWithSavepoint:
+            savepoint = True
+            continue
         except ProjectionFailed as failure:
             total += _park(projector, failure, app)
             return total

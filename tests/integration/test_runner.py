@@ -115,16 +115,25 @@ def poisoned_restock(self, event):
     ProductCatalogProjector.restocked(self, event)
 
 
+def poisoned_restock_in_the_database(self, event):
+    """The same failure, raised by the database: it leaves the transaction unusable."""
+    if event.quantity == POISON:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0 AS poisoned_restock")
+    ProductCatalogProjector.restocked(self, event)
+
+
 @pytest.mark.django_db
+@pytest.mark.parametrize("poisoned", [poisoned_restock, poisoned_restock_in_the_database])
 def test_a_failing_event_parks_the_projection_and_resumes_after_the_fix(
-    event_store, customer, monkeypatch
+    event_store, customer, monkeypatch, poisoned
 ):
     mug = register("MUG-1", stock=100)  # 1
     product_restock(product_id=mug, quantity=5)  # 2
     product_restock(product_id=mug, quantity=POISON)  # 3: fails
     product_restock(product_id=mug, quantity=7)  # 4
     place(customer, (mug, 1))  # 5: Order.Placed, 6: Product.StockReserved
-    monkeypatch.setitem(ProductCatalogProjector.handlers, Product.Restocked, poisoned_restock)
+    monkeypatch.setitem(ProductCatalogProjector.handlers, Product.Restocked, poisoned)
 
     applied = project("product_catalog")
 
@@ -132,7 +141,10 @@ def test_a_failing_event_parks_the_projection_and_resumes_after_the_fix(
     assert applied == 2  # the events before the failing one are committed
     assert parked.position == 2
     assert (parked.status, parked.error_position, parked.failures) == ("failed", 3, 1)
-    assert "poisoned restock" in parked.last_error
+    expected = "division by zero" if poisoned is poisoned_restock_in_the_database else (
+        "poisoned restock"
+    )
+    assert expected in parked.last_error
     assert parked.retry_at is not None
     assert ProductCatalog.objects.get().stock == 105
 
