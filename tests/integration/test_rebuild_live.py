@@ -305,3 +305,40 @@ def test_a_rebuild_killed_at_any_point_leaves_the_live_model_and_resumes(
     assert {model: rows(model) for model in old_rows} == old_rows
     assert history(client)[1] == before[1]
     assert leftover_shadows() == []
+
+
+def test_side_by_side_replays_stop_when_the_command_is_killed(shop_with_history, client_for):
+    """``--jobs 2``: killing only the command (not its process group) stops its child
+    processes too, at their next batch; the live model is as it was and a rerun
+    resumes and completes."""
+    john, mug, _orders = shop_with_history
+    for _ in range(35):
+        product_rename(product_id=mug, name=f"Mug {_}")
+        place(john, (mug, 1))
+    project()
+    client = client_for(john)
+    before = history(client)
+    old_rows = {model: rows(model) for model in (OrderHistory, ProductCatalog)}
+
+    rebuild = start_rebuild("--jobs", "2", "--interval", "0", batch_size=5)
+    for _ in range(4):  # a few batches committed by the children
+        assert ": " in rebuild.stdout.readline()
+    os.kill(rebuild.pid, signal.SIGKILL)
+    rebuild.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:  # the children notice at their next batch and exit
+        try:
+            os.killpg(rebuild.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "the replay's children outlived it"
+        time.sleep(0.05)
+
+    assert history(client) == before
+    assert {model: rows(model) for model in old_rows} == old_rows
+    again = start_rebuild("--jobs", "2", "--interval", "0", batch_size=5)
+    output, _ = again.communicate(timeout=180)
+    assert again.returncode == 0, output
+    assert {model: rows(model) for model in old_rows} == old_rows
+    assert history(client)[1] == before[1]
+    assert leftover_shadows() == []
