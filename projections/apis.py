@@ -29,11 +29,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
+from django.http import QueryDict
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -47,6 +49,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from orders.domain import STATUSES as ORDER_STATUSES
@@ -186,6 +189,25 @@ class WaitSlots:
 WAIT_SLOTS = WaitSlots()
 
 
+@functools.cache
+def _defaults(serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
+    serializer = serializer_class(data=QueryDict())  # as a request without parameters
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def validated(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    """The request's query parameters validated by ``serializer_class`` (400 if not
+    valid). Without a parameter it names, its defaults, validated once per process:
+    most queries send none, and validating costs a copy of every field."""
+    params = request.query_params
+    if not any(name in params for name in serializer_class._declared_fields):
+        return dict(_defaults(serializer_class))
+    serializer = serializer_class(data=params)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 class QueryApi(APIView):
     """Base of every query view: the freshness header and the ``min_position`` wait."""
 
@@ -196,9 +218,8 @@ class QueryApi(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication and permissions first
-        params = FreshnessSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        min_position = params.validated_data.get("min_position")
+        params = validated(FreshnessSerializer, request)
+        min_position = params.get("min_position")
         self.position = self.current_position()
         if min_position is None or self.position >= min_position:
             return
@@ -216,7 +237,7 @@ class QueryApi(APIView):
                     retry_after=1,
                 )
             self.position = self.wait_for(
-                min_position, min(params.validated_data["wait"], MAX_WAIT_SECONDS)
+                min_position, min(params["wait"], MAX_WAIT_SECONDS)
             )
         if self.position < min_position:
             raise ProjectionBehind(
@@ -411,19 +432,58 @@ class AsStoredField(serializers.Field):
         return value
 
 
-# A serializer of read-model rows: each declared field's ``to_representation`` on the
-# row's attribute (or on the row, for ``source="*"``), without DRF's per-field machinery
-# for related objects. The declared fields are both the schema and what is sent. (A
-# comment, not a docstring: the schema would show a docstring as a description.)
+def plain_representation(field: serializers.Field) -> Callable[[Any], Any]:
+    """``field.to_representation``, or a plain function that answers the same for the
+    values a read-model row holds (DRF's own ``CharField``, ``IntegerField``, ``UUIDField``
+    and ``DecimalField`` as strings; a field that overrides the method keeps it)."""
+    represent = type(field).to_representation
+    if represent is serializers.CharField.to_representation or (
+        represent is serializers.UUIDField.to_representation
+        and field.uuid_format == "hex_verbose"
+    ):
+        return str
+    if represent is serializers.IntegerField.to_representation:
+        return int
+    if (
+        represent is serializers.DecimalField.to_representation
+        and field.decimal_places is not None
+        and getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
+        and not field.localize
+        and not field.normalize_output
+    ):
+        # DRF quantizes (context rounding, as format() rounds) then writes '{:f}'.
+        spec = f".{field.decimal_places}f"
+        fallback = field.to_representation
+
+        def decimal_string(value: Any) -> Any:
+            return format(value, spec) if type(value) is Decimal else fallback(value)
+
+        return decimal_string
+    return field.to_representation
+
+
+# A serializer of read-model rows: each declared field's representation of the row's
+# attribute (or of the row, for ``source="*"``), without DRF's per-field machinery for
+# related objects. The declared fields are both the schema and what is sent. The plan
+# (name, source, function per field) is made once per class from the declared fields,
+# so a request neither copies the fields (DRF deep-copies them for every serializer
+# instance) nor calls generic field methods per value. (A comment, not a docstring:
+# the schema would show a docstring as a description.)
 class RowSerializer(serializers.Serializer):
 
-    @functools.cached_property
-    def _plan(self) -> list[tuple[str, str, Callable[[Any], Any]]]:
-        return [(f.field_name, f.source, f.to_representation) for f in self._readable_fields]
+    @classmethod
+    def row_plan(cls) -> list[tuple[str, str, Callable[[Any], Any]]]:
+        plan = cls.__dict__.get("_row_plan")  # each class its own, never a parent's
+        if plan is None:
+            template = cls()  # unbound and without data: the plan keeps no instance
+            plan = [(f.field_name, f.source, plain_representation(f))
+                    for f in template._readable_fields]
+            cls._row_plan = plan  # a race only builds the same plan twice
+        return plan
 
     def to_representation(self, row: Any) -> dict:
         data = {}
-        for name, source, represent in self._plan:
+        for name, source, represent in self.row_plan():
             value = row if source == "*" else getattr(row, source)
             data[name] = None if value is None else represent(value)
         return data
@@ -500,9 +560,8 @@ class OrderListApi(QueryApi):
         operation_id="order_history_list",
     )
     def get(self, request: Request) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        orders = order_list(user=request.user, **filters.validated_data)
+        filters = validated(self.FilterSerializer, request)
+        orders = order_list(user=request.user, **filters)
         return self.paginated(orders, self.OutputSerializer)
 
 

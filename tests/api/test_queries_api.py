@@ -388,3 +388,35 @@ def test_money_is_two_places_even_for_round_prices(client_for, customer, event_s
     assert order["lines"][0]["line_total"] == "40.00"
     assert product["price"] == "20.00"
     assert Decimal(order["total"]) == Decimal("40")
+
+
+@pytest.mark.parametrize("shipped", [False, True])
+@pytest.mark.parametrize("total", ["40", "40.5", "1234567890.99", "0.00"])
+def test_order_rows_are_sent_as_drf_would_represent_their_declared_fields(shipped, total):
+    # The order history renders rows from a plan made once per serializer class
+    # (OrderOutputSerializer); field by field it must send what DRF itself would.
+    from rest_framework import serializers
+
+    from projections.apis import OrderOutputSerializer, OrderShipmentSerializer
+    from projections.models import OrderHistory
+
+    now = timezone.now()
+    row = OrderHistory(
+        order_id=uuid4(), number=None if shipped else 7, customer_id=1, customer="ann",
+        status="shipped" if shipped else "placed", total=Decimal(total),
+        shipping_address="1 Road", placed_at=now, version=2,
+        lines=[{"sku": "MUG-1", "quantity": 1, "unit_price": "1.50"}],
+        shipment_id=uuid4() if shipped else None, carrier="DHL" if shipped else None,
+        shipment_status="dispatched" if shipped else None,
+        shipment_updated_at=now + timedelta(seconds=1) if shipped else None,
+    )
+
+    sent = OrderOutputSerializer(row).data
+
+    assert sent == serializers.Serializer.to_representation(OrderOutputSerializer(), row)
+    assert sent["total"] == f"{Decimal(total):.2f}"
+    if shipped:
+        assert sent["shipment"] == serializers.Serializer.to_representation(
+            OrderShipmentSerializer(), row
+        )
+    assert OrderOutputSerializer([row, row], many=True).data == [sent, sent]
