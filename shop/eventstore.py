@@ -41,6 +41,7 @@ from eventsourcing.persistence import (
     PersistenceError,
     StoredEvent,
 )
+from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import Environment, retry, strtobool
 
 from shop.errors import ConcurrentUpdate, NotFound, PreconditionFailed
@@ -191,9 +192,9 @@ def _build_app() -> ShopApplication:
     # workers) can collide in PostgreSQL's catalog ("tuple concurrently updated",
     # a duplicate type): the loser retries and then finds the tables there.
     app = ShopApplication(env=event_store_env())
-    pool = getattr(getattr(app.recorder, "datastore", None), "pool", None)
-    if pool is not None and not app.recorder.datastore.pre_ping:
-        _check_without_round_trip(pool)
+    datastore = getattr(app.recorder, "datastore", None)
+    if isinstance(datastore, PostgresDatastore) and not datastore.pre_ping:
+        _check_without_round_trip(datastore.pool)
     return app
 
 
