@@ -329,7 +329,9 @@ def save(
     side = _side_record.get()
     side_events = list(side.events(Saved(target.id, target.version, 0, extra))) if side else []
     if not side_events and not any(a.pending_events for a in aggregates):
-        last = last_recorded(target.id)
+        # The position of the version answered, not of the stream's latest event:
+        # another process may have appended to it since this one loaded it.
+        last = last_recorded(target.id, up_to_version=target.version)
         return Saved(target.id, target.version, last[1] if last else head_position(), extra)
     recordings = get_app().save(*aggregates, *side_events)
     position = max(r.notification.id for r in recordings)
@@ -440,21 +442,26 @@ retry_on_conflict = tenacity.retry(
 
 # Retried on a dead connection, as the recorder's own reads are.
 @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-def last_recorded(stream_id: UUID) -> tuple[StoredEvent, int] | None:
-    """A stream's last stored event and its notification id (the log position), read
-    from the recorder (never the aggregate cache: another process may have written it).
+def last_recorded(
+    stream_id: UUID, *, up_to_version: int | None = None
+) -> tuple[StoredEvent, int] | None:
+    """A stream's last stored event (or its last up to ``up_to_version``) and its
+    notification id (the log position), read from the recorder (never the aggregate
+    cache: another process may have written it).
     """
     recorder = get_app().recorder
     table = recorder.events_table_name
+    bound = up_to_version if up_to_version is not None else 2**31 - 1
     if hasattr(recorder.datastore, "schema"):  # PostgreSQL
         from psycopg.sql import SQL, Identifier
 
         statement = SQL(
             "SELECT originator_version, topic, state, notification_id FROM {}.{} "
-            "WHERE originator_id = %s ORDER BY originator_version DESC LIMIT 1"
+            "WHERE originator_id = %s AND originator_version <= %s "
+            "ORDER BY originator_version DESC LIMIT 1"
         ).format(Identifier(recorder.datastore.schema), Identifier(table))
         with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(statement, [stream_id], prepare=True)
+            cursor.execute(statement, [stream_id, bound], prepare=True)
             found = cursor.fetchone()
         if found is None:
             return None
@@ -466,8 +473,9 @@ def last_recorded(stream_id: UUID) -> tuple[StoredEvent, int] | None:
         with recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute(
                 f"SELECT originator_version, topic, state, rowid FROM {table} "  # noqa: S608
-                "WHERE originator_id = ? ORDER BY originator_version DESC LIMIT 1",
-                (stream_id.hex,),
+                "WHERE originator_id = ? AND originator_version <= ? "
+                "ORDER BY originator_version DESC LIMIT 1",
+                (stream_id.hex, bound),
             )
             found = cursor.fetchone()
         if found is None:

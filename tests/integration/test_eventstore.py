@@ -258,3 +258,17 @@ def test_the_pool_lends_no_dead_connection_after_every_session_ended(event_store
     assert head_position() == saved.position
     # Well within the 5 s the pool would wait for a connection it could trust.
     assert time.monotonic() - started < 3.0
+
+
+def test_a_no_op_answers_the_position_of_the_version_it_answers(event_store):
+    """A command that changes nothing answers its aggregate's version and that
+    version's position, even if another writer appended to the stream since it
+    loaded the aggregate (the answer's position must show that version's event)."""
+    saved = register()
+    product = load(saved.aggregate_id, Product)  # at version 1
+    product_restock(product_id=saved.aggregate_id, quantity=5)  # another writer: v2
+
+    answer = save(product)  # nothing pending
+
+    assert (answer.version, answer.position) == (1, saved.position)
+    assert head_position() > saved.position
