@@ -6,6 +6,7 @@ and written only by projectors (see ``projections/projectors.py``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from django.db import connection, models
@@ -48,24 +49,30 @@ class CheckpointQuerySet(models.QuerySet):
             self.get_or_create(projection=name, upstream=upstream)
             return self.select_for_update().get(projection=name, upstream=upstream)
         # One round trip (a catch-up runs after every command): set the bound, lock
-        # the row, lift the bound.
-        fields = [field.attname for field in Checkpoint._meta.concrete_fields]
-        sql, params = (
-            self.of(name, upstream).select_for_update().values_list(*fields).query
-            .sql_with_params()
-        )
+        # the row, lift the bound. The statement is compiled once per process.
+        fields, sql, params = _lock_statement(name, upstream)
         for _attempt in range(2):
             with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SET LOCAL lock_timeout = '5s'; {sql}; SET LOCAL lock_timeout TO DEFAULT",
-                    params,
-                )
+                cursor.execute(sql, params)
                 cursor.nextset()  # the SELECT's rows
                 row = cursor.fetchone()
             if row is not None:
                 return Checkpoint.from_db(connection.alias, fields, row)
             self.get_or_create(projection=name, upstream=upstream)  # a projection's first run
         raise Checkpoint.DoesNotExist(name)  # pragma: no cover - created just above
+
+
+@functools.lru_cache(maxsize=64)
+def _lock_statement(name: str, upstream: str) -> tuple[list[str], str, tuple]:
+    """``Checkpoint.objects.lock``'s statement on PostgreSQL, with its fields."""
+    fields = [field.attname for field in Checkpoint._meta.concrete_fields]
+    sql, params = (
+        Checkpoint.objects.of(name, upstream).select_for_update().values_list(*fields).query
+        .sql_with_params()
+    )
+    return fields, (
+        f"SET LOCAL lock_timeout = '5s'; {sql}; SET LOCAL lock_timeout TO DEFAULT"
+    ), tuple(params)
 
 
 class Checkpoint(models.Model):
