@@ -14,12 +14,9 @@ import redis
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.utils import timezone
 
-from projections.models import Checkpoint
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import catch_up
-from shop.eventstore import head_position
 
 logger = logging.getLogger(__name__)
 
@@ -30,19 +27,11 @@ _broker_down_until = 0.0
 _in_process_lock = threading.Lock()
 
 
-# Coalescing: while a catch-up of a projection is queued or running, further commands
-# need not queue another one. The key is set by the trigger that queues the task and
-# cleared by the task when it has caught up; the task then reads the head once more,
-# and if a command committed meanwhile (its trigger saw the key and queued nothing),
-# it sets the key again and catches up again. So a busy projection is followed by one
-# task looping through the commands' batches, not by a message per command and
-# projection: measured, the Celery work per order (message, tracing, a catch-up's
-# fixed round trips) had become as large as the command's own.
+# Coalescing: while a catch-up of a projection is queued and not yet started, further
+# commands need not queue another one, because that task will read the log after they
+# committed. The key is cleared when the task starts, before it reads the log.
 PENDING_KEY = "shop:projections:pending:{}"
 PENDING_TTL_SECONDS = 60  # a lost message blocks triggers at most this long (sweep covers)
-# A task loops at most this long, then queues its successor and ends, so each
-# projection gets its turn on the worker's processes.
-LOOP_SECONDS = 0.5
 _redis: tuple[int, redis.Redis] | None = None
 
 
@@ -69,43 +58,13 @@ def _pending_store() -> redis.Redis | None:
     max_retries=10,
 )
 def catch_up_projection(name: str) -> int:
-    projector = get_projector(name)
     store = _pending_store()
-    if store is None:
-        return catch_up(projector)
-    key = PENDING_KEY.format(name)
-    deadline = time.monotonic() + LOOP_SECONDS
-    applied = 0
-    while True:
-        applied += catch_up(projector)
+    if store is not None:
         try:
-            store.delete(key)
+            store.delete(PENDING_KEY.format(name))
         except redis.RedisError:
             logger.warning("Could not clear the pending flag of %s", name, exc_info=True)
-            return applied  # the flag expires; the sweep covers meanwhile
-        if not _more_to_do(name):
-            return applied
-        try:
-            if not store.set(key, 1, nx=True, ex=PENDING_TTL_SECONDS):
-                return applied  # a trigger queued a task meanwhile: it catches up
-        except redis.RedisError:
-            return applied
-        if time.monotonic() >= deadline:
-            catch_up_projection.apply_async(args=[name], retry=False)  # the next turn
-            return applied
-        time.sleep(settings.PROJECTION_COALESCE_SECONDS)
-
-
-def _more_to_do(name: str) -> bool:
-    """Whether events were appended after the projection's position (read after the
-    flag was cleared), unless it is parked until a retry time (its back-off)."""
-    checkpoint = Checkpoint.objects.of(name).values_list("position", "retry_at").first()
-    if checkpoint is None:
-        return True
-    position, retry_at = checkpoint
-    if retry_at is not None and retry_at > timezone.now():
-        return False
-    return head_position() > position
+    return catch_up(get_projector(name))
 
 
 @shared_task(name="projections.sweep", ignore_result=True)

@@ -284,9 +284,6 @@ PROJECTION_LAG_ALERT_SECONDS = float(os.environ.get("PROJECTION_LAG_ALERT_SECOND
 # /metrics also answers "Authorization: Bearer <METRICS_TOKEN>" (unset: staff only).
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
-# While commands keep coming, a projection's task waits this long between catch-ups
-# so that each applies several commands' events (projections/tasks.py).
-PROJECTION_COALESCE_SECONDS = float(os.environ.get("PROJECTION_COALESCE_SECONDS", "0.02"))
 # Notifications read per transaction by the projection runner.
 PROJECTION_BATCH_SIZE = int(os.environ.get("PROJECTION_BATCH_SIZE", "1000"))
 # Notifications per committed batch of a rebuild (blue/green on PostgreSQL; one
