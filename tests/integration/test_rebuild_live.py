@@ -111,6 +111,20 @@ def shop_with_history(event_store, make_user, no_projection_trigger):
     return john, mug, orders
 
 
+@pytest.fixture
+def renamed_history(shop_with_history, client_for):
+    """35 more orders, a rename before each (so every batch rewrites lines), projected;
+    with the live history as the customer reads it and the read models' rows."""
+    john, mug, orders = shop_with_history
+    for _ in range(35):
+        product_rename(product_id=mug, name=f"Mug {_}")
+        place(john, (mug, 1))
+    project()
+    client = client_for(john)
+    old_rows = {model: rows(model) for model in (OrderHistory, ProductCatalog)}
+    return client, orders, history(client), old_rows
+
+
 def test_queries_answer_from_the_old_rows_in_the_middle_of_a_rebuild(
     event_store, make_user, client_for, no_projection_trigger
 ):
@@ -263,16 +277,9 @@ def test_the_live_projection_keeps_following_the_log_during_a_rebuild(
 
 @pytest.mark.parametrize("point", ["after the first batch", "in the middle", "at the swap"])
 def test_a_rebuild_killed_at_any_point_leaves_the_live_model_and_resumes(
-    shop_with_history, client_for, point
+    renamed_history, point
 ):
-    john, mug, orders = shop_with_history
-    for _ in range(35):
-        product_rename(product_id=mug, name=f"Mug {_}")
-        place(john, (mug, 1))
-    project()
-    client = client_for(john)
-    before = history(client)
-    old_rows = {model: rows(model) for model in (OrderHistory, ProductCatalog)}
+    client, orders, before, old_rows = renamed_history
     old_checkpoints = list(Checkpoint.objects.order_by("projection").values())
 
     lock = hold_a_row(orders[0]) if point == "at the swap" else None
@@ -307,18 +314,11 @@ def test_a_rebuild_killed_at_any_point_leaves_the_live_model_and_resumes(
     assert leftover_shadows() == []
 
 
-def test_side_by_side_replays_stop_when_the_command_is_killed(shop_with_history, client_for):
+def test_side_by_side_replays_stop_when_the_command_is_killed(renamed_history):
     """``--jobs 2``: killing only the command (not its process group) stops its child
     processes too, at their next batch; the live model is as it was and a rerun
     resumes and completes."""
-    john, mug, _orders = shop_with_history
-    for _ in range(35):
-        product_rename(product_id=mug, name=f"Mug {_}")
-        place(john, (mug, 1))
-    project()
-    client = client_for(john)
-    before = history(client)
-    old_rows = {model: rows(model) for model in (OrderHistory, ProductCatalog)}
+    client, _orders, before, old_rows = renamed_history
 
     rebuild = start_rebuild("--jobs", "2", "--interval", "0", batch_size=5)
     for _ in range(4):  # a few batches committed by the children

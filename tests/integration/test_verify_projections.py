@@ -5,7 +5,6 @@ exits 1 if any differ, and changes nothing (no shadow is left behind)."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 
@@ -20,6 +19,7 @@ from projections.models import Checkpoint, OrderHistory, ProductCatalog
 from projections.shadow import leftover_shadows
 from shop.eventstore import head_position
 from tests.givens import place, project, register, rows
+from tests.support.processes import app_env
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -115,13 +115,7 @@ def test_the_command_exits_1_naming_the_key(shop):
             f"UPDATE {OrderHistory._meta.db_table} SET total = total + 1"
             " WHERE order_id = %s", [orders[0]]
         )
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "DEBUG": "1",
-        "CELERY_BROKER_URL": "",
-    }
+    env = app_env(database=connection.settings_dict, broker_url="")
     result = subprocess.run(
         [sys.executable, "manage.py", "verify_projections", "order_history"],
         cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
@@ -197,14 +191,8 @@ def test_side_by_side_jobs_rebuild_and_verify_every_projection(shop):
 
 
 def test_a_replay_lowers_its_own_cpu_priority(shop):
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "DEBUG": "1",
-        "CELERY_BROKER_URL": "",
-        "PROJECTION_REBUILD_NICE": "7",
-    }
+    env = app_env(database=connection.settings_dict, broker_url="",
+                  PROJECTION_REBUILD_NICE="7")
     script = (
         "import os; from django.core.management import call_command; "
         "before = os.nice(0); call_command('verify_projections', 'product_catalog'); "
