@@ -263,6 +263,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
+# How much a worker's pool processes lower their CPU priority (as ``nice``; 0: not at
+# all): under full load the web's commands go first (shop/celery.py).
+WORKER_NICE = int(os.environ.get("WORKER_NICE", "5"))
 # Seconds between safety-net sweeps that trigger every projection.
 PROJECTION_SWEEP_SECONDS = float(os.environ.get("PROJECTION_SWEEP_SECONDS", "2"))
 CELERY_BEAT_SCHEDULE = {
@@ -284,16 +287,20 @@ PROJECTION_LAG_ALERT_SECONDS = float(os.environ.get("PROJECTION_LAG_ALERT_SECOND
 # /metrics also answers "Authorization: Bearer <METRICS_TOKEN>" (unset: staff only).
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
+# Under a stream of commands, a projection's catch-ups start at most once per this many
+# seconds; a command after a quiet spell is projected at once (projections/tasks.py).
+PROJECTION_TRIGGER_INTERVAL = float(os.environ.get("PROJECTION_TRIGGER_INTERVAL", "0.05"))
 # Notifications read per transaction by the projection runner.
 PROJECTION_BATCH_SIZE = int(os.environ.get("PROJECTION_BATCH_SIZE", "1000"))
 # Notifications per committed batch of a rebuild (blue/green on PostgreSQL; one
 # transaction on SQLite): larger batches mean fewer rewrites of rows that change often.
 PROJECTION_REBUILD_BATCH_SIZE = int(os.environ.get("PROJECTION_REBUILD_BATCH_SIZE", "5000"))
-# Build a rebuilt read model's secondary indexes after its bulk load instead of before.
 # How much the replay commands (rebuild_projections, verify_projections) lower their
 # CPU priority, as ``nice -n``: background work, so the web processes and the live
-# projections come first on a busy machine (0 leaves it as it is).
-PROJECTION_REBUILD_NICE = int(os.environ.get("PROJECTION_REBUILD_NICE", "10"))
+# projections (a worker at WORKER_NICE) come first on a busy machine (0 leaves it as
+# it is). 15 against the worker's 5 gives the worker ~9x the rebuild's CPU share.
+PROJECTION_REBUILD_NICE = int(os.environ.get("PROJECTION_REBUILD_NICE", "15"))
+# Build a rebuilt read model's secondary indexes after its bulk load instead of before.
 PROJECTION_REBUILD_DEFER_INDEXES = os.environ.get(
     "PROJECTION_REBUILD_DEFER_INDEXES", "0"
 ).lower() in ("1", "true", "yes")

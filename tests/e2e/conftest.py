@@ -40,6 +40,7 @@ def broker(redis_server, settings) -> Iterator[RedisServer]:
     settings.CELERY_BROKER_URL = redis_server.url
     settings.CELERY_TASK_ALWAYS_EAGER = False
     assert app.conf.broker_url == redis_server.url and not app.conf.task_always_eager
+    app.set_current()  # the shop's shared tasks send through the current app
     _forget_broker_connections(app)
     tasks._broker_down_until = 0.0
     yield redis_server

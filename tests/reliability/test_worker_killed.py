@@ -26,7 +26,8 @@ KILLS = 3
 
 def trigger_all(broker_url: str) -> None:
     """What a command's commit or the beat sweep does: one trigger per projection."""
-    client = Celery("reliability-client", broker=broker_url)
+    # Not the current app: the shop's shared tasks would send through this one after.
+    client = Celery("reliability-client", broker=broker_url, set_as_current=False)
     try:
         for name in projection_names():
             client.send_task("projections.catch_up", args=[name])

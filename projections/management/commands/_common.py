@@ -18,6 +18,7 @@ from django.db import connection, connections
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import Progress, Projector
 from projections.shadow import ShadowBusy, ShadowOutdated
+from shop import celery
 from shop.eventstore import reset_app
 
 
@@ -180,9 +181,7 @@ class ReplayCommand(BaseCommand):
 
 def lower_priority() -> None:
     """Lower this process's CPU priority by ``PROJECTION_REBUILD_NICE`` (0: leave it)."""
-    increment = settings.PROJECTION_REBUILD_NICE
-    if increment > 0 and hasattr(os, "nice"):
-        os.nice(increment)
+    celery.lower_priority(settings.PROJECTION_REBUILD_NICE)
 
 
 def _replay_in_child(
