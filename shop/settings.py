@@ -263,9 +263,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
-# How much a worker's pool processes lower their CPU priority (as ``nice``; 0: not at
-# all): under full load the web's commands go first (shop/celery.py).
-WORKER_NICE = int(os.environ.get("WORKER_NICE", "5"))
 # Seconds between safety-net sweeps that trigger every projection.
 PROJECTION_SWEEP_SECONDS = float(os.environ.get("PROJECTION_SWEEP_SECONDS", "2"))
 CELERY_BEAT_SCHEDULE = {
@@ -297,9 +294,8 @@ PROJECTION_BATCH_SIZE = int(os.environ.get("PROJECTION_BATCH_SIZE", "1000"))
 PROJECTION_REBUILD_BATCH_SIZE = int(os.environ.get("PROJECTION_REBUILD_BATCH_SIZE", "5000"))
 # How much the replay commands (rebuild_projections, verify_projections) lower their
 # CPU priority, as ``nice -n``: background work, so the web processes and the live
-# projections (a worker at WORKER_NICE) come first on a busy machine (0 leaves it as
-# it is). 15 against the worker's 5 gives the worker ~9x the rebuild's CPU share.
-PROJECTION_REBUILD_NICE = int(os.environ.get("PROJECTION_REBUILD_NICE", "15"))
+# projections come first on a busy machine (0 leaves it as it is).
+PROJECTION_REBUILD_NICE = int(os.environ.get("PROJECTION_REBUILD_NICE", "10"))
 # Build a rebuilt read model's secondary indexes after its bulk load instead of before.
 PROJECTION_REBUILD_DEFER_INDEXES = os.environ.get(
     "PROJECTION_REBUILD_DEFER_INDEXES", "0"

@@ -18,7 +18,6 @@ from django.db import connection, connections
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import Progress, Projector
 from projections.shadow import ShadowBusy, ShadowOutdated
-from shop import celery
 from shop.eventstore import reset_app
 
 
@@ -181,7 +180,9 @@ class ReplayCommand(BaseCommand):
 
 def lower_priority() -> None:
     """Lower this process's CPU priority by ``PROJECTION_REBUILD_NICE`` (0: leave it)."""
-    celery.lower_priority(settings.PROJECTION_REBUILD_NICE)
+    increment = settings.PROJECTION_REBUILD_NICE
+    if increment > 0 and hasattr(os, "nice"):
+        os.nice(increment)
 
 
 def _replay_in_child(
