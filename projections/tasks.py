@@ -120,10 +120,11 @@ def countdown(started: bytes | str | None, now: float, interval: float) -> float
 def trigger_projections() -> None:
     """Called after every command's commit: bring each projection up to date.
 
-    With a broker, enqueue one catch-up per projection (paced: see ``countdown``); if
-    the broker is down the command still succeeds (its events are durable) and the
-    sweep catches up later. Without a broker (the embedded default) catch up
-    in-process, now, so the next read sees the write.
+    With a broker, enqueue one catch-up message for the projections this command
+    claims (paced: see ``countdown``); if the broker is down the command still
+    succeeds (its events are durable) and the sweep catches up later. Without a
+    broker (the embedded default) catch up in-process, now, so the next read sees
+    the write.
     """
     global _broker_down_until
     if not settings.CELERY_BROKER_URL:
