@@ -34,18 +34,20 @@ PENDING_KEY = "shop:projections:pending:{}"
 PENDING_TTL_SECONDS = 60  # a lost message blocks triggers at most this long (sweep covers)
 # When the projection's last catch-up started (a Unix time), for the trigger's pacing.
 STARTED_KEY = "shop:projections:started:{}"
-_redis: tuple[int, redis.Redis] | None = None
+_redis: tuple[tuple[int, str], redis.Redis] | None = None
 
 
 def _pending_store() -> redis.Redis | None:
-    """A Redis client for the pending flags, when the broker is Redis."""
+    """A Redis client for the pending flags, when the broker is Redis: one per process
+    and broker URL (a forked child, or settings pointed at another broker, gets its own)."""
     global _redis
     url = settings.CELERY_BROKER_URL
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
-    if _redis is None or _redis[0] != os.getpid():
+    key = (os.getpid(), url)
+    if _redis is None or _redis[0] != key:
         client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        _redis = (os.getpid(), client)
+        _redis = (key, client)
     return _redis[1]
 
 

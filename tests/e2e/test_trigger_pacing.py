@@ -42,9 +42,7 @@ def queue(broker, settings):
     settings.PROJECTION_TRIGGER_INTERVAL = 0.5
     client = redis.Redis.from_url(broker.url)
     client.flushdb()
-    tasks._redis = None  # the flags' client follows the broker URL
-    yield client
-    tasks._redis = None
+    return client
 
 
 def messages(client: redis.Redis) -> list[tuple[list[str], datetime | None]]:
