@@ -29,8 +29,7 @@ import psycopg_pool
 import tenacity
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import OperationalError as DjangoOperationalError
-from django.db import connection, transaction
+from django.db import transaction
 from django.dispatch import Signal
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, DomainEvent
@@ -45,6 +44,7 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import Environment, retry, strtobool
 
 from shop.errors import ConcurrentUpdate, NotFound, PreconditionFailed
+from shop.recorder import ShopRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,8 @@ def event_store_env() -> dict[str, str]:
             # Never insert through the DB function: it skips the table lock that
             # makes notification ids commit in order (see ARCHITECTURE.md, rule 6).
             POSTGRES_ENABLE_DB_FUNCTIONS="no",
+            # The library's recorder with a command's insert in one round trip.
+            APPLICATION_RECORDER_TOPIC="shop.recorder:ShopRecorder",
         )
         defaults = {
             "POSTGRES_POOL_SIZE": "2",
@@ -371,48 +373,37 @@ LOCK_WAIT_SECONDS = 10
 @contextmanager
 def exclusive(*aggregate_ids: UUID) -> Iterator[None]:
     """Serialize the writers of these aggregates, across processes, from before they
-    load them until after their save commits.
+    load them until their save commits.
 
     Why: a hot product (a flash sale) has many writers at once. Optimistic retries let
     every writer load, decide and try to save, and all but one lose and start over:
     CPU spent for nothing, and after enough lost races a 409 concurrent_update. Here
     writers queue instead: on PostgreSQL each takes a transaction-level advisory lock
     per aggregate id, in sorted order (no deadlock between two orders sharing
-    products), in a Django transaction that ends after the event store's save; the
-    next writer then loads (the cached aggregate fast-forwarded by one small query) a
-    state no one else is changing, so its save does not conflict. The event store's
-    own save already takes a table lock, so this adds no serialization on the log,
-    only on the product. Within an enclosing ``exclusive()`` block it adds its locks to
-    that transaction. SQLite (the embedded default) has one writer at a time anyway:
-    there it is a no-op and the optimistic retry remains.
+    products), on a connection of the event store's pool; the next writer then loads
+    (the cached aggregate fast-forwarded by one small query) a state no one else is
+    changing, so its save does not conflict. The block's save runs on that same
+    connection (``shop.recorder``): the events commit and the locks end together, in
+    the save's one round trip, and taking the locks costs one more. A block that saves
+    nothing lets go on leaving. The event store's insert already takes a table lock,
+    so this adds no serialization on the log, only on the product. Within an
+    enclosing ``exclusive()`` block it adds its locks to that block's. SQLite (the
+    embedded default) has one writer at a time anyway: there it is a no-op and the
+    optimistic retry remains.
     """
-    if connection.vendor != "postgresql" or not aggregate_ids:
+    recorder = get_app().recorder if aggregate_ids else None
+    if not isinstance(recorder, ShopRecorder):
         yield
         return
     keys = sorted({_lock_key(aggregate_id) for aggregate_id in aggregate_ids})
-    if connection.in_atomic_block:
-        # Already in a transaction (an outer exclusive()): add the locks to it. No
-        # nested atomic: a domain error raised in the block must not doom the outer one.
-        _advisory_lock(keys)
+    with recorder.holding() as holder:
+        try:
+            holder.lock(keys, LOCK_WAIT_SECONDS)
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
+                raise LockWaitTimeout() from exc
+            raise
         yield
-        return
-    with transaction.atomic():
-        _advisory_lock(keys)
-        yield
-
-
-def _advisory_lock(keys: list[int]) -> None:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SET LOCAL lock_timeout = '{LOCK_WAIT_SECONDS}s'; "
-                "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
-                [keys],
-            )
-    except DjangoOperationalError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
-            raise LockWaitTimeout() from exc
-        raise
 
 
 class LockWaitTimeout(ConcurrentUpdate):

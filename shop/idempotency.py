@@ -22,10 +22,10 @@ is no moment where the events exist without the record or the other way round:
 A rejected command (any status below 500 without events) appends nothing: the event
 log stays exactly as before it (API.md), so a client sending garbage cannot grow it.
 Its outcome is a row of ``shop.models.IdempotencyRejection`` (primary key: the same
-stream id), written inside the key's ``exclusive()`` block (on PostgreSQL, the
-transaction holding the key's lock), so a duplicate in flight still waits and replays
-it. There are no events for it to be atomic with. Two runs racing for the row (SQLite,
-which has no lock) collide on its primary key: the loser replays the winner's.
+stream id), written and committed inside the key's ``exclusive()`` block, while the
+key's lock is held, so a duplicate in flight still waits and replays it. There are no
+events for it to be atomic with. Two runs racing for the row (SQLite, which has no
+lock) collide on its primary key: the loser replays the winner's.
 A lookup takes the live success record, else the live rejection row, else runs.
 
 Expiry: the store is append-only, so "expired" is a rule on reading: a record whose
@@ -185,7 +185,7 @@ def save_rejection(stream_id: UUID, fingerprint: str, status: int, body: Any,
     values = {"fingerprint": fingerprint, "status": status,
               "body": json.dumps(body, default=str), "created_at": datetime.now(UTC)}
     rows = IdempotencyRejection.objects
-    with transaction.atomic():  # a savepoint inside exclusive(): a collision undoes only this
+    with transaction.atomic():  # a collision undoes only this (a savepoint if nested)
         if replacing is not None and rows.filter(
             stream_id=stream_id, created_at=replacing.row.created_at
         ).update(**values):
