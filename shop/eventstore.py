@@ -60,9 +60,27 @@ class ShopApplication(Application):
         # The events are committed by now; a failed snapshot must not turn an
         # accepted command into an error. The next interval takes another one.
         try:
-            super()._take_snapshots(processing_event)
+            self._snapshot_saved(processing_event)
         except Exception:
             logger.exception("Taking a snapshot failed; the events were saved.")
+
+    def _snapshot_saved(self, processing_event: Any) -> None:
+        """The library's ``_take_snapshots``, but from the aggregate just saved when it
+        is at the snapshot's version: the library reloads it from the store instead
+        (the last snapshot and up to ``interval`` events, decoded and replayed), which
+        was most of the cost of a busy product's every 50th order."""
+        if not (self.snapshots and self.snapshotting_intervals):
+            return
+        for event in processing_event.events:
+            aggregate = processing_event.aggregates.get(event.originator_id)
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if aggregate is None or interval is None or event.originator_version % interval:
+                continue
+            if aggregate.version == event.originator_version:
+                snapshot_class = getattr(type(aggregate), "Snapshot", self.snapshot_class)
+                self.snapshots.put([snapshot_class.take(aggregate)])
+            else:  # a later event of the same save moved it on: rebuild that version
+                self.take_snapshot(event.originator_id, version=event.originator_version)
 
 
 def snapshot_every(aggregate_class: type[Aggregate], interval: int) -> None:

@@ -191,6 +191,27 @@ def test_a_product_is_snapshotted_every_50_versions(event_store, monkeypatch):
     assert (product.version, product.stock) == (53, 104)
 
 
+def test_a_snapshot_is_taken_from_the_product_just_saved(event_store, monkeypatch):
+    product_id = register(stock=0).aggregate_id
+    for _ in range(48):
+        product_restock(product_id=product_id, quantity=2)
+    reloads = []
+    original_get = event_store.repository.get
+
+    def spy(aggregate_id, *args, **kwargs):
+        if kwargs.get("version") is not None:
+            reloads.append(kwargs["version"])
+        return original_get(aggregate_id, *args, **kwargs)
+
+    monkeypatch.setattr(event_store.repository, "get", spy)
+    product_restock(product_id=product_id, quantity=2)  # version 50
+
+    assert reloads == []  # the library would rebuild version 50 from the store
+    [snapshot] = event_store.snapshots.get(product_id)
+    rebuilt = Product.Snapshot.take(original_get(product_id, version=50))
+    assert (snapshot.originator_version, snapshot.state) == (50, rebuilt.state)
+
+
 def test_orders_and_shipments_are_not_snapshotted(event_store):
     product_id = register().aggregate_id
     saved, _ = order_place(customer_id=1, customer="john", lines=[(product_id, 1)],
