@@ -16,7 +16,7 @@ import os
 import select
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -366,10 +366,20 @@ def save(
     return Saved(aggregate_id=target.id, version=target.version, position=position, extra=extra)
 
 
+def _project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """The library's ``project_aggregate`` without its per-event
+    ``assert isinstance(event, CanMutateProtocol)``: a runtime-checkable Protocol check
+    that took 2-3 % of a gunicorn worker's CPU under a stream of orders (Python 3.11).
+    Every event here is the library's ``DomainEvent``, which has ``mutate``."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
 def load(aggregate_id: UUID, cls: type[A], *, what: str | None = None) -> A:
     """Load an aggregate of the given type, or raise ``NotFound``."""
     try:
-        aggregate = get_app().repository.get(aggregate_id)
+        aggregate = get_app().repository.get(aggregate_id, projector_func=_project)
     except AggregateNotFoundError:
         aggregate = None
     if not isinstance(aggregate, cls):
