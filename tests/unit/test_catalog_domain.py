@@ -3,6 +3,7 @@
 No database: aggregates are built in memory and their pending events inspected.
 """
 
+import copy
 from decimal import Decimal
 from uuid import uuid4
 
@@ -196,3 +197,18 @@ def test_replaying_the_events_rebuilds_the_same_state():
         7, 4, "Red mug", Decimal("9.99"),
     )
     assert replayed.version == product.version == 5
+
+
+def test_a_deep_copy_is_independent_of_the_original():
+    product = Product.register(sku="MUG-1", name="Mug", price=Decimal("9.99"), stock=5)
+    product.collect_events()  # as loaded from the store: nothing pending
+    copy_ = copy.deepcopy(product)
+    assert vars(copy_) == vars(product)
+
+    copy_.reserve(uuid4(), 2)
+    copy_.rename("Big mug")
+
+    assert (product.reserved, product.name, product.version) == (0, "Mug", 1)
+    assert product.collect_events() == []
+    assert (copy_.reserved, copy_.name, copy_.version) == (2, "Big mug", 3)
+    assert [type(e).__name__ for e in copy_.collect_events()] == ["StockReserved", "Renamed"]
