@@ -78,26 +78,32 @@ class LockHolder:
     def lock(self, keys: Sequence[int], timeout_seconds: float) -> None:
         """Take ``keys`` (sorted by the caller: no deadlock between two commands),
         waiting at most ``timeout_seconds``: then the library's ``OperationalError``,
-        caused by psycopg's ``LockNotAvailable``."""
+        caused by psycopg's ``LockNotAvailable``. One round trip, whatever the state:
+        BEGIN first if no transaction is open; if a failed save aborted it, ROLLBACK
+        and BEGIN first, and take again every lock held so far: PostgreSQL released
+        them with the failed statement, so a retry within the block (a nested
+        ``exclusive()``) runs alone again. Another writer may pass in between; the
+        version checks keep that correct, as without any lock."""
+        status = self.conn.info.transaction_status
+        start = ""
+        if status != TransactionStatus.INTRANS:
+            if status == TransactionStatus.INERROR:
+                start, keys = "ROLLBACK; ", sorted({*self.keys, *keys})
+            start += _BEGIN.format(max(1, int(timeout_seconds * 1000)))
+            self.keys = []
         # The keys are ours (64-bit ints), written into the statement: quoting them
         # as a parameter was most of this round trip's CPU in gunicorn (py-spy).
-        statement = _LOCK.format(",".join(str(int(key)) for key in keys))
-        if not self.in_transaction:
-            statement = _BEGIN.format(max(1, int(timeout_seconds * 1000))) + statement
-            self.keys = []
+        statement = start + (_LOCK.format(",".join(str(int(k)) for k in keys)) if keys else "")
         self.timeout_seconds = timeout_seconds
         with library_errors(), ClientCursor(self.conn) as cursor:
             cursor.execute(statement)
         self.keys.extend(keys)
 
-    def relock_after_failure(self) -> None:
-        """A failed save aborted the transaction: start another holding the same locks,
-        so a retry within the block still runs alone."""
-        keys = sorted(set(self.keys))
-        with library_errors():
-            self.conn.execute("ROLLBACK")
-        if keys:
-            self.lock(keys, self.timeout_seconds)
+    def recover(self) -> None:
+        """After a failed save in this block: a usable transaction holding the same
+        locks again (see ``lock``)."""
+        if self.conn.info.transaction_status == TransactionStatus.INERROR:
+            self.lock([], self.timeout_seconds)
 
     def end(self, *, commit: bool) -> None:
         """End the transaction no save has ended, and its locks with it: commit what
@@ -193,12 +199,10 @@ class ShopRecorder(PostgresApplicationRecorder):
         if holder is not None and holder.datastore is self.datastore and holder.in_transaction:
             # Not retried on a dead connection: the locks died with it, and whether the
             # COMMIT landed is unknown. The command fails; a keyed retry replays it.
-            try:
-                return self._insert(holder.conn, stored_events, commit=True)
-            except PersistenceError:
-                if holder.in_transaction and not holder.conn.closed:
-                    holder.relock_after_failure()
-                raise
+            # A failure aborts the transaction (and PostgreSQL ends its locks): the
+            # block's next lock or save starts another (``LockHolder.lock``).
+            holder.recover()
+            return self._insert(holder.conn, stored_events, commit=True)
         return self._insert_alone(stored_events)
 
     @retry((persistence.InterfaceError, persistence.OperationalError), max_attempts=10,

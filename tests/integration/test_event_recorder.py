@@ -173,7 +173,7 @@ def test_a_block_that_saves_nothing_commits_what_it_wrote(event_store):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failed_save_in_a_block_keeps_the_locks_for_the_retry(event_store):
+def test_a_block_stays_usable_after_a_failed_save(event_store):
     product = mug()
     recorder = event_store.recorder
     stream = uuid4()
@@ -182,10 +182,31 @@ def test_a_failed_save_in_a_block_keeps_the_locks_for_the_retry(event_store):
     with exclusive(product.aggregate_id):
         with pytest.raises(IntegrityError):
             recorder.insert_events([first])  # version 1 is taken
-        assert not other_session_can_lock(product.aggregate_id)
+        # PostgreSQL ended the transaction's locks with the failed statement; the
+        # next save takes them again (ROLLBACK, BEGIN, the locks) before its insert.
         second = StoredEvent(originator_id=stream, originator_version=2, topic="t",
                              state=b"{}")
         assert len(recorder.insert_events([second])) == 1
+    assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_in_a_nested_block_after_a_failed_save_takes_every_lock_again(event_store):
+    outer, inner = mug(), mug()
+    recorder = event_store.recorder
+    stream = uuid4()
+    first = StoredEvent(originator_id=stream, originator_version=1, topic="t", state=b"{}")
+    recorder.insert_events([first])
+    with exclusive(outer.aggregate_id):  # e.g. an idempotency key's lock
+        with pytest.raises(IntegrityError), exclusive(inner.aggregate_id):
+            recorder.insert_events([first])
+        with exclusive(inner.aggregate_id):  # the command's retry
+            assert not other_session_can_lock(outer.aggregate_id)
+            assert not other_session_can_lock(inner.aggregate_id)
+            second = StoredEvent(originator_id=stream, originator_version=2, topic="t",
+                                 state=b"{}")
+            recorder.insert_events([second])
+            assert other_session_can_lock(outer.aggregate_id)
     assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2]
 
 
