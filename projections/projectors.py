@@ -132,6 +132,8 @@ def fetch(model: type[Model], *, match: str = "AND", **any_of: Iterable[Any]) ->
     statement is built once and each field's values go as one typed array. SQLite (the
     embedded default, small data) keeps the ORM.
     """
+    if match not in ("AND", "OR"):
+        raise ValueError(f"match is AND or OR, not {match!r}")
     values = {name: list(dict.fromkeys(v)) for name, v in any_of.items()}
     if not (any if match == "OR" else all)(values.values()):
         return []  # no value can match
