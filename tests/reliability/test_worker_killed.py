@@ -40,7 +40,7 @@ def test_projections_survive_kill_9_of_the_worker(services, redis_server, api_us
     """Fault: the Celery worker's whole process group is killed with SIGKILL 3 times
     while it is projecting (mid-transaction, mid-batch), then restarted.
     Load: a backlog of ~3000 events (orders, renames, reprices, restocks, cancels,
-    shipments) appended before the worker starts; batches of 50 so kills land
+    shipments) appended before the worker starts; batches of 10 so kills land
     mid-stream.
     Must survive: the read models. When the checkpoints reach the head, every
     projection is healthy and its rows equal a rebuild from scratch: no event lost,
@@ -53,7 +53,7 @@ def test_projections_survive_kill_9_of_the_worker(services, redis_server, api_us
     head = build_backlog(events=BACKLOG_EVENTS, customers=customers)
     assert checkpoint_positions() == dict.fromkeys(projection_names(), 0)
 
-    worker = services.worker(PROJECTION_BATCH_SIZE="50")
+    worker = services.worker(PROJECTION_BATCH_SIZE="10")
     rng = random.Random()
     kills_mid_stream = 0
     for _ in range(KILLS):
