@@ -23,7 +23,7 @@ from catalog.domain import Product
 from catalog.services import product_register
 from orders.services import order_place
 from shop import eventstore
-from shop.eventstore import LockWaitTimeout, exclusive, load
+from shop.eventstore import LockWaitTimeout, event_store_env, exclusive, load
 from shop.recorder import ShopRecorder
 
 pytestmark = pytest.mark.skipif(
@@ -33,17 +33,16 @@ pytestmark = pytest.mark.skipif(
 CONTRACT_TABLE = "contract_events"
 
 
+def event_store_database() -> dict[str, str]:
+    """Where the event store writes (the test database), as ``event_store_env`` says."""
+    env = event_store_env()
+    return {"dbname": env["POSTGRES_DBNAME"], "host": env["POSTGRES_HOST"],
+            "port": env["POSTGRES_PORT"], "user": env["POSTGRES_USER"],
+            "password": env["POSTGRES_PASSWORD"]}
+
+
 def contract_datastore() -> PostgresDatastore:
-    settings_dict = connection.settings_dict
-    return PostgresDatastore(
-        dbname=settings_dict["NAME"],
-        host=settings_dict["HOST"] or "127.0.0.1",
-        port=str(settings_dict["PORT"] or 5432),
-        user=settings_dict["USER"] or "postgres",
-        password=settings_dict["PASSWORD"] or "",
-        pool_size=4,
-        max_overflow=20,
-    )
+    return PostgresDatastore(**event_store_database(), pool_size=4, max_overflow=20)
 
 
 class ContractRecorder(unittest.TestCase):
@@ -88,11 +87,7 @@ del ApplicationRecorderTestCase, NonInterleavingNotificationIDsBaseCase  # only 
 
 def other_session_can_lock(aggregate_id) -> bool:
     """Whether another session could take ``aggregate_id``'s writer lock right now."""
-    settings_dict = connection.settings_dict
-    with psycopg.connect(host=settings_dict["HOST"] or "127.0.0.1",
-                         port=settings_dict["PORT"] or 5432,
-                         user=settings_dict["USER"] or "postgres",
-                         dbname=settings_dict["NAME"], autocommit=True) as other:
+    with psycopg.connect(**event_store_database(), autocommit=True) as other:
         got = other.execute("SELECT pg_try_advisory_lock(%s)",
                             [eventstore._lock_key(aggregate_id)]).fetchone()[0]
         if got:
