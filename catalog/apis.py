@@ -76,7 +76,7 @@ class ProductRegisterApi(CommandApi):
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        saved = product_register(**serializer.validated_data)
+        saved = product_register(uow=self.uow, **serializer.validated_data)
         return saved
 
 
@@ -98,7 +98,7 @@ class ProductRenameApi(CommandApi):
     def post(self, request, product_id):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        saved = product_rename(product_id=product_id, **serializer.validated_data)
+        saved = product_rename(uow=self.uow, product_id=product_id, **serializer.validated_data)
         return saved
 
 
@@ -120,7 +120,7 @@ class ProductRepriceApi(CommandApi):
     def post(self, request, product_id):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        saved = product_reprice(product_id=product_id, **serializer.validated_data)
+        saved = product_reprice(uow=self.uow, product_id=product_id, **serializer.validated_data)
         return saved
 
 
@@ -143,5 +143,5 @@ class ProductRestockApi(CommandApi):
     def post(self, request, product_id):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        saved = product_restock(product_id=product_id, **serializer.validated_data)
+        saved = product_restock(uow=self.uow, product_id=product_id, **serializer.validated_data)
         return saved

@@ -173,8 +173,9 @@ class OrderHistoryAdmin(ReadModelAdmin):
             self, request,
             form_class=OrderCancelForm,
             title="Cancel order",
-            run=lambda *, reason: order_cancel(
-                order_id=order_id, user_id=request.user.pk, is_staff=True, reason=reason
+            run=lambda *, uow, reason: order_cancel(
+                uow=uow, order_id=order_id, user_id=request.user.pk, is_staff=True,
+                reason=reason,
             ),
             done=f"Cancelled {order_name(order)}; its stock reservations are released",
             success_url=self._order_page_url(order_id),

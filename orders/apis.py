@@ -22,6 +22,12 @@ class OrderPlaceApi(CommandApi):
     saved_name = "order"
     success_status = status.HTTP_201_CREATED
 
+    def success_body(self, saved):
+        code, body = super().success_body(saved)
+        # The order's number is the log position of its Order.Placed, the first event
+        # its placement appends (the order history shows the same number).
+        return code, {**body, "number": saved.positions[0]}
+
     class InputSerializer(serializers.Serializer):
         class LineSerializer(serializers.Serializer):
             product_id = StrictUUIDField()
@@ -61,7 +67,7 @@ class OrderPlaceApi(CommandApi):
                 response_only=True,
                 status_codes=["201"],
                 value={"order_id": "0b9e4c52-8d3f-4a7e-b1c6-5f2a9d8e7c31", "version": 1,
-                       "position": 10432, "total": "59.97"},
+                       "position": 10434, "total": "59.97", "number": 10432},
             ),
         ],
     )
@@ -70,6 +76,7 @@ class OrderPlaceApi(CommandApi):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         saved, _total = order_place(
+            uow=self.uow,
             customer_id=request.user.id,
             customer=request.user.get_username(),
             lines=[(line["product_id"], line["quantity"]) for line in data["lines"]],
@@ -100,6 +107,7 @@ class OrderCancelApi(CommandApi):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         saved = order_cancel(
+            uow=self.uow,
             order_id=order_id,
             user_id=request.user.id,
             is_staff=request.user.is_staff,

@@ -54,6 +54,10 @@ class Order(Aggregate):
             shipping_address=shipping_address,
         )
 
+    def is_visible_to(self, user_id: int, is_staff: bool) -> bool:
+        """Staff may see and act on every order, a customer only on their own."""
+        return is_staff or self.customer_id == user_id
+
     def cancel(self, reason: str = "") -> None:
         self._require(PLACED, "cancelled")
         self._cancelled(reason=reason)

@@ -156,11 +156,11 @@ class OrderShipmentAdmin(OrderHistoryAdmin):
         shipment_id = getattr(order, "shipment_id", None)
         current = getattr(order, "shipment_status", None)
 
-        def advance(*, status: str):
+        def advance(*, uow, status: str):
             # The row may lag behind the log; the service is what decides.
             if shipment_id is None:
                 raise InvalidState(f"Order {order_id} has no shipment yet.")
-            return shipment_change_status(shipment_id=shipment_id, status=status)
+            return shipment_change_status(uow=uow, shipment_id=shipment_id, status=status)
 
         return command_form_view(
             self, request,

@@ -42,7 +42,7 @@ class ShipmentCreateApi(CommandApi):
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        saved = shipment_create(**serializer.validated_data)
+        saved = shipment_create(uow=self.uow, **serializer.validated_data)
         return saved
 
 
@@ -70,5 +70,6 @@ class ShipmentStatusChangeApi(CommandApi):
     def post(self, request, shipment_id):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        saved = shipment_change_status(shipment_id=shipment_id, **serializer.validated_data)
+        saved = shipment_change_status(uow=self.uow, shipment_id=shipment_id,
+                                       **serializer.validated_data)
         return saved

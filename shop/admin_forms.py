@@ -23,7 +23,8 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField, empty
 
 from shop.errors import ApplicationError, ConcurrentUpdate
-from shop.eventstore import Saved, precondition
+from shop.eventstore import Saved
+from shop.unit_of_work import UnitOfWork
 
 COMMAND_FORM_TEMPLATE = "admin/shop/command_form.html"
 # The hidden field carrying the version of the aggregate the form was shown for.
@@ -189,8 +190,8 @@ def command_form_view(
     edits: tuple[Any, int | None] | None = None,
 ) -> HttpResponse:
     """A page with one command's form: GET shows it; a valid POST runs the command
-    through ``run(**cleaned_data)`` and redirects on success, or shows the form again
-    with the domain error as a message.
+    through ``run(uow=<unit of work>, **cleaned_data)`` and redirects on success, or
+    shows the form again with the domain error as a message.
 
     ``edits``: ``(aggregate_id, version shown)`` for a form about an existing
     aggregate. The version travels in a hidden field and the command runs under that
@@ -204,8 +205,8 @@ def command_form_view(
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         shown = data.pop(VERSION_FIELD, None)
-        with precondition(edits[0] if edits else None, shown):
-            saved = run_command(request, lambda: run(**data), done=done, form=form)
+        uow = UnitOfWork(if_match=(edits[0], shown) if edits and shown else None)
+        saved = run_command(request, lambda: run(uow=uow, **data), done=done, form=form)
         if saved is not None:
             url = success_url(saved) if callable(success_url) else success_url
             return HttpResponseRedirect(url)

@@ -15,7 +15,6 @@ from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import IntegrityError as DjangoIntegrityError
 from django.db import InterfaceError as DjangoInterfaceError
 from django.db import OperationalError as DjangoOperationalError
 from django.http import Http404, JsonResponse
@@ -34,13 +33,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from shop import idempotency
 from shop.errors import ApplicationError, ConcurrentUpdate, InvalidInput, ServiceUnavailable
-from shop.eventstore import (
-    LockWaitTimeout,
-    Saved,
-    exclusive,
-    precondition,
-    recording_beside,
-)
+from shop.eventstore import Saved
+from shop.unit_of_work import UnitOfWork
 
 NON_FIELD_ERRORS = api_settings.NON_FIELD_ERRORS_KEY
 logger = logging.getLogger(__name__)
@@ -141,7 +135,7 @@ def _as_api_exception(exc: Exception) -> Exception:
     if isinstance(exc, IntegrityError):  # a lost race that escaped every retry
         exc = ConcurrentUpdate()
     elif isinstance(exc, DEPENDENCY_DOWN):
-        logger.warning("A dependency is down", exc_info=exc)
+        logger.warning("A dependency is down (%s): %s", type(exc).__name__, exc)
         exc = ServiceUnavailable()
     if isinstance(exc, ApplicationError):
         return _ApplicationErrorResponse(exc)
@@ -173,11 +167,13 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if response is None:
         return None
     code = _code(exc)
+    if isinstance(exc, _ApplicationErrorResponse):
+        # The same body an Idempotency-Key records for a refusal (and replays).
+        response.data = exc.error.body()
+        return response
     if isinstance(exc, exceptions.ValidationError):
         errors: dict | None = flatten_errors(response.data)
         detail = _invalid_detail(errors)
-    elif isinstance(exc, _ApplicationErrorResponse):
-        detail, errors = exc.error.detail, exc.error.errors
     else:
         detail = str(response.data.get("detail", "")) if isinstance(response.data, dict) else ""
         detail = detail or str(getattr(exc, "default_detail", ""))
@@ -242,20 +238,25 @@ def saved_response(
 class CommandApi(APIView):
     """The base of every command view (``POST /api/commands/…``).
 
-    A subclass's ``post()`` validates its input, calls one service and returns the
-    service's ``Saved``; this class turns that into the answer
-    ``{<saved_name>_id, version, position, …}`` with ``success_status``, and around
-    the call it applies the headers every command accepts:
+    A subclass's ``post()`` validates its input and calls one service with
+    ``uow=self.uow``, the unit of work this class makes for the request, and returns
+    the service's ``Saved``; this class turns that into the answer
+    ``{<saved_name>_id, version, position, …}`` with ``success_status``. The unit of
+    work carries the headers every command accepts:
 
     - ``Idempotency-Key``: the command runs once per user and key; a repeat replays
-      the first outcome with ``Idempotent-Replayed: true`` (see ``shop.idempotency``);
+      the first outcome with ``Idempotent-Replayed: true`` (see ``shop.idempotency``).
+      A repeat of a finished command replays at once, before its input is validated
+      again; one that arrives while the first runs waits for it in the unit of work;
     - ``If-Match: "<version>"``: on a command whose path names an aggregate, a stale
-      version answers 412 ``precondition_failed`` before anything is appended;
+      version answers 412 ``precondition_failed`` before anything is appended (after
+      the check that the caller may see that aggregate at all);
     - every success carries ``ETag: "<new version>"``.
     """
 
     saved_name = ""
     success_status = status.HTTP_200_OK
+    uow: UnitOfWork
 
     def initial(self, request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -268,22 +269,37 @@ class CommandApi(APIView):
         return self.success_status, saved_body(saved, self.saved_name)
 
     def run_command(self, command, request, *args: Any, **kwargs: Any) -> Response:
-        key = request.headers.get("Idempotency-Key")
+        claim = self.idempotency_claim(request)
+        if claim is not None and (record := claim.lookup()) is not None:
+            return self.replay(record)
         expected = parse_if_match(request.headers.get("If-Match"))
         target = next((value for value in kwargs.values() if isinstance(value, UUID)), None)
+        self.uow = UnitOfWork(
+            claim=claim,
+            if_match=(target, expected) if target is not None and expected is not None
+            else None,
+        )
+        try:
+            saved = command(request, *args, **kwargs)
+        except idempotency.Answered as answered:  # a duplicate ran it while this waited
+            return self.replay(answered.record)
+        code, body = self.success_body(saved)
+        return with_etag(Response(body, status=code))
 
-        def execute() -> Response:
-            try:
-                with precondition(target, expected):
-                    saved = command(request, *args, **kwargs)
-            except Exception as exc:
-                return self.handle_exception(exc)
-            code, body = self.success_body(saved)
-            return with_etag(Response(body, status=code))
-
+    def idempotency_claim(self, request) -> idempotency.Claim | None:
+        key = request.headers.get("Idempotency-Key")
         if key is None:
-            return execute()
-        return run_once(request, idempotency.check_key(key), execute, self.success_body)
+            return None
+        try:
+            body = request.body
+        except RawPostDataException:  # already read as a stream: fingerprint the data
+            body = json.dumps(request.data, sort_keys=True, default=str).encode()
+        return idempotency.Claim(request.user.pk, idempotency.check_key(key),
+                                 idempotency.fingerprint(request.method, request.path, body))
+
+    def replay(self, record: idempotency.Record) -> Response:
+        code, data = record.outcome(self.success_body)
+        return with_etag(Response(data, status=code, headers={"Idempotent-Replayed": "true"}))
 
 
 def parse_if_match(value: str | None) -> int | None:
@@ -302,50 +318,6 @@ def with_etag(response: Response) -> Response:
     if response.status_code < 300 and isinstance(data, dict) and "version" in data:
         response["ETag"] = f'"{data["version"]}"'
     return response
-
-
-def run_once(request, key: str, execute, success_body) -> Response:
-    """Run ``execute`` at most once per user and key; see ``shop.idempotency``."""
-    try:
-        body = request.body
-    except RawPostDataException:  # already read as a stream: fingerprint the data
-        body = json.dumps(request.data, sort_keys=True, default=str).encode()
-    fingerprint = idempotency.fingerprint(request.method, request.path, body)
-    stream_id = idempotency.record_id(request.user.pk, key)
-    for _attempt in range(3):
-        try:
-            with exclusive(stream_id):
-                record = idempotency.last_record(stream_id)
-                rejection = None
-                first = record if record is not None and record.live() else None
-                if first is None:
-                    rejection = idempotency.last_rejection(stream_id)
-                    if rejection is not None and rejection.live():
-                        first = rejection
-                if first is not None:
-                    if first.fingerprint != fingerprint:
-                        raise idempotency.KeyReused()
-                    code, data = first.outcome()
-                    response = Response(data, status=code,
-                                        headers={"Idempotent-Replayed": "true"})
-                    return with_etag(response)
-                version = record.event.originator_version + 1 if record else 1
-                pending = idempotency.PendingRecord(stream_id, version, fingerprint,
-                                                    success_body)
-                with recording_beside(pending):
-                    response = execute()
-                if pending.position is None and response.status_code < 500:
-                    # Nothing was saved (a rejected command): its outcome goes beside
-                    # the event log, which a rejection leaves as it was.
-                    idempotency.save_rejection(stream_id, fingerprint,
-                                               response.status_code, response.data,
-                                               replacing=rejection)
-                return response
-        except LockWaitTimeout:
-            raise idempotency.KeyInUse() from None
-        except (IntegrityError, DjangoIntegrityError):
-            continue  # the same key was recorded meanwhile: read and replay it
-    raise idempotency.KeyInUse()
 
 
 @functools.cache
@@ -367,6 +339,9 @@ def saved_serializer(name: str, *, total: bool = False) -> type[serializers.Seri
     }
     if total:
         fields["total"] = serializers.DecimalField(max_digits=16, decimal_places=2)
+        fields["number"] = serializers.IntegerField(
+            min_value=1, help_text="The order's number, as the order history shows it."
+        )
     component = "".join(part.capitalize() for part in name.split("_"))
     suffix = "Placed" if total else "Saved"
     meta = type("Meta", (), {"ref_name": f"{component}{suffix}"})

@@ -9,6 +9,9 @@ class ApplicationError(Exception):
     default_detail = "The request could not be processed."
     #: Seconds a client should wait before retrying (the ``Retry-After`` header).
     retry_after: int | None = None
+    #: Transient: the command did not run to a decision (a lost race, a timeout), so
+    #: a retry may succeed. An ``Idempotency-Key`` never records such an answer.
+    transient = False
 
     def __init__(
         self,
@@ -22,6 +25,13 @@ class ApplicationError(Exception):
         if retry_after is not None:
             self.retry_after = retry_after
         super().__init__(self.detail)
+
+    def body(self) -> dict:
+        """The error's JSON body, ``{code, detail[, errors]}`` (API.md)."""
+        body: dict = {"code": self.code, "detail": self.detail}
+        if self.errors is not None or self.status == 400:
+            body["errors"] = self.errors or {}
+        return body
 
 
 class InvalidInput(ApplicationError):
@@ -48,6 +58,7 @@ class Conflict(ApplicationError):
 class ConcurrentUpdate(Conflict):
     code = "concurrent_update"
     default_detail = "Someone else changed this at the same time; try again."
+    transient = True
 
 
 class InvalidState(Conflict):
@@ -70,3 +81,4 @@ class ServiceUnavailable(ApplicationError):
     status = 503
     default_detail = "A database is unreachable; retry shortly."
     retry_after = 1
+    transient = True

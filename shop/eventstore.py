@@ -2,7 +2,8 @@
 
 One application means one notification log with one total order, and a command that
 changes several aggregates (an order and the products it reserves) saves them all in
-one atomic ``save()``. It is built lazily, from Django's own database settings so that
+one atomic write (its unit of work's commit, ``shop/unit_of_work.py``). It is built
+lazily, from Django's own database settings so that
 tests pointed at the test database write events there too, and rebuilt after a fork
 (Celery prefork, gunicorn) so that no connection pool is shared between processes.
 """
@@ -10,18 +11,14 @@ tests pointed at the test database write events there too, and rebuilt after a f
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import os
 import select
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 import psycopg
@@ -29,58 +26,58 @@ import psycopg_pool
 import tenacity
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
 from django.dispatch import Signal
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate, DomainEvent
-from eventsourcing.persistence import (
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    PersistenceError,
-    StoredEvent,
-)
+from eventsourcing.application import Application, LRUCache
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresDatastore
-from eventsourcing.utils import Environment, retry, strtobool
-
-from shop.errors import ConcurrentUpdate, NotFound, PreconditionFailed
-from shop.recorder import ShopRecorder
+from eventsourcing.utils import Environment, strtobool
 
 logger = logging.getLogger(__name__)
 
-A = TypeVar("A", bound=Aggregate)
-
 
 class ShopApplication(Application):
+    """The shop's event store. Commands write through a unit of work
+    (``shop.unit_of_work``), which keeps recently used aggregates in
+    ``aggregate_cache`` and snapshots them here after its commit."""
+
     name = "shop"
     # Filled by the modules that own the aggregates (see ``snapshot_every``).
     snapshotting_intervals: ClassVar[dict[type[Aggregate], int]] = {}
 
-    def _take_snapshots(self, processing_event: Any) -> None:
-        # The events are committed by now; a failed snapshot must not turn an
-        # accepted command into an error. The next interval takes another one.
-        try:
-            self._snapshot_saved(processing_event)
-        except Exception:
-            logger.exception("Taking a snapshot failed; the events were saved.")
+    def __init__(self, env: Any = None) -> None:
+        super().__init__(env=env)
+        self.forget_cached_aggregates()
 
-    def _snapshot_saved(self, processing_event: Any) -> None:
-        """The library's ``_take_snapshots``, but from the aggregate just saved when it
-        is at the snapshot's version: the library reloads it from the store instead
-        (the last snapshot and up to ``interval`` events, decoded and replayed), which
-        was most of the cost of a busy product's every 50th order."""
+    def forget_cached_aggregates(self) -> None:
+        # Never mutated in place: a command loads a copy and fast-forwards it.
+        self.aggregate_cache: LRUCache[UUID, Aggregate] = LRUCache(
+            maxsize=int(self.env.get("COMMAND_AGGREGATE_CACHE_SIZE") or 1000))
+
+    def snapshot_saved(self, aggregates: list[Aggregate], saved_versions: list[tuple]) -> None:
+        """Snapshot the aggregates just committed that crossed their interval, from the
+        aggregate itself when it is at that version (reloading it from the store, as
+        the library does, was most of the cost of a busy product's every 50th order).
+        ``saved_versions``: ``(aggregate_id, version)`` of each event appended.
+
+        The events are committed by now: a failed snapshot must not turn an accepted
+        command into an error; the next interval takes another one."""
         if not (self.snapshots and self.snapshotting_intervals):
             return
-        for event in processing_event.events:
-            aggregate = processing_event.aggregates.get(event.originator_id)
-            interval = self.snapshotting_intervals.get(type(aggregate))
-            if aggregate is None or interval is None or event.originator_version % interval:
-                continue
-            if aggregate.version == event.originator_version:
-                snapshot_class = getattr(type(aggregate), "Snapshot", self.snapshot_class)
-                self.snapshots.put([snapshot_class.take(aggregate)])
-            else:  # a later event of the same save moved it on: rebuild that version
-                self.take_snapshot(event.originator_id, version=event.originator_version)
+        by_id = {aggregate.id: aggregate for aggregate in aggregates}
+        try:
+            for aggregate_id, version in saved_versions:
+                aggregate = by_id[aggregate_id]
+                interval = self.snapshotting_intervals.get(type(aggregate))
+                if interval is None or version % interval:
+                    continue
+                if aggregate.version == version:
+                    snapshot_class = getattr(type(aggregate), "Snapshot", self.snapshot_class)
+                    self.snapshots.put([snapshot_class.take(aggregate)])
+                else:  # a later event of the same save moved it on: rebuild that version
+                    self.take_snapshot(aggregate_id, version=version)
+        except Exception:
+            logger.exception("Taking a snapshot failed; the events were saved.")
 
 
 def snapshot_every(aggregate_class: type[Aggregate], interval: int) -> None:
@@ -110,10 +107,10 @@ def event_store_env() -> dict[str, str]:
             POSTGRES_PORT=str(db.get("PORT") or "5432"),
             POSTGRES_USER=str(db.get("USER") or "postgres"),
             POSTGRES_PASSWORD=str(db.get("PASSWORD") or ""),
-            # Never insert through the DB function: it skips the table lock that
+            # Never insert through the DB function: it skips the insert lock that
             # makes notification ids commit in order (see ARCHITECTURE.md, rule 6).
             POSTGRES_ENABLE_DB_FUNCTIONS="no",
-            # The library's recorder with a command's insert in one round trip.
+            # The library's recorder, append-only to the letter, with the side tables.
             APPLICATION_RECORDER_TOPIC="shop.recorder:ShopRecorder",
         )
         defaults = {
@@ -133,14 +130,14 @@ def event_store_env() -> dict[str, str]:
             dbname = ":memory:"
         else:
             dbname = str(Path(name).with_suffix(".events.sqlite3"))
-        env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=dbname)
+        env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=dbname,
+                   APPLICATION_RECORDER_TOPIC="shop.recorder:ShopSQLiteRecorder")
         defaults = {"SQLITE_LOCK_TIMEOUT": "20"}
     else:  # pragma: no cover - configuration error
         raise RuntimeError(f"Unsupported database engine for the event store: {db['ENGINE']}")
-    # Keep recently used aggregates in memory and fast-forward them with the events
-    # saved since (one small query), instead of replaying snapshot + events per command.
-    defaults["AGGREGATE_CACHE_MAXSIZE"] = "1000"
-    defaults["AGGREGATE_CACHE_FASTFORWARD"] = "y"
+    # Commands keep recently used aggregates in memory and fast-forward them with the
+    # events saved since (one small query), instead of replaying snapshot + events.
+    defaults["COMMAND_AGGREGATE_CACHE_SIZE"] = "1000"
     for key, value in defaults.items():
         env[key] = os.environ.get(key, value)
     return env
@@ -154,7 +151,7 @@ UNSAFE_DB_FUNCTIONS = (
     "The event store would insert events through PostgreSQL DB functions "
     "(POSTGRES_ENABLE_DB_FUNCTIONS is on, e.g. SHOP_POSTGRES_ENABLE_DB_FUNCTIONS=yes in "
     "the environment: the library reads the prefixed name first). Those inserts skip "
-    "the table lock that makes notification ids commit in order, so a projection could "
+    "the insert lock that makes notification ids commit in order, so a projection could "
     "skip an event for good. Unset SHOP_POSTGRES_ENABLE_DB_FUNCTIONS and "
     "POSTGRES_ENABLE_DB_FUNCTIONS (see ARCHITECTURE.md, rule 6)."
 )
@@ -280,229 +277,16 @@ atexit.register(reset_app)
 @dataclass(frozen=True)
 class Saved:
     """What a command returns: the touched aggregate, its version, the log position,
-    and any further values its answer carries (an order's ``total``)."""
+    any further values its answer carries (an order's ``total``), and the notification
+    ids the command appended, in order (``position`` is the last; a command that
+    changed nothing appended none and answers the position of the version it
+    answers)."""
 
     aggregate_id: UUID
     version: int
     position: int
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class SideRecord:
-    """Something a command records beside its events, in the same atomic save
-    (ARCHITECTURE.md rule 11): an idempotency key with the command's outcome.
-
-    ``events(saved)`` is asked at each save attempt with what the command is about to
-    answer (``position`` not yet known); ``recorded(position)`` is told once the save
-    committed.
-    """
-
-    def events(self, saved: Saved) -> Sequence[DomainEvent]:  # pragma: no cover
-        raise NotImplementedError
-
-    def recorded(self, position: int) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-
-_side_record: ContextVar[SideRecord | None] = ContextVar("side_record", default=None)
-_precondition: ContextVar[tuple[UUID, int] | None] = ContextVar("precondition", default=None)
-
-
-@contextmanager
-def recording_beside(record: SideRecord) -> Iterator[None]:
-    """Within this block, every ``save()`` also saves ``record``'s events, atomically."""
-    token = _side_record.set(record)
-    try:
-        yield
-    finally:
-        _side_record.reset(token)
-
-
-@contextmanager
-def precondition(aggregate_id: UUID | None, version: int | None) -> Iterator[None]:
-    """Within this block, loading ``aggregate_id`` at another version than ``version``
-    raises ``PreconditionFailed`` (If-Match; a stale admin form)."""
-    if aggregate_id is None or version is None:
-        yield
-        return
-    token = _precondition.set((aggregate_id, version))
-    try:
-        yield
-    finally:
-        _precondition.reset(token)
-
-
-def save(
-    *aggregates: Aggregate, primary: Aggregate | None = None, extra: dict[str, Any] | None = None
-) -> Saved:
-    """Save aggregates in one atomic write and trigger the projections.
-
-    Returns the primary aggregate's (default: the first's) id and new version, and the
-    notification id of the last event appended. A command that changed nothing appends
-    nothing and answers the aggregate's current version with the position of its
-    latest event (reading at that position shows the aggregate as it is). A side record
-    (see :class:`SideRecord`) is saved after the command's events in the same write,
-    so it is the last event appended.
-    """
-    target = primary or aggregates[0]
-    extra = extra or {}
-    side = _side_record.get()
-    side_events = list(side.events(Saved(target.id, target.version, 0, extra))) if side else []
-    if not side_events and not any(a.pending_events for a in aggregates):
-        # The position of the version answered, not of the stream's latest event:
-        # another process may have appended to it since this one loaded it.
-        last = last_recorded(target.id, up_to_version=target.version)
-        return Saved(target.id, target.version, last[1] if last else head_position(), extra)
-    recordings = get_app().save(*aggregates, *side_events)
-    position = max(r.notification.id for r in recordings)
-    if side is not None:
-        side.recorded(position)
-    # robust: the events are durable by now; a failing receiver (broker down, a
-    # projection error) is logged and must not turn an accepted command into a 500.
-    transaction.on_commit(
-        functools.partial(events_saved.send, sender=ShopApplication, position=position),
-        robust=True,
-    )
-    return Saved(aggregate_id=target.id, version=target.version, position=position, extra=extra)
-
-
-def _project(aggregate: Any, events: Iterable[Any]) -> Any:
-    """The library's ``project_aggregate`` without its per-event
-    ``assert isinstance(event, CanMutateProtocol)``: a runtime-checkable Protocol check
-    that took 2-3 % of a gunicorn worker's CPU under a stream of orders (Python 3.11).
-    Every event here is the library's ``DomainEvent``, which has ``mutate``."""
-    for event in events:
-        aggregate = event.mutate(aggregate)
-    return aggregate
-
-
-def load(aggregate_id: UUID, cls: type[A], *, what: str | None = None) -> A:
-    """Load an aggregate of the given type, or raise ``NotFound``."""
-    try:
-        aggregate = get_app().repository.get(aggregate_id, projector_func=_project)
-    except AggregateNotFoundError:
-        aggregate = None
-    if not isinstance(aggregate, cls):
-        raise NotFound(f"{what or cls.__name__} {aggregate_id} was not found.")
-    expected = _precondition.get()
-    if expected is not None and expected[0] == aggregate_id and expected[1] != aggregate.version:
-        raise PreconditionFailed(
-            f"{what or cls.__name__} {aggregate_id} changed since you read it: it is at "
-            f"version {aggregate.version}, not {expected[1]}. Nothing was saved; reload "
-            "it and try again."
-        )
-    return aggregate
-
-
-# How long a writer waits for another writer of the same aggregates (an advisory lock).
-LOCK_WAIT_SECONDS = 10
-
-
-@contextmanager
-def exclusive(*aggregate_ids: UUID) -> Iterator[None]:
-    """Serialize the writers of these aggregates, across processes, from before they
-    load them until their save commits.
-
-    Why: a hot product (a flash sale) has many writers at once. Optimistic retries let
-    every writer load, decide and try to save, and all but one lose and start over:
-    CPU spent for nothing, and after enough lost races a 409 concurrent_update. Here
-    writers queue instead: on PostgreSQL each takes a transaction-level advisory lock
-    per aggregate id, in sorted order (no deadlock between two orders sharing
-    products), on a connection of the event store's pool; the next writer then loads
-    (the cached aggregate fast-forwarded by one small query) a state no one else is
-    changing, so its save does not conflict. The block's save runs on that same
-    connection (``shop.recorder``): the events commit and the locks end together, in
-    the save's one round trip, and taking the locks costs one more. A block that saves
-    nothing lets go on leaving. The event store's insert already takes a table lock,
-    so this adds no serialization on the log, only on the product. Within an
-    enclosing ``exclusive()`` block it adds its locks to that block's. SQLite (the
-    embedded default) has one writer at a time anyway: there it is a no-op and the
-    optimistic retry remains.
-    """
-    recorder = get_app().recorder if aggregate_ids else None
-    if not isinstance(recorder, ShopRecorder):
-        yield
-        return
-    keys = sorted({_lock_key(aggregate_id) for aggregate_id in aggregate_ids})
-    with recorder.holding() as holder:
-        try:
-            holder.lock(keys, LOCK_WAIT_SECONDS)
-        except OperationalError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
-                raise LockWaitTimeout() from exc
-            raise
-        yield
-
-
-class LockWaitTimeout(ConcurrentUpdate):
-    """Another writer held the aggregates for longer than ``LOCK_WAIT_SECONDS``."""
-
-    default_detail = "Another change to the same data took too long; try again."
-
-
-def _lock_key(aggregate_id: UUID) -> int:
-    # A signed 64-bit key from the id's first 8 bytes; a collision only makes two
-    # aggregates share a queue.
-    return int.from_bytes(aggregate_id.bytes[:8], "big", signed=True)
-
-
-# Re-run a command when another writer saved the same aggregate first. Each attempt
-# reloads the aggregates, so the rules are checked again against the state that won.
-# After 30 lost races the IntegrityError propagates: the API answers 409
-# concurrent_update, the admin says so. Random waits growing to 20 ms spread out
-# writers that collided.
-retry_on_conflict = tenacity.retry(
-    retry=tenacity.retry_if_exception_type(IntegrityError),
-    stop=tenacity.stop_after_attempt(30),
-    wait=tenacity.wait_random_exponential(multiplier=0.001, max=0.02),
-    reraise=True,
-)
-
-
-# Retried on a dead connection, as the recorder's own reads are.
-@retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-def last_recorded(
-    stream_id: UUID, *, up_to_version: int | None = None
-) -> tuple[StoredEvent, int] | None:
-    """A stream's last stored event (or its last up to ``up_to_version``) and its
-    notification id (the log position), read from the recorder (never the aggregate
-    cache: another process may have written it).
-    """
-    recorder = get_app().recorder
-    table = recorder.events_table_name
-    bound = up_to_version if up_to_version is not None else 2**31 - 1
-    if hasattr(recorder.datastore, "schema"):  # PostgreSQL
-        from psycopg.sql import SQL, Identifier
-
-        statement = SQL(
-            "SELECT originator_version, topic, state, notification_id FROM {}.{} "
-            "WHERE originator_id = %s AND originator_version <= %s "
-            "ORDER BY originator_version DESC LIMIT 1"
-        ).format(Identifier(recorder.datastore.schema), Identifier(table))
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(statement, [stream_id, bound], prepare=True)
-            found = cursor.fetchone()
-        if found is None:
-            return None
-        version, topic, state, position = (
-            found["originator_version"], found["topic"], found["state"],
-            found["notification_id"],
-        )
-    else:  # SQLite: the notification id is the rowid
-        with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                f"SELECT originator_version, topic, state, rowid FROM {table} "  # noqa: S608
-                "WHERE originator_id = ? AND originator_version <= ? "
-                "ORDER BY originator_version DESC LIMIT 1",
-                (stream_id.hex, bound),
-            )
-            found = cursor.fetchone()
-        if found is None:
-            return None
-        version, topic, state, position = found[0], found[1], found[2], found[3]
-    stored = StoredEvent(originator_id=stream_id, originator_version=version, topic=topic,
-                         state=bytes(state))
-    return stored, position
+    positions: tuple[int, ...] = ()
 
 
 def head_position() -> int:

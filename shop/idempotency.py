@@ -1,43 +1,32 @@
-"""Idempotency records: a command run under an ``Idempotency-Key`` runs once per user
-and key; a repeat gets the first outcome back.
+"""Idempotency keys: a command sent with an ``Idempotency-Key`` runs once per user and
+key; a repeat within ``TTL`` gets the first outcome back, byte for byte.
 
-A successful command's record is an event in the event store, saved in the same atomic
-``Application.save()`` as the command's own events (ARCHITECTURE.md rule 11), so there
-is no moment where the events exist without the record or the other way round:
+Records live in their own table beside the event log (``shop_idempotency``, created by
+the recorder in the event store's database, see ``shop/recorder.py``), never in the
+log, which stays append-only. A command's record is written in the same transaction as
+its events (the unit of work's commit), so there is no moment where the events exist
+without the record or the other way round; its primary key (user, key) turns a second
+run of the key into a failed commit, which appends nothing and replays the first.
 
-- its stream id is ``uuid5(NAMESPACE, "<user id>:<key>")``: one stream per user and key;
-- each run appends one ``IdempotencyRecorded`` event at the stream's next version,
-  carrying the request's fingerprint (method, path, body hash) and the outcome
-  (status and body). Two runs of one key race for the same version: the loser's whole
-  save fails (``IntegrityError``), nothing of it is appended, and it replays the
-  winner's outcome;
-- ``position`` in a success body is the notification id of the command's last event,
-  which is the record itself (saved last); a replay reads it back from the record's
-  row, so the replayed body is the first one, byte for byte;
-- on PostgreSQL, requests with one key also queue on an advisory lock on the stream
-  id (see ``shop.eventstore.exclusive``), so a duplicate in flight waits for the
-  first and replays it instead of running the command and losing the race. If the
-  first takes longer than ``IN_FLIGHT_WAIT_SECONDS``: 409 ``idempotency_key_in_use``.
+What is recorded follows what payment APIs do:
 
-A rejected command (any status below 500 without events) appends nothing: the event
-log stays exactly as before it (API.md), so a client sending garbage cannot grow it.
-Its outcome is a row of ``shop.models.IdempotencyRejection`` (primary key: the same
-stream id), written and committed inside the key's ``exclusive()`` block, while the
-key's lock is held, so a duplicate in flight still waits and replays it. There are no
-events for it to be atomic with. Two runs racing for the row (SQLite, which has no
-lock) collide on its primary key: the loser replays the winner's.
-A lookup takes the live success record, else the live rejection row, else runs.
+- a command that ran: its ``Saved`` (aggregate id, version, extra values) and the
+  notification ids it appended; the replay renders the same answer from them;
+- a command that ran and was refused by a rule (409 ``insufficient_stock``,
+  ``invalid_state``, 404, 412, ...): its status and body;
+- never a request that failed validation before the command ran (400), nor a
+  transient answer (``ApplicationError.transient``: a lost race, a lock timeout, a key
+  in use, 429, any 5xx): a retry with the same key runs again.
 
-Expiry: the store is append-only, so "expired" is a rule on reading: a record whose
-last event (or a rejection row whose ``created_at``) is older than ``TTL`` counts as
-absent, and the key runs again (appending at the next version, so the race protection
-holds across expiry too; a new rejection replaces the row). The cleanup task
-(:func:`delete_expired`, on Celery beat) then deletes expired records' rows and expired
-rejection rows: they are bookkeeping about requests, not facts of the shop, no
-projection reads them, and keeping them would grow the log by one row per command
-forever. It deletes a stream only while holding that stream's lock and only if its
-last event is still expired, so it can never race a new run of the key; a rejection
-row is deleted only if its ``created_at`` is still expired (a replaced row is kept).
+A user holds at most ``IDEMPOTENCY_MAX_LIVE_KEYS`` live records (past it: 429
+``throttled``), and a refusal's stored body is at most ``MAX_BODY_BYTES``.
+
+On PostgreSQL, runs of one key queue on an advisory lock (the first lock of the unit
+of work, before any aggregate's), so a duplicate in flight waits for the first and
+replays it; waiting longer than the unit of work's lock wait is 409
+``idempotency_key_in_use``. Expiry is a rule on reading: an older record counts as
+absent; the next run of its key replaces it, and the cleanup on beat deletes the rest
+through the index on ``created_at``.
 """
 
 from __future__ import annotations
@@ -46,32 +35,28 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from django.db import transaction
+from django.conf import settings
 from eventsourcing.domain import DomainEvent
-from eventsourcing.utils import get_topic
 
 from shop.errors import ApplicationError, Conflict
-from shop.eventstore import Saved, SideRecord, exclusive, get_app, last_recorded
-from shop.models import IdempotencyRejection
+from shop.eventstore import Saved, get_app
+from shop.recorder import NewRecord, RecordLookup, StoredRecord
 
 logger = logging.getLogger(__name__)
 
 NAMESPACE = uuid5(NAMESPACE_URL, "https://shop.example/idempotency")
 TTL = timedelta(hours=24)
-IN_FLIGHT_WAIT_SECONDS = 10
 MAX_KEY_LENGTH = 255
+MAX_BODY_BYTES = 4096
 
 
 class IdempotencyRecorded(DomainEvent):
-    """A command ran under an idempotency key: what was asked, what was answered.
-
-    ``body`` is the answer's JSON body; for a success its ``position`` is left out
-    (unknown until the save) and is this event's own notification id.
-    """
+    """Records of an earlier release, kept in the log as events. Events are forever:
+    a log written then still holds them (nothing reads them any more)."""
 
     fingerprint: str
     status: int
@@ -94,6 +79,18 @@ class KeyInUse(Conflict):
         "its outcome."
     )
     retry_after = 1
+    transient = True
+
+
+class TooManyKeys(ApplicationError):
+    code = "throttled"
+    status = 429
+    default_detail = (
+        "You hold too many Idempotency-Keys used in the last 24 hours; send this command "
+        "without a key, or retry later."
+    )
+    retry_after = 60
+    transient = True
 
 
 class InvalidKey(ApplicationError):
@@ -121,170 +118,93 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 @dataclass(frozen=True)
 class Record:
-    event: IdempotencyRecorded
-    position: int
+    """A live record: the first outcome of a user's key."""
 
-    @property
-    def fingerprint(self) -> str:
-        return self.event.fingerprint
+    stored: StoredRecord
 
-    def live(self, now: datetime | None = None) -> bool:
-        return self.event.timestamp > (now or datetime.now(UTC)) - TTL
-
-    def outcome(self) -> tuple[int, Any]:
-        """The status and body first answered (a success's position filled in)."""
-        body = self.event.body
-        if isinstance(body, dict) and "position" in body:
-            body = {**body, "position": self.position}
-        return self.event.status, body
+    def outcome(self, success: Any) -> tuple[int, Any]:
+        """The status and body first answered; ``success(saved)`` renders a command
+        that ran, as it did the first time."""
+        body = json.loads(self.stored.body)
+        if self.stored.status is not None:
+            return self.stored.status, body
+        positions = self.stored.positions
+        return success(Saved(UUID(body["aggregate_id"]), body["version"], positions[-1],
+                             body["extra"], positions))
 
 
-def last_record(stream_id: UUID) -> Record | None:
-    """The stream's last record and its notification id, read from the event store
-    (never from the aggregate cache: another process may have written it)."""
-    app = get_app()
-    row = last_recorded(stream_id)
-    if row is None:
-        return None
-    stored, position = row
-    event = app.mapper.to_domain_event(stored)
-    assert isinstance(event, IdempotencyRecorded)
-    return Record(event=event, position=position)
+class Answered(Exception):  # noqa: N818 - an outcome, not a failure
+    """A run of this key was recorded while this one waited: replay ``record``."""
+
+    def __init__(self, record: Record) -> None:
+        super().__init__("answered already")
+        self.record = record
 
 
 @dataclass(frozen=True)
-class Rejection:
-    """A rejected run's outcome, read from its ``IdempotencyRejection`` row."""
+class Claim:
+    """A command run under a user's ``Idempotency-Key``."""
 
-    row: IdempotencyRejection
+    user_id: int
+    key: str
+    fingerprint: str
 
     @property
-    def fingerprint(self) -> str:
-        return self.row.fingerprint
+    def record_id(self) -> UUID:
+        """The record's id, which the runs of this key also queue on (a writer lock,
+        like an aggregate's)."""
+        return record_id(self.user_id, self.key)
 
-    def live(self, now: datetime | None = None) -> bool:
-        return self.row.created_at > (now or datetime.now(UTC)) - TTL
+    def check(self, found: RecordLookup) -> Record | None:
+        """The live record to replay, if any; a record of another request is 422, and
+        a new key past the user's cap is 429."""
+        if found.record is not None:
+            if found.record.fingerprint != self.fingerprint:
+                raise KeyReused()
+            return Record(found.record)
+        if found.live_records >= max_live_keys():
+            raise TooManyKeys()
+        return None
 
-    def outcome(self) -> tuple[int, Any]:
-        return self.row.status, json.loads(self.row.body)
+    def lookup(self) -> Record | None:
+        """:meth:`check` against the store, outside any transaction: a committed record
+        is final, so a repeat of a finished command replays without waiting."""
+        return self.check(get_app().recorder.find_record(
+            self.record_id, self.user_id, TTL, max_live_keys()))
 
+    def ran(self, saved: Saved) -> NewRecord:
+        """The record of a command that ran (``saved.positions`` are filled in by the
+        insert when it appended events)."""
+        body = {"aggregate_id": str(saved.aggregate_id), "version": saved.version,
+                "extra": saved.extra}
+        return NewRecord(self.record_id, self.user_id, self.fingerprint, None,
+                         json.dumps(body, default=str), saved.positions)
 
-def last_rejection(stream_id: UUID) -> Rejection | None:
-    row = IdempotencyRejection.objects.filter(stream_id=stream_id).first()
-    return Rejection(row) if row is not None else None
-
-
-def save_rejection(stream_id: UUID, fingerprint: str, status: int, body: Any,
-                   replacing: Rejection | None) -> None:
-    """Record a rejected run's outcome outside the event log, replacing the expired
-    rejection ``replacing`` (the row read before the run) if any.
-
-    Raises Django's ``IntegrityError`` if another run of the key recorded an outcome
-    meanwhile (the row exists but is not the one read): the caller replays that one.
-    """
-    values = {"fingerprint": fingerprint, "status": status,
-              "body": json.dumps(body, default=str), "created_at": datetime.now(UTC)}
-    rows = IdempotencyRejection.objects
-    with transaction.atomic():  # a collision undoes only this (a savepoint if nested)
-        if replacing is not None and rows.filter(
-            stream_id=stream_id, created_at=replacing.row.created_at
-        ).update(**values):
-            return
-        rows.create(stream_id=stream_id, **values)  # the cleanup may have deleted it
-
-
-class PendingRecord(SideRecord):
-    """The record a successful run saves beside the command's events
-    (``shop.eventstore.save`` asks for it)."""
-
-    def __init__(self, stream_id: UUID, version: int, fingerprint: str,
-                 success: Any) -> None:
-        self.stream_id = stream_id
-        self.version = version
-        self.fingerprint = fingerprint
-        self.success = success  # Saved -> (status, body): the answer the view will give
-        self.position: int | None = None
-
-    def events(self, saved: Saved) -> list[IdempotencyRecorded]:
-        status, body = self.success(saved)
-        return [IdempotencyRecorded(
-            originator_id=self.stream_id,
-            originator_version=self.version,
-            timestamp=IdempotencyRecorded.create_timestamp(),
-            fingerprint=self.fingerprint,
-            status=status,
-            body=json.loads(json.dumps(body, default=str)),
-        )]
-
-    def recorded(self, position: int) -> None:
-        self.position = position
+    def refused(self, error: ApplicationError) -> NewRecord | None:
+        """The record of a refusal, or None when it is not to be recorded (see the
+        module: validation errors and transient answers never are)."""
+        if error.transient or error.status == 400 or error.status >= 500:
+            return None
+        body = json.dumps(error.body(), default=str)
+        if len(body.encode()) > MAX_BODY_BYTES:
+            return None  # the refusal appended nothing: a retry may run it again
+        return NewRecord(self.record_id, self.user_id, self.fingerprint, error.status, body)
 
 
-def delete_expired(*, now: datetime | None = None, limit: int = 1000) -> int:
-    """Delete the rows of records whose last event is older than ``TTL``, and the
-    rejection rows older than ``TTL``; returns how many streams and rejections were
-    deleted. Runs on Celery beat (``projections`` schedules it)."""
-    app = get_app()
-    recorder = app.recorder
-    now = now or datetime.now(UTC)
-    # One statement: a row a new run replaced meanwhile has a fresh created_at and stays.
-    rejections, _ = IdempotencyRejection.objects.filter(created_at__lte=now - TTL).delete()
-    topic = get_topic(IdempotencyRecorded)
+def max_live_keys() -> int:
+    return settings.IDEMPOTENCY_MAX_LIVE_KEYS
+
+
+def delete_expired(*, batch: int = 1000, max_batches: int = 100) -> int:
+    """Delete records older than ``TTL`` in batches (through the index on
+    ``created_at``); returns how many. Runs on Celery beat."""
+    recorder = get_app().recorder
     deleted = 0
-    for stream_id in dict.fromkeys(_streams_with_topic(recorder, topic, limit)):
-        with exclusive(stream_id):
-            record = last_record(stream_id)
-            if record is None:
-                continue
-            # A live record keeps only its last run (what a replay needs); an expired
-            # one goes entirely.
-            version = record.event.originator_version
-            keep_last = record.live(now)
-            if keep_last and version == 1:
-                continue
-            _delete_stream(recorder, stream_id, version - 1 if keep_last else version)
-            deleted += 1
-    if deleted or rejections:
-        logger.info("Compacted %d idempotency records, deleted %d rejections.",
-                    deleted, rejections)
-    return deleted + rejections
-
-
-def _streams_with_topic(recorder: Any, topic: str, limit: int) -> list[UUID]:
-    # Oldest first (by notification id): those are the ones that may have expired.
-    table = recorder.events_table_name
-    if hasattr(recorder.datastore, "schema"):
-        from psycopg.sql import SQL, Identifier
-
-        statement = SQL(
-            "SELECT originator_id FROM {}.{} WHERE topic = %s "
-            "ORDER BY notification_id LIMIT %s"
-        ).format(Identifier(recorder.datastore.schema), Identifier(table))
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(statement, [topic, limit])
-            return [row["originator_id"] for row in cursor.fetchall()]
-    with recorder.datastore.transaction(commit=False) as cursor:
-        cursor.execute(
-            f"SELECT originator_id FROM {table} WHERE topic = ? "  # noqa: S608
-            "ORDER BY rowid LIMIT ?", (topic, limit),
-        )
-        return [UUID(row[0]) for row in cursor.fetchall()]
-
-
-def _delete_stream(recorder: Any, stream_id: UUID, up_to_version: int) -> None:
-    table = recorder.events_table_name
-    if hasattr(recorder.datastore, "schema"):
-        from psycopg.sql import SQL, Identifier
-
-        statement = SQL(
-            "DELETE FROM {}.{} WHERE originator_id = %s AND originator_version <= %s"
-        ).format(Identifier(recorder.datastore.schema), Identifier(table))
-        with recorder.datastore.transaction(commit=True) as cursor:
-            cursor.execute(statement, [stream_id, up_to_version])
-        return
-    with recorder.datastore.transaction(commit=True) as cursor:
-        cursor.execute(
-            f"DELETE FROM {table} WHERE originator_id = ? "  # noqa: S608
-            "AND originator_version <= ?", (stream_id.hex, up_to_version),
-        )
-
+    for _ in range(max_batches):
+        count = recorder.delete_expired_records(TTL, batch)
+        deleted += count
+        if count < batch:
+            break
+    if deleted:
+        logger.info("Deleted %d expired idempotency records.", deleted)
+    return deleted

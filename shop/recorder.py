@@ -1,44 +1,55 @@
-"""The event store's PostgreSQL recorder: the library's, with a command's write in one
-round trip, and the writers' advisory locks on that same connection.
+"""The event store's recorders and the transactions a unit of work runs on them.
 
-The library inserts a command's events through a psycopg pipeline: BEGIN, the table
-lock, NOTIFY, the INSERT, a sync, COMMIT; two round trips, and the pipeline's own
-bookkeeping was a tenth of an order's CPU in gunicorn. Here the same statements go as
-ONE simple query (client-side binding), which PostgreSQL runs as one implicit
-transaction: the lock (ARCHITECTURE.md rule 6: notification ids commit in order), the
-NOTIFY the library's subscriptions wait on, the INSERT ... RETURNING. A failure in any
-of them rolls all of them back. The library's contract tests run against this class
-(tests/integration/test_event_recorder.py).
+Two recorders, the library's with a little more:
 
-``holding()`` serves ``shop.eventstore.exclusive``: a command's writers queue on
-transaction-level advisory locks taken on a connection of the event store's own pool,
-BEGIN and the first lock in one round trip. The command's save then runs on that
-connection and ends with COMMIT in the same query, so the events commit and the locks
-are released at once, with no round trip of their own. A block that saves nothing
-(a rejected or no-op command, a replay) commits on leaving, or rolls back if it raised.
+- ``ShopRecorder`` (PostgreSQL) serialises inserts with a transaction-level advisory
+  lock instead of the library's ``LOCK TABLE … IN EXCLUSIVE MODE``. Both make
+  notification ids commit in the order they were drawn (ARCHITECTURE.md rule 6), but
+  the table lock needs the UPDATE or DELETE privilege, and the application's role has
+  only SELECT and INSERT on the events table: the log is append-only, down to its
+  grants.
+- ``ShopSQLiteRecorder`` (the embedded default): the library's, as it is.
+
+Both also create the event store's side tables beside the events (the idempotency
+records, ``shop.idempotency``), in the same database, so that a command's record
+commits in the same transaction as its events.
+
+A unit of work (``shop.unit_of_work``) runs its command on a ``Transaction`` from
+``recorder.transaction()``: one database transaction on one connection, from the first
+writer lock to the COMMIT. Its methods are the few statements a command needs; each
+is one round trip. ``PostgresTransaction`` borrows a connection from the event store's
+pool for the whole command and gives it back at ``close()`` (a dead one is dropped by
+the pool, never retried on). ``SQLiteTransaction`` needs no locks (SQLite has one
+writer at a time) and writes in one short transaction at the commit.
+
+The library's own insert path (``insert_events``, which its contract tests drive) runs
+on the same transaction code, so the tests of the library cover the command's SQL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import time
+import zlib
 from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing import persistence
-from eventsourcing.persistence import PersistenceError, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from eventsourcing.utils import retry
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg import ClientCursor, Connection
 from psycopg.pq import TransactionStatus
-from psycopg.sql import SQL, Composable, Identifier
-
-_IN_TRANSACTION = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+from psycopg.sql import SQL, Identifier
 
 # psycopg's errors as the library's (its ``get_connection`` maps them the same way):
-# ``retry_on_conflict`` and the API look for these. Most specific first.
-_LIBRARY_ERRORS: tuple[tuple[type[psycopg.Error], type[PersistenceError]], ...] = (
+# the unit of work's retry and the API look for these. Most specific first.
+_LIBRARY_ERRORS: tuple[tuple[type[psycopg.Error], type[persistence.PersistenceError]], ...] = (
     (psycopg.InterfaceError, persistence.InterfaceError),
     (psycopg.OperationalError, persistence.OperationalError),
     (psycopg.DataError, persistence.DataError),
@@ -47,8 +58,12 @@ _LIBRARY_ERRORS: tuple[tuple[type[psycopg.Error], type[PersistenceError]], ...] 
     (psycopg.ProgrammingError, persistence.ProgrammingError),
     (psycopg.NotSupportedError, persistence.NotSupportedError),
     (psycopg.DatabaseError, persistence.DatabaseError),
-    (psycopg.Error, PersistenceError),
+    (psycopg.Error, persistence.PersistenceError),
 )
+
+#: PostgreSQL's "lock_not_available": a lock wait ran past ``lock_timeout``.
+LOCK_NOT_AVAILABLE = "55P03"
+IDEMPOTENCY_TABLE = "shop_idempotency"
 
 
 @contextlib.contextmanager
@@ -62,167 +77,459 @@ def library_errors() -> Iterator[None]:
         raise  # pragma: no cover - psycopg.Error is the last entry
 
 
-class LockHolder:
-    """A pooled connection holding a command's advisory locks (see ``holding``)."""
-
-    def __init__(self, datastore: PostgresDatastore, conn: Connection[Any]) -> None:
-        self.datastore = datastore
-        self.conn = conn
-        self.keys: list[int] = []
-        self.timeout_seconds = 10.0
-
-    @property
-    def in_transaction(self) -> bool:
-        return self.conn.info.transaction_status in _IN_TRANSACTION
-
-    def lock(self, keys: Sequence[int], timeout_seconds: float) -> None:
-        """Take ``keys`` (sorted by the caller: no deadlock between two commands),
-        waiting at most ``timeout_seconds``: then the library's ``OperationalError``,
-        caused by psycopg's ``LockNotAvailable``. One round trip, whatever the state:
-        BEGIN first if no transaction is open; if a failed save aborted it, ROLLBACK
-        and BEGIN first, and take again every lock held so far: PostgreSQL released
-        them with the failed statement, so a retry within the block (a nested
-        ``exclusive()``) runs alone again. Another writer may pass in between; the
-        version checks keep that correct, as without any lock."""
-        status = self.conn.info.transaction_status
-        start = ""
-        if status != TransactionStatus.INTRANS:
-            if status == TransactionStatus.INERROR:
-                start, keys = "ROLLBACK; ", sorted({*self.keys, *keys})
-            start += _BEGIN.format(max(1, int(timeout_seconds * 1000)))
-            self.keys = []
-        # The keys are ours (64-bit ints), written into the statement: quoting them
-        # as a parameter was most of this round trip's CPU in gunicorn (py-spy).
-        statement = start + (_LOCK.format(",".join(str(int(k)) for k in keys)) if keys else "")
-        self.timeout_seconds = timeout_seconds
-        with library_errors(), ClientCursor(self.conn) as cursor:
-            cursor.execute(statement)
-        self.keys.extend(keys)
-
-    def recover(self) -> None:
-        """After a failed save in this block: a usable transaction holding the same
-        locks again (see ``lock``)."""
-        if self.conn.info.transaction_status == TransactionStatus.INERROR:
-            self.lock([], self.timeout_seconds)
-
-    def end(self, *, commit: bool) -> None:
-        """End the transaction no save has ended, and its locks with it: commit what
-        the block wrote on this connection (e.g. the idempotency cleanup's delete), or
-        roll it back if the block raised."""
-        if not self.in_transaction or self.conn.closed:
-            return
-        if commit:
-            with library_errors():
-                self.conn.execute("COMMIT")
-            return
-        with contextlib.suppress(psycopg.Error):  # a broken connection: the pool drops it
-            self.conn.execute("ROLLBACK")
+def lock_wait_ran_out(exc: BaseException) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
-def _holder_aware(datastore: PostgresDatastore) -> None:
-    """Make ``datastore.get_connection()`` lend the context's lock holder's connection
-    when there is one (the snapshot recorder shares this datastore, so it too)."""
-    if getattr(datastore, "_lends_holder", False):
-        return
-    pooled = datastore.get_connection
+@dataclass(frozen=True)
+class StoredRecord:
+    """An idempotency record as stored (see ``shop.idempotency.Record``)."""
 
-    @contextlib.contextmanager
-    def get_connection() -> Iterator[Connection[Any]]:
-        holder = _holder.get()
-        if holder is None or holder.datastore is not datastore:
-            with pooled() as conn:
-                yield conn
-            return
-        with library_errors():
-            yield holder.conn
-
-    datastore.get_connection = get_connection  # type: ignore[method-assign]
-    datastore._lends_holder = True  # type: ignore[attr-defined]
+    fingerprint: str
+    status: int | None  # a literal answer's status (a refusal); None: the command ran
+    body: str  # JSON text
+    positions: tuple[int, ...]
 
 
-_LOCK = "SELECT pg_advisory_xact_lock(k) FROM unnest(ARRAY[{}]::bigint[]) AS k"
-_BEGIN = "BEGIN; SET LOCAL lock_timeout = '{}ms'; "
-_holder: ContextVar[LockHolder | None] = ContextVar("event_store_lock_holder", default=None)
+@dataclass(frozen=True)
+class RecordLookup:
+    """What the store holds for one user's key: its live record, if any, and how many
+    live records the user holds (counted up to the cap)."""
+
+    record: StoredRecord | None
+    live_records: int
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """A record to write with a command's commit; ``positions`` of a save come from
+    the insert itself."""
+
+    record_id: UUID
+    user_id: int
+    fingerprint: str
+    status: int | None
+    body: str
+    positions: tuple[int, ...] = ()
+
+
+# --- PostgreSQL ------------------------------------------------------------------------
 
 
 class ShopRecorder(PostgresApplicationRecorder):
-    """``PostgresApplicationRecorder`` whose insert is one round trip (see the module)."""
+    """The library's PostgreSQL recorder, with an advisory lock for the insert order
+    and the side tables (see the module)."""
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
+        schema, table = datastore.schema, self.events_table_name
+        # The two-key advisory lock space does not overlap the one-key space that the
+        # writer locks on aggregates use.
+        self.log_lock = SQL("SELECT pg_advisory_xact_lock({}, 0)").format(
+            zlib.crc32(f"{schema}.{table}".encode()) - 2**31
+        )
+        self.lock_table_statements = [
+            SQL("SET LOCAL lock_timeout = '{0}s'").format(datastore.lock_timeout),
+            self.log_lock,
+        ]
+        names = {"schema": Identifier(schema), "events": Identifier(table),
+                 "records": Identifier(IDEMPOTENCY_TABLE),
+                 "channel": Identifier(self.channel_name),
+                 "id_type": Identifier(datastore.originator_id_type)}
         insert = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[]) "
             "RETURNING notification_id"
-        ).format(
-            schema=Identifier(datastore.schema),
-            table=Identifier(self.events_table_name),
-            id_type=Identifier(datastore.originator_id_type),
+        ).format(**names)
+        # Rendered once: composing them per command was a measurable part of its CPU.
+        self.sql_append = SQL("{lock}; NOTIFY {channel}; {insert}").format(
+            lock=self.log_lock, insert=insert, **names).as_string()
+        self.sql_append_recorded = SQL(
+            "{lock}; NOTIFY {channel}; "
+            "WITH appended AS ({insert}), recorded AS ("
+            "INSERT INTO {schema}.{records} "
+            "(id, user_id, fingerprint, status, body, positions, created_at) "
+            "SELECT %s, %s, %s, NULL, %s, array_agg(notification_id ORDER BY notification_id),"
+            " now() FROM appended) "
+            "SELECT notification_id FROM appended ORDER BY notification_id"
+        ).format(lock=self.log_lock, insert=insert, **names).as_string()
+        insert_record = (
+            "INSERT INTO {schema}.{records} "
+            "(id, user_id, fingerprint, status, body, positions, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, {created_at})"
         )
-        parts: list[Composable] = [*self.lock_table_statements]
-        parts.append(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
-        parts.append(insert)
-        # Rendered once: composing them per insert was a measurable part of its CPU.
-        self._one_trip = SQL("; ").join(parts).as_string()
-        self._one_trip_committing = SQL("; ").join([*parts, SQL("COMMIT")]).as_string()
-        _holder_aware(datastore)
+        self.sql_record = SQL(insert_record).format(
+            created_at=SQL("now()"), **names).as_string()
+        self.sql_record_at = SQL(insert_record).format(
+            created_at=SQL("%s"), **names).as_string()
+        self.sql_find_record = SQL(
+            "SELECT r.fingerprint, r.status, r.body, r.positions, (SELECT count(*) FROM "
+            "(SELECT 1 FROM {schema}.{records} WHERE user_id = %(user)s "
+            "AND created_at > now() - %(ttl)s LIMIT %(cap)s) AS live) AS live_records "
+            "FROM (SELECT 1) AS one LEFT JOIN {schema}.{records} AS r "
+            "ON r.id = %(id)s AND r.created_at > now() - %(ttl)s"
+        ).format(**names).as_string()
+        self.sql_forget_expired_record = SQL(
+            "DELETE FROM {schema}.{records} WHERE id = %(id)s AND created_at <= now() - %(ttl)s"
+        ).format(**names).as_string()
+        self.sql_delete_expired = SQL(
+            "DELETE FROM {schema}.{records} WHERE id IN (SELECT id FROM {schema}.{records} "
+            "WHERE created_at <= now() - %s ORDER BY created_at LIMIT %s)"
+        ).format(**names)
+        self.sql_select_events = SQL(
+            "SELECT originator_version, topic, state FROM {schema}.{events} "
+            "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
+        ).format(**names)
+        self.sql_position_of = SQL(
+            "SELECT notification_id FROM {schema}.{events} "
+            "WHERE originator_id = %s AND originator_version = %s"
+        ).format(**names)
+        self.create_table_statements_side = [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{records} ("
+                "id uuid PRIMARY KEY, user_id bigint, fingerprint text NOT NULL, "
+                "status smallint, body text NOT NULL, positions bigint[] NOT NULL, "
+                "created_at timestamptz NOT NULL)"
+            ).format(**names),
+            SQL("CREATE INDEX IF NOT EXISTS {index} ON {schema}.{records} (created_at)").format(
+                index=Identifier(f"{IDEMPOTENCY_TABLE}_created_at"), **names),
+            SQL("CREATE INDEX IF NOT EXISTS {index} ON {schema}.{records} "
+                "(user_id, created_at)").format(
+                index=Identifier(f"{IDEMPOTENCY_TABLE}_user_created_at"), **names),
+        ]
 
-    @contextlib.contextmanager
-    def holding(self) -> Iterator[LockHolder]:
-        """The lock holder of this context: the enclosing block's, or a new one on a
-        connection of the pool, ended (see ``LockHolder.end``) and given back on leaving.
-        Meanwhile every use of the event store in this context runs on that connection
-        (``_holder_aware``): a command then takes one connection, not one per query,
-        and a thread waiting for the locks never keeps a lock holder from the pool."""
-        holder = _holder.get()
-        if holder is not None and holder.datastore is self.datastore:
-            yield holder
-            return
-        with self.datastore.get_connection() as conn:
-            holder = LockHolder(self.datastore, conn)
-            token = _holder.set(holder)
-            try:
-                yield holder
-            except BaseException:
-                _holder.reset(token)
-                holder.end(commit=False)
-                raise
-            _holder.reset(token)
-            holder.end(commit=True)
+    def create_table(self) -> None:
+        super().create_table()
+        with self.datastore.transaction(commit=True) as cursor:
+            for statement in self.create_table_statements_side:
+                cursor.execute(statement)
+
+    def transaction(self, lock_wait_seconds: float,
+                    snapshots: Any = None) -> PostgresTransaction:
+        """A transaction for a unit of work; ``snapshots``: the snapshot recorder."""
+        return PostgresTransaction(self, lock_wait_seconds, snapshots)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        if self.datastore.enable_db_functions or not stored_events:
+        """The library's insert, on the unit of work's path (its contract tests)."""
+        if self.datastore.enable_db_functions:
             return super().insert_events(stored_events, **kwargs)
-        holder = _holder.get()
-        if holder is not None and holder.datastore is self.datastore and holder.in_transaction:
-            # Not retried on a dead connection: the locks died with it, and whether the
-            # COMMIT landed is unknown. The command fails; a keyed retry replays it.
-            # A failure aborts the transaction (and PostgreSQL ends its locks): the
-            # block's next lock or save starts another (``LockHolder.lock``).
-            holder.recover()
-            return self._insert(holder.conn, stored_events, commit=True)
-        return self._insert_alone(stored_events)
+        if not stored_events:
+            return []
+        with self.transaction(float(self.datastore.lock_timeout or 10)) as transaction:
+            return transaction.append_and_commit(stored_events)
 
-    @retry((persistence.InterfaceError, persistence.OperationalError), max_attempts=10,
-           wait=0.2)
-    def _insert_alone(self, stored_events: Sequence[StoredEvent]) -> list[int]:
-        with self.datastore.get_connection() as conn:
-            return self._insert(conn, stored_events, commit=False)
+    def find_record(self, record_id: UUID, user_id: int, ttl: timedelta,
+                    cap: int) -> RecordLookup:
+        """The live record ``record_id`` of a user (outside any transaction: a
+        committed record is final)."""
+        with self.datastore.get_connection() as conn, ClientCursor(conn) as cursor:
+            cursor.execute(self.sql_find_record,
+                           {"id": record_id, "user": user_id, "ttl": ttl, "cap": cap})
+            return _lookup(cursor.fetchone())
 
-    def _insert(
-        self, conn: Connection[Any], stored_events: Sequence[StoredEvent], *, commit: bool
-    ) -> list[int]:
-        params = (
-            [e.originator_id for e in stored_events],
-            [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events],
-            [e.state for e in stored_events],
-        )
-        statement = self._one_trip_committing if commit else self._one_trip
-        with library_errors(), ClientCursor(conn) as cursor:
+    def insert_record(self, record: NewRecord, created_at: datetime) -> None:
+        """A record written outside a command (the upgrade from an earlier release)."""
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(self.sql_record_at,
+                           (record.record_id, record.user_id, record.fingerprint,
+                            record.status, record.body, list(record.positions), created_at))
+
+    def delete_expired_records(self, ttl: timedelta, batch: int) -> int:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(self.sql_delete_expired, [ttl, batch])
+            return cursor.rowcount
+
+
+def _lookup(row: dict[str, Any]) -> RecordLookup:
+    record = None
+    if row["fingerprint"] is not None:
+        record = StoredRecord(row["fingerprint"], row["status"], row["body"],
+                              tuple(row["positions"]))
+    return RecordLookup(record, row["live_records"])
+
+
+class PostgresTransaction:
+    """One transaction on one connection of the event store's pool (see the module).
+
+    BEGIN goes with the first lock or write (one round trip with it); reads before it
+    run on their own. ``close()`` rolls back what was not committed and gives the
+    connection back; the pool drops a dead one.
+    """
+
+    def __init__(self, recorder: ShopRecorder, lock_wait_seconds: float,
+                 snapshots: PostgresApplicationRecorder | None = None) -> None:
+        self.recorder = recorder
+        self.sql_select_snapshot = None if snapshots is None else SQL(
+            "SELECT originator_version, topic, state FROM {}.{} WHERE originator_id = %s "
+            "ORDER BY originator_version DESC LIMIT 1"
+        ).format(Identifier(snapshots.datastore.schema), Identifier(snapshots.events_table_name))
+        self.lock_wait_ms = max(1, int(lock_wait_seconds * 1000))
+        pool = recorder.datastore.pool
+        with library_errors():
+            pool.open(wait=False)
+            self.conn: Connection[Any] = pool.getconn()
+        self.in_transaction = False
+
+    def __enter__(self) -> PostgresTransaction:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def usable(self) -> bool:
+        """Whether a statement can still run (no failed one aborted the transaction,
+        the connection is alive)."""
+        return not self.conn.closed and (
+            self.conn.info.transaction_status != TransactionStatus.INERROR)
+
+    def _begin(self) -> str:
+        if self.in_transaction:
+            return ""
+        self.in_transaction = True
+        return f"BEGIN; SET LOCAL lock_timeout = '{self.lock_wait_ms}ms'; "
+
+    def _run(self, statement: str, params: Any = None, *, column: str = "") -> ClientCursor[Any]:
+        """Run ``statement`` (several, separated by ``;``) in one round trip, the
+        cursor left at the result that has ``column`` (if any)."""
+        cursor = ClientCursor(self.conn)
+        with library_errors():
             cursor.execute(statement, params)
-            while cursor.description is None and cursor.nextset():
-                pass  # the lock and NOTIFY return no rows; the INSERT's ids follow
-            return [row["notification_id"] for row in cursor.fetchall()]
+            while column and column not in [c.name for c in cursor.description or ()]:
+                if not cursor.nextset():
+                    raise persistence.ProgrammingError(f"No result has {column!r}.")
+        return cursor
+
+    # -- locks
+
+    def lock(self, keys: Sequence[int]) -> None:
+        """Wait (at most the lock wait) for the writer locks ``keys``, in this order."""
+        # The keys are ours (64-bit ints), written into the statement: quoting them as
+        # parameters was most of this round trip's CPU in gunicorn (py-spy).
+        listed = ",".join(str(int(k)) for k in keys)
+        self._run(self._begin() + "SELECT pg_advisory_xact_lock(k) "
+                  f"FROM unnest(ARRAY[{listed}]::bigint[]) AS k")
+
+    def try_lock(self, keys: Sequence[int]) -> bool:
+        """Take the locks ``keys`` only if no one holds them; whether all were taken."""
+        listed = ",".join(str(int(k)) for k in keys)
+        cursor = self._run(self._begin() + "SELECT bool_and(pg_try_advisory_xact_lock(k)) "
+                           f"AS taken FROM unnest(ARRAY[{listed}]::bigint[]) AS k",
+                           column="taken")
+        return bool(cursor.fetchone()["taken"])
+
+    def claim(self, key_lock: int, record_id: UUID, user_id: int, ttl: timedelta,
+              cap: int) -> RecordLookup:
+        """Lock an idempotency key (first, before any aggregate), forget its expired
+        record, and read its live one: one round trip."""
+        params = {"id": record_id, "user": user_id, "ttl": ttl, "cap": cap}
+        cursor = self._run(
+            f"{self._begin()}SELECT pg_advisory_xact_lock({int(key_lock)}); "
+            f"{self.recorder.sql_forget_expired_record}; {self.recorder.sql_find_record}",
+            params, column="live_records",
+        )
+        return _lookup(cursor.fetchone())
+
+    # -- reads
+
+    def select_events(self, aggregate_id: UUID, after_version: int) -> list[StoredEvent]:
+        with library_errors():
+            rows = self.conn.execute(self.recorder.sql_select_events,
+                                     [aggregate_id, after_version], prepare=True).fetchall()
+        return [StoredEvent(aggregate_id, row["originator_version"], row["topic"],
+                            bytes(row["state"])) for row in rows]
+
+    def select_snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
+        if self.sql_select_snapshot is None:
+            return None
+        with library_errors():
+            row = self.conn.execute(self.sql_select_snapshot, [aggregate_id],
+                                    prepare=True).fetchone()
+        if row is None:
+            return None
+        return StoredEvent(aggregate_id, row["originator_version"], row["topic"],
+                           bytes(row["state"]))
+
+    def position_of(self, aggregate_id: UUID, version: int) -> int | None:
+        with library_errors():
+            row = self.conn.execute(self.recorder.sql_position_of, [aggregate_id, version],
+                                    prepare=True).fetchone()
+        return row["notification_id"] if row else None
+
+    # -- writes: each ends the transaction
+
+    def append_and_commit(self, stored: Sequence[StoredEvent],
+                          record: NewRecord | None = None) -> list[int]:
+        """The command's one atomic write, in one round trip: BEGIN unless begun, the
+        log's advisory lock (ids commit in the order drawn), NOTIFY for the library's
+        subscribers, the INSERT of the events (and of the idempotency record, in the
+        same statement, with the ids it got), then COMMIT. Returns the notification
+        ids, in the order of ``stored``. A failure (a version conflict) leaves the
+        transaction aborted: ``close()`` rolls it back."""
+        columns = (
+            [e.originator_id for e in stored],
+            [e.originator_version for e in stored],
+            [e.topic for e in stored],
+            [e.state for e in stored],
+        )
+        if record is None:
+            statement, params = self.recorder.sql_append, columns
+        else:
+            statement = self.recorder.sql_append_recorded
+            params = (*columns, record.record_id, record.user_id, record.fingerprint,
+                      record.body)
+        cursor = self._run(f"{self._begin()}{statement}; COMMIT", params,
+                           column="notification_id")
+        ids = [row["notification_id"] for row in cursor.fetchall()]
+        self.in_transaction = False
+        return ids
+
+    def record_and_commit(self, record: NewRecord) -> None:
+        """An idempotency record without events (a refusal, a no-op), then COMMIT."""
+        self._run(f"{self._begin()}{self.recorder.sql_record}; COMMIT",
+                  (record.record_id, record.user_id, record.fingerprint, record.status,
+                   record.body, list(record.positions)))
+        self.in_transaction = False
+
+    def close(self) -> None:
+        conn, pool = self.conn, self.recorder.datastore.pool
+        if self.in_transaction and not conn.closed:
+            with contextlib.suppress(psycopg.Error):  # a dead one: the pool drops it
+                conn.execute("ROLLBACK")
+        self.in_transaction = False
+        if conn.info.transaction_status != TransactionStatus.IDLE and not conn.closed:
+            conn.close()  # never lend a connection in an unknown state
+        pool.putconn(conn)
+
+
+# --- SQLite ----------------------------------------------------------------------------
+
+
+class ShopSQLiteRecorder(SQLiteApplicationRecorder):
+    """The library's SQLite recorder with the side tables (see the module)."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {IDEMPOTENCY_TABLE} ("
+            "id TEXT PRIMARY KEY, user_id INTEGER, fingerprint TEXT NOT NULL, "
+            "status INTEGER, body TEXT NOT NULL, positions TEXT NOT NULL, "
+            "created_at REAL NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {IDEMPOTENCY_TABLE}_created_at "
+            f"ON {IDEMPOTENCY_TABLE} (created_at)",
+        ]
+
+    def transaction(self, lock_wait_seconds: float, snapshots: Any = None) -> SQLiteTransaction:
+        return SQLiteTransaction(self, snapshots)
+
+    def find_record(self, record_id: UUID, user_id: int, ttl: timedelta,
+                    cap: int) -> RecordLookup:
+        since = time.time() - ttl.total_seconds()
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT fingerprint, status, body, positions FROM {IDEMPOTENCY_TABLE} "
+                "WHERE id = ? AND created_at > ?", (record_id.hex, since))
+            row = cursor.fetchone()
+            cursor.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM {IDEMPOTENCY_TABLE} "
+                "WHERE user_id = ? AND created_at > ? LIMIT ?)", (user_id, since, cap))
+            live = cursor.fetchone()[0]
+        record = None
+        if row is not None:
+            record = StoredRecord(row[0], row[1], row[2], tuple(json.loads(row[3])))
+        return RecordLookup(record, live)
+
+    def insert_record(self, record: NewRecord, created_at: datetime) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            _insert_sqlite_record(cursor, record, record.positions, created_at.timestamp())
+
+    def delete_expired_records(self, ttl: timedelta, batch: int) -> int:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                f"DELETE FROM {IDEMPOTENCY_TABLE} WHERE rowid IN (SELECT rowid FROM "
+                f"{IDEMPOTENCY_TABLE} WHERE created_at <= ? ORDER BY created_at LIMIT ?)",
+                (time.time() - ttl.total_seconds(), batch))
+            cursor.execute("SELECT changes()")
+            return cursor.fetchone()[0]
+
+
+class SQLiteTransaction:
+    """The embedded default's transaction: no locks (one writer at a time), reads on
+    the library's connections, the writes in one short transaction at the commit.
+    Two commands racing for one aggregate (or one idempotency key) collide on the
+    primary key, and the loser retries."""
+
+    usable = True
+
+    def __init__(self, recorder: ShopSQLiteRecorder, snapshots: Any = None) -> None:
+        self.recorder = recorder
+        self.snapshots = snapshots
+        self.ttl: timedelta | None = None
+
+    def __enter__(self) -> SQLiteTransaction:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lock(self, keys: Sequence[int]) -> None:
+        pass
+
+    def try_lock(self, keys: Sequence[int]) -> bool:
+        return True
+
+    def claim(self, key_lock: int, record_id: UUID, user_id: int, ttl: timedelta,
+              cap: int) -> RecordLookup:
+        self.ttl = ttl  # the expired record is forgotten at the commit
+        return self.recorder.find_record(record_id, user_id, ttl, cap)
+
+    def select_events(self, aggregate_id: UUID, after_version: int) -> list[StoredEvent]:
+        return list(self.recorder.select_events(aggregate_id, gt=after_version))
+
+    def select_snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
+        if self.snapshots is None:
+            return None
+        found = self.snapshots.select_events(aggregate_id, desc=True, limit=1)
+        return found[0] if found else None
+
+    def position_of(self, aggregate_id: UUID, version: int) -> int | None:
+        with self.recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT rowid FROM {self.recorder.events_table_name} "  # noqa: S608
+                "WHERE originator_id = ? AND originator_version = ?",
+                (aggregate_id.hex, version))
+            row = cursor.fetchone()
+        return row[0] if row else None
+
+    def append_and_commit(self, stored: Sequence[StoredEvent],
+                          record: NewRecord | None = None) -> list[int]:
+        with self.recorder.datastore.transaction(commit=True) as cursor:
+            ids = list(self.recorder._insert_events(cursor, stored) or [])
+            if record is not None:
+                self._insert_record(cursor, record, tuple(ids))
+        return ids
+
+    def record_and_commit(self, record: NewRecord) -> None:
+        with self.recorder.datastore.transaction(commit=True) as cursor:
+            self._insert_record(cursor, record, record.positions)
+
+    def _insert_record(self, cursor: Any, record: NewRecord, positions: tuple[int, ...]) -> None:
+        now = time.time()
+        if self.ttl is not None:
+            cursor.execute(f"DELETE FROM {IDEMPOTENCY_TABLE} WHERE id = ? AND created_at <= ?",
+                           (record.record_id.hex, now - self.ttl.total_seconds()))
+        _insert_sqlite_record(cursor, record, positions, now)
+
+    def close(self) -> None:
+        pass
+
+
+def _insert_sqlite_record(cursor: Any, record: NewRecord, positions: tuple[int, ...],
+                          created_at: float) -> None:
+    cursor.execute(
+        f"INSERT INTO {IDEMPOTENCY_TABLE} (id, user_id, fingerprint, status, body, positions, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (record.record_id.hex, record.user_id, record.fingerprint, record.status,
+         record.body, json.dumps(list(positions)), created_at))

@@ -284,6 +284,13 @@ PROJECTION_LAG_ALERT_SECONDS = float(os.environ.get("PROJECTION_LAG_ALERT_SECOND
 # /metrics also answers "Authorization: Bearer <METRICS_TOKEN>" (unset: staff only).
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
+# How long a command waits for another writer of the same aggregates (its writer
+# locks), or a duplicate for the first request with its Idempotency-Key.
+COMMAND_LOCK_WAIT_SECONDS = float(os.environ.get("COMMAND_LOCK_WAIT_SECONDS", "10"))
+# Idempotency records one user may hold at once (they live 24 hours); past it a new
+# key is refused with 429 throttled.
+IDEMPOTENCY_MAX_LIVE_KEYS = int(os.environ.get("IDEMPOTENCY_MAX_LIVE_KEYS", "10000"))
+
 # Under a stream of commands, a projection's catch-ups start at most once per this many
 # seconds; a command after a quiet spell is projected at once (projections/tasks.py).
 PROJECTION_TRIGGER_INTERVAL = float(os.environ.get("PROJECTION_TRIGGER_INTERVAL", "0.05"))

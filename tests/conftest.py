@@ -11,7 +11,7 @@ import pytest
 
 from shop.eventstore import ShopApplication, get_app, reset_app
 
-EVENT_TABLES = ("shop_events", "shop_snapshots")
+EVENT_TABLES = ("shop_events", "shop_snapshots", "shop_idempotency")
 
 
 def truncate_event_tables(app: ShopApplication) -> None:
@@ -31,9 +31,7 @@ def truncate_event_tables(app: ShopApplication) -> None:
             )
     # Aggregates cached in memory belonged to the log just emptied (product ids are
     # derived from SKUs, so a later test would otherwise load a stale product).
-    cache = app.repository.cache
-    if cache is not None:
-        app.repository.cache = type(cache)(maxsize=cache.maxsize)
+    app.forget_cached_aggregates()
 
 
 @pytest.fixture

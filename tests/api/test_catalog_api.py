@@ -5,7 +5,7 @@ from uuid import uuid4
 import pytest
 
 from catalog.domain import Product, product_id_for_sku
-from shop.eventstore import load
+from shop.unit_of_work import load
 from tests.api.helpers import assert_error, assert_saved
 from tests.givens import log_unchanged, project
 

@@ -1,12 +1,13 @@
 """POST /api/commands/orders/… over HTTP: place (any customer) and cancel (owner or staff)."""
 
+from unittest.mock import ANY
 from uuid import UUID, uuid4
 
 import pytest
 
 from catalog.domain import Product
 from orders.domain import Order
-from shop.eventstore import load
+from shop.unit_of_work import load
 from tests.api.helpers import assert_error, assert_saved
 from tests.givens import log_unchanged
 
@@ -34,8 +35,10 @@ def test_customer_places_an_order(event_store, customer, client_for, given_produ
 
     response = client_for(customer).post(ORDERS, order_body((mug, 3)), format="json")
 
-    # Registered (1), then Placed + StockReserved in one save: the last is 3.
-    body = assert_saved(response, 201, "order", version=1, position=3, total="59.97")
+    # Registered (1), then Placed + StockReserved in one save: the last is 3, and the
+    # order's number is its Placed's position.
+    body = assert_saved(response, 201, "order", version=1, position=3, total="59.97",
+                        number=2)
     order = load(UUID(body["order_id"]), Order)
     assert (order.customer_id, order.customer, order.status) == (customer.id, "john", "placed")
     assert order.lines == [{"product_id": mug, "sku": "MUG-1", "quantity": 3,
@@ -53,7 +56,7 @@ def test_order_with_several_lines_totals_them(event_store, customer, client_for,
     response = client_for(customer).post(ORDERS, order_body((mug, 1), (plate, 4)),
                                          format="json")
 
-    assert_saved(response, 201, "order", version=1, position=5, total="40.19")
+    assert_saved(response, 201, "order", version=1, position=5, total="40.19", number=3)
 
 
 def test_total_is_a_string_with_two_places(event_store, customer, client_for, given_product):
@@ -64,7 +67,7 @@ def test_total_is_a_string_with_two_places(event_store, customer, client_for, gi
 
 def test_staff_may_place_an_order_too(event_store, staff, client_for, given_product):
     response = client_for(staff).post(ORDERS, order_body((given_product(), 1)), format="json")
-    assert_saved(response, 201, "order", version=1, total="19.99")
+    assert_saved(response, 201, "order", version=1, total="19.99", number=ANY)
 
 
 def test_the_price_is_taken_from_the_catalog_now(event_store, staff, customer, client_for,

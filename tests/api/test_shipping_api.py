@@ -6,7 +6,7 @@ import pytest
 
 from orders.domain import Order
 from shipping.domain import Shipment
-from shop.eventstore import load
+from shop.unit_of_work import load
 from tests.api.helpers import assert_error, assert_saved
 from tests.givens import log_unchanged
 

@@ -1,6 +1,7 @@
-"""The event store's recorder (``shop.recorder``) on real PostgreSQL: the library's own
-contract tests for application recorders, and the writers' locks it holds for
-``exclusive()``."""
+"""The event store's recorder and the unit of work's transaction on real PostgreSQL: the
+library's own contract tests for application recorders (whose inserts run the unit of
+work's commit), with ASCII and with non-ASCII states, and the unit of work's
+connection, locks, restarts and failures."""
 
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ from eventsourcing.tests.persistence import (
 )
 
 from catalog.domain import Product
-from catalog.services import product_register
+from catalog.services import product_register, product_restock
 from orders.services import order_place
-from shop import eventstore
-from shop.eventstore import LockWaitTimeout, event_store_env, exclusive, load
+from shop.eventstore import event_store_env
 from shop.recorder import ShopRecorder
+from shop.unit_of_work import LockOrder, LockWaitTimeout, UnitOfWork, load, lock_key
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs DATABASE_URL pointing at PostgreSQL"
@@ -79,25 +80,55 @@ class TestShopRecorderNonInterleaving(ContractRecorder, NonInterleavingNotificat
     pass
 
 
+NON_ASCII = "ünïcødé €✓ 🛒".encode() + bytes(range(256))
+
+
+class NonAsciiStates(ShopRecorder):
+    """The recorder with every state written as non-ASCII bytes (and read back as the
+    contract wrote it, once checked): the contract, through the unit of work's insert,
+    on states no ASCII test would catch."""
+
+    def insert_events(self, stored_events, **kwargs):
+        return super().insert_events([
+            StoredEvent(e.originator_id, e.originator_version, e.topic, e.state + NON_ASCII)
+            for e in stored_events], **kwargs)
+
+    @staticmethod
+    def _stripped(items):
+        for item in items:
+            assert item.state.endswith(NON_ASCII), item.state
+            yield type(item)(**{**item.__dict__, "state": item.state[:-len(NON_ASCII)]})
+
+    def select_events(self, *args, **kwargs):
+        return list(self._stripped(super().select_events(*args, **kwargs)))
+
+    def select_notifications(self, *args, **kwargs):
+        return list(self._stripped(super().select_notifications(*args, **kwargs)))
+
+
+@pytest.mark.usefixtures("django_db_setup")
+class TestShopRecorderContractNonAscii(ContractRecorder,
+                                       ApplicationRecorderTestCase[ShopRecorder]):
+    def create_recorder(self) -> ShopRecorder:
+        recorder = NonAsciiStates(self.datastore, events_table_name=CONTRACT_TABLE)
+        recorder.create_table()
+        return recorder
+
+
 del ApplicationRecorderTestCase, NonInterleavingNotificationIDsBaseCase  # only ours run
 
 
-# --- the writers' locks (exclusive) ----------------------------------------------------
+# --- the unit of work ------------------------------------------------------------------
 
 
 def other_session_can_lock(aggregate_id) -> bool:
     """Whether another session could take ``aggregate_id``'s writer lock right now."""
     with psycopg.connect(**event_store_database(), autocommit=True) as other:
         got = other.execute("SELECT pg_try_advisory_lock(%s)",
-                            [eventstore._lock_key(aggregate_id)]).fetchone()[0]
+                            [lock_key(aggregate_id)]).fetchone()[0]
         if got:
-            other.execute("SELECT pg_advisory_unlock(%s)", [eventstore._lock_key(aggregate_id)])
+            other.execute("SELECT pg_advisory_unlock(%s)", [lock_key(aggregate_id)])
         return got
-
-
-def backend_pid(app) -> int:
-    with app.recorder.datastore.get_connection() as conn:
-        return conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
 
 
 def mug(stock: int = 10):
@@ -106,128 +137,112 @@ def mug(stock: int = 10):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_event_store_uses_the_recorder_with_one_round_trip_inserts(event_store):
+def test_the_event_store_uses_the_shop_recorder(event_store):
     assert isinstance(event_store.recorder, ShopRecorder)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_save_in_a_block_commits_its_events_and_ends_the_locks_at_once(
+def test_the_commit_saves_the_events_and_ends_the_locks_at_once(
     event_store, no_projection_trigger
 ):
     product = mug()
-    with exclusive(product.aggregate_id):
+    with UnitOfWork() as uow:
+        uow.lock(product.aggregate_id)
         assert not other_session_can_lock(product.aggregate_id)
-        order_place(customer_id=1, customer="john", lines=[(product.aggregate_id, 1)],
-                    shipping_address="x")
-        # Still inside the block: the save's COMMIT has already let go.
-        assert other_session_can_lock(product.aggregate_id)
-        assert load(product.aggregate_id, Product).reserved == 1
-    assert other_session_can_lock(product.aggregate_id)
+        loaded = uow.load(product.aggregate_id, Product)
+        loaded.restock(5)
+        saved = uow.commit(loaded)
+        assert other_session_can_lock(product.aggregate_id)  # the COMMIT let go
+    assert load(product.aggregate_id, Product).stock == 15
+    assert saved.version == 2 and saved.positions == (saved.position,)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_every_event_store_query_in_a_block_runs_on_the_lock_holders_connection(event_store):
-    product = mug()
-    with exclusive(product.aggregate_id):
-        inside = {backend_pid(event_store) for _ in range(3)}
-        with exclusive(uuid4()):  # nested: the same holder, one more lock
-            nested = backend_pid(event_store)
-            with event_store.recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute("SELECT pg_backend_pid() AS pid")
-                in_a_library_transaction = cursor.fetchone()["pid"]
-    assert len(inside) == 1
-    assert {nested, in_a_library_transaction} == inside
+def test_a_command_takes_one_connection_for_all_its_queries(event_store, monkeypatch,
+                                                            no_projection_trigger):
+    first, second = mug(), mug()
+    pool = event_store.recorder.datastore.pool
+    borrowed = []
+    getconn = pool.getconn
+    monkeypatch.setattr(pool, "getconn", lambda *a, **k: borrowed.append(1) or getconn(*a, **k))
+    order_place(customer_id=1, customer="john",
+                lines=[(first.aggregate_id, 1), (second.aggregate_id, 2)], shipping_address="x")
+    assert len(borrowed) == 1
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_block_that_raises_rolls_back_and_lets_go(event_store):
     product = mug()
-    stream = uuid4()
-    recorder = event_store.recorder
-    with pytest.raises(RuntimeError), exclusive(product.aggregate_id):
-        with recorder.datastore.transaction(commit=True) as cursor:
-            cursor.execute(
-                "INSERT INTO shop_events (originator_id, originator_version, topic, state) "
-                "VALUES (%s, 1, 'test', '{}')", [stream],
-            )
+    with pytest.raises(RuntimeError), UnitOfWork() as uow:
+        uow.lock(product.aggregate_id)
+        uow.load(product.aggregate_id, Product).restock(3)
         raise RuntimeError("the command failed")
-    assert recorder.select_events(stream) == []
     assert other_session_can_lock(product.aggregate_id)
+    assert load(product.aggregate_id, Product).stock == 10
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_block_that_saves_nothing_commits_what_it_wrote(event_store):
+def test_a_failed_commit_ends_the_attempt_and_the_next_one_starts_afresh(event_store):
     product = mug()
-    stream = uuid4()
-    recorder = event_store.recorder
-    recorder.insert_events([StoredEvent(originator_id=stream, originator_version=1,
-                                        topic="test", state=b"{}")])
-    with exclusive(product.aggregate_id), recorder.datastore.transaction(commit=True) as cursor:
-        cursor.execute("DELETE FROM shop_events WHERE originator_id = %s", [stream])
-    assert recorder.select_events(stream) == []
+    uow = UnitOfWork()
+    with pytest.raises(IntegrityError), uow:
+        stale = uow.load(product.aggregate_id, Product)  # no lock: a writer gets in
+        product_restock(product_id=product.aggregate_id, quantity=1)
+        stale.restock(2)
+        uow.commit(stale)  # version 2 is taken
     assert other_session_can_lock(product.aggregate_id)
+    with uow:  # the retry: a fresh transaction, the winner's state
+        uow.lock(product.aggregate_id)
+        fresh = uow.load(product.aggregate_id, Product)
+        fresh.restock(2)
+        assert uow.commit(fresh).version == 3
+    assert load(product.aggregate_id, Product).stock == 13
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_block_stays_usable_after_a_failed_save(event_store):
+def test_a_lock_asked_for_out_of_order_restarts_with_every_lock_in_order(event_store):
+    low, high = sorted((mug().aggregate_id for _ in range(2)), key=lock_key)
+    uow = UnitOfWork()
+    with psycopg.connect(**event_store_database(), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [lock_key(low)])  # a writer of low
+        with pytest.raises(LockOrder), uow:
+            uow.lock(high)
+            uow.lock(low)  # sorts before high, and is busy: waiting could deadlock
+        assert other_session_can_lock(high)
+        other.execute("SELECT pg_advisory_unlock_all()")
+    with uow:  # the retry's first lock takes both, low first
+        uow.lock(high)
+        assert not other_session_can_lock(low) and not other_session_can_lock(high)
+        uow.lock(low)  # held already
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_waits_a_bounded_time_for_the_lock(event_store, settings):
+    settings.COMMAND_LOCK_WAIT_SECONDS = 0.5
     product = mug()
-    recorder = event_store.recorder
-    stream = uuid4()
-    first = StoredEvent(originator_id=stream, originator_version=1, topic="t", state=b"{}")
-    recorder.insert_events([first])
-    with exclusive(product.aggregate_id):
-        with pytest.raises(IntegrityError):
-            recorder.insert_events([first])  # version 1 is taken
-        # PostgreSQL ended the transaction's locks with the failed statement; the
-        # next save takes them again (ROLLBACK, BEGIN, the locks) before its insert.
-        second = StoredEvent(originator_id=stream, originator_version=2, topic="t",
-                             state=b"{}")
-        assert len(recorder.insert_events([second])) == 1
-    assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2]
+    with UnitOfWork() as holder:
+        holder.lock(product.aggregate_id)
+        with pytest.raises(LockWaitTimeout), UnitOfWork() as waiter:
+            waiter.lock(product.aggregate_id)
+    with UnitOfWork() as uow:  # free again
+        uow.lock(product.aggregate_id)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_retry_in_a_nested_block_after_a_failed_save_takes_every_lock_again(event_store):
-    outer, inner = mug(), mug()
-    recorder = event_store.recorder
-    stream = uuid4()
-    first = StoredEvent(originator_id=stream, originator_version=1, topic="t", state=b"{}")
-    recorder.insert_events([first])
-    with exclusive(outer.aggregate_id):  # e.g. an idempotency key's lock
-        with pytest.raises(IntegrityError), exclusive(inner.aggregate_id):
-            recorder.insert_events([first])
-        with exclusive(inner.aggregate_id):  # the command's retry
-            assert not other_session_can_lock(outer.aggregate_id)
-            assert not other_session_can_lock(inner.aggregate_id)
-            second = StoredEvent(originator_id=stream, originator_version=2, topic="t",
-                                 state=b"{}")
-            recorder.insert_events([second])
-            assert other_session_can_lock(outer.aggregate_id)
-    assert [e.originator_version for e in recorder.select_events(stream)] == [1, 2]
+def test_a_dead_connection_fails_at_once_and_is_not_lent_again(event_store):
+    from eventsourcing.persistence import OperationalError
 
-
-@pytest.mark.django_db(transaction=True)
-def test_a_writer_waits_a_bounded_time_for_the_lock(event_store, monkeypatch):
-    monkeypatch.setattr(eventstore, "LOCK_WAIT_SECONDS", 0.5)
     product = mug()
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with exclusive(product.aggregate_id):
-            holding.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(10)
-        with pytest.raises(LockWaitTimeout), exclusive(product.aggregate_id):
-            pass
-    finally:
-        release.set()
-        holder.join(10)
-    with exclusive(product.aggregate_id):  # free again
-        pass
+    with psycopg.connect(**event_store_database(), autocommit=True) as other, \
+            pytest.raises(OperationalError), UnitOfWork() as uow:
+        uow.lock(product.aggregate_id)
+        pid = uow._transaction.conn.info.backend_pid
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        uow.load(product.aggregate_id, Product)
+    # Every later command gets a live connection.
+    for _ in range(event_store.recorder.datastore.pool.max_size + 1):
+        product_restock(product_id=product.aggregate_id, quantity=1)
+    assert other_session_can_lock(product.aggregate_id)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -15,7 +15,9 @@ from orders.services import order_cancel, order_place
 from shipping.domain import InvalidTransition
 from shipping.services import shipment_change_status, shipment_create
 from shop.errors import InvalidInput, InvalidState, NotFound
-from shop.eventstore import head_position, load, retry_on_conflict, save
+from shop.eventstore import head_position
+from shop.recorder import PostgresTransaction
+from shop.unit_of_work import UnitOfWork, load, retry_on_conflict
 
 pytestmark = [
     pytest.mark.django_db,
@@ -68,7 +70,8 @@ def test_positions_increase_and_the_last_one_is_the_head(event_store):
 def test_saved_reports_the_primary_aggregate(event_store):
     product = Product.register(sku="A", name="A", price=Decimal("1.00"), stock=1)
     other = Product.register(sku="B", name="B", price=Decimal("1.00"), stock=1)
-    saved = save(product, other, primary=other)
+    with UnitOfWork() as uow:
+        saved = uow.commit(product, other, primary=other)
     assert (saved.aggregate_id, saved.version, saved.position) == (other.id, 1, 2)
 
 
@@ -96,8 +99,8 @@ def test_one_save_of_several_aggregates_is_atomic(event_store):
     fresh_a.reserve(order.id, 1)
     stale_b.reserve(order.id, 1)
 
-    with pytest.raises(IntegrityError):
-        save(order, fresh_a, stale_b)
+    with pytest.raises(IntegrityError), UnitOfWork() as uow:
+        uow.commit(order, fresh_a, stale_b)
 
     assert head_position() == head
     assert load(a.aggregate_id, Product).version == 1
@@ -112,11 +115,12 @@ def test_a_lost_race_is_retried_against_the_winning_state(event_store):
     @retry_on_conflict
     def restock_five() -> object:
         attempts.append(1)
-        product = load(product_id, Product)
-        if len(attempts) == 1:
-            product_restock(product_id=product_id, quantity=1)  # another writer wins
-        product.restock(5)
-        return save(product)
+        with UnitOfWork() as uow:
+            product = uow.load(product_id, Product)
+            if len(attempts) == 1:
+                product_restock(product_id=product_id, quantity=1)  # another writer wins
+            product.restock(5)
+            return uow.commit(product)
 
     saved = restock_five()
 
@@ -132,10 +136,11 @@ def test_after_30_lost_races_the_command_gives_up(event_store):
     @retry_on_conflict
     def always_loses() -> object:
         attempts.append(1)
-        product = load(product_id, Product)
-        product_restock(product_id=product_id, quantity=1)
-        product.restock(5)
-        return save(product)
+        with UnitOfWork() as uow:
+            product = uow.load(product_id, Product)
+            product_restock(product_id=product_id, quantity=1)
+            product.restock(5)
+            return uow.commit(product)
 
     # The last lost race propagates; the API answers it 409 concurrent_update
     # (tests/api/test_errors.py).
@@ -171,20 +176,20 @@ def test_a_product_is_snapshotted_every_50_versions(event_store, monkeypatch):
     assert [s.originator_version for s in snapshots] == [50]
 
     reads = []
-    original_get = event_store.repository.event_store.get
+    original = PostgresTransaction.select_events
 
-    def spy(*args, **kwargs):
-        reads.append(kwargs.get("gt"))
-        return original_get(*args, **kwargs)
+    def spy(self, aggregate_id, after_version):
+        reads.append(after_version)
+        return original(self, aggregate_id, after_version)
 
-    monkeypatch.setattr(event_store.repository.event_store, "get", spy)
+    monkeypatch.setattr(PostgresTransaction, "select_events", spy)
     # A warm process fast-forwards its cached copy (as loaded by the last restock,
     # version 52): it reads only the newer events ...
     product = load(product_id, Product)
     assert reads == [52]
     assert (product.version, product.stock) == (53, 104)
     # ... and a cold one (empty cache) starts from the snapshot, not from version 1.
-    event_store.repository.cache = type(event_store.repository.cache)(maxsize=10)
+    event_store.forget_cached_aggregates()
     reads.clear()
     product = load(product_id, Product)
     assert reads == [50]
@@ -199,8 +204,7 @@ def test_a_snapshot_is_taken_from_the_product_just_saved(event_store, monkeypatc
     original_get = event_store.repository.get
 
     def spy(aggregate_id, *args, **kwargs):
-        if kwargs.get("version") is not None:
-            reloads.append(kwargs["version"])
+        reloads.append(kwargs.get("version"))
         return original_get(aggregate_id, *args, **kwargs)
 
     monkeypatch.setattr(event_store.repository, "get", spy)
@@ -289,7 +293,8 @@ def test_a_no_op_answers_the_position_of_the_version_it_answers(event_store):
     product = load(saved.aggregate_id, Product)  # at version 1
     product_restock(product_id=saved.aggregate_id, quantity=5)  # another writer: v2
 
-    answer = save(product)  # nothing pending
+    with UnitOfWork() as uow:
+        answer = uow.commit(product)  # nothing pending
 
     assert (answer.version, answer.position) == (1, saved.position)
     assert head_position() > saved.position

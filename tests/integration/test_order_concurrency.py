@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from catalog.domain import Product
 from catalog.services import product_register
-from shop.eventstore import load
+from shop.unit_of_work import load
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs DATABASE_URL pointing at PostgreSQL"

@@ -20,7 +20,8 @@ from django.db import connection
 from catalog.domain import Product, product_id_for_sku
 from catalog.services import product_rename, product_restock
 from projections.models import OrderHistory, ProductCatalog
-from shop.eventstore import get_app, head_position, load
+from shop.eventstore import get_app, head_position
+from shop.unit_of_work import load
 from tests.givens import place, project
 
 pytestmark = [

@@ -1,7 +1,7 @@
 """Flash sale: 32 clients in 8 processes order the same product at once, over HTTP.
 
 Writers of one product queue on an advisory lock instead of racing optimistically
-(``shop.eventstore.exclusive``), so a sale that fits the stock never answers 409
+(the writer locks of ``shop.unit_of_work``), so a sale that fits the stock never answers 409
 concurrent_update, and the stock is still never oversold.
 """
 

@@ -53,7 +53,7 @@ CHECK = textwrap.dedent(
     assert stale == [], stale
 
     # Idempotency-Key, If-Match and the records' cleanup work on SQLite too.
-    from datetime import UTC, datetime, timedelta
+    from uuid import uuid4
 
     from shop import idempotency
 
@@ -71,7 +71,15 @@ CHECK = textwrap.dedent(
     stale = client.post(f"/api/commands/products/{mug}/restock", {"quantity": 1},
                         format="json", HTTP_IF_MATCH='"1"')
     assert stale.status_code == 412, stale.content
-    assert idempotency.delete_expired(now=datetime.now(UTC) + timedelta(hours=25)) == 1
+    unknown = f"/api/commands/orders/{uuid4()}/cancel"
+    refused = client.post(unknown, {}, format="json", HTTP_IDEMPOTENCY_KEY="sqlite-2")
+    replay = client.post(unknown, {}, format="json", HTTP_IDEMPOTENCY_KEY="sqlite-2")
+    assert refused.status_code == 404, refused.content
+    assert (replay.content, replay["Idempotent-Replayed"]) == (refused.content, "true")
+    assert idempotency.delete_expired() == 0
+    with get_app().recorder.datastore.transaction(commit=True) as cursor:  # a day later
+        cursor.execute("UPDATE shop_idempotency SET created_at = created_at - 90000")
+    assert idempotency.delete_expired() == 2
     print("embedded ok", len(response.json()["results"]))
     """
 )

@@ -34,7 +34,7 @@ from projections.management.commands._common import projectors_named
 from projections.runner import catch_up
 from shipping.services import shipment_change_status, shipment_create
 from shop.errors import NotFound
-from shop.eventstore import load
+from shop.unit_of_work import load
 
 STAFF = ("admin", "admin-demo-pass")
 CUSTOMER_PASSWORD = "demo-pass-123"

@@ -1,0 +1,266 @@
+"""The unit of work: one command's transaction on the event store, start to finish.
+
+A command service receives a ``UnitOfWork`` and runs its whole decision inside it::
+
+    @retry_on_conflict
+    def product_restock(*, uow=None, product_id, quantity) -> Saved:
+        with UnitOfWork.of(uow) as uow:           # the transaction starts (and the
+            uow.lock(product_id)                  #   key's lock, for a keyed command)
+            product = uow.load(product_id, Product)
+            product.restock(quantity)
+            return uow.commit(product)            # one atomic write, then COMMIT
+
+What it owns, in order:
+
+1. **The connection**: one transaction on one connection of the event store
+   (``shop.recorder``), from entering the block to the commit.
+2. **The writer locks**, in one global order: an idempotency key's lock first (taken on
+   entering, with the lookup of its record), then aggregates by lock key. A lock asked
+   for later that sorts before one already held is only *tried*; if it is busy, the
+   attempt ends (``LockOrder``) and the retry takes every lock the command needed, in
+   order, at its first ``lock()``. Two commands therefore never wait for each other in
+   a circle.
+3. **The loads**: ``load()`` copies the aggregate from the process's cache and
+   fast-forwards it with the events saved since (one query, on this transaction's
+   connection), checks it is visible to the caller (else 404) and only then the
+   caller's ``If-Match`` (412): a command about an aggregate the caller may not see
+   reveals nothing.
+4. **The commit**: the events of every aggregate, and the idempotency record, in one
+   atomic write that ends with COMMIT (``PostgresTransaction.append_and_commit``).
+
+Leaving the block without a commit rolls back; a refusal by a rule (an
+``ApplicationError`` that is not transient) is recorded for the key first, in the same
+transaction. A failed commit (another writer's version won) or a lost lock order ends
+the attempt: ``retry_on_conflict`` runs the service again on a fresh transaction, which
+takes the key's lock again and replays the record if a duplicate finished meanwhile. A
+dead connection is given back to the pool (which drops it) and the command answers
+503 at once: it is never retried on.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+from uuid import UUID
+
+import tenacity
+from django.conf import settings
+from django.db import transaction
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, OperationalError
+
+from shop import idempotency
+from shop.errors import ApplicationError, ConcurrentUpdate, NotFound, PreconditionFailed
+from shop.eventstore import Saved, ShopApplication, events_saved, get_app
+from shop.recorder import lock_wait_ran_out
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class LockWaitTimeout(ConcurrentUpdate):
+    """Another writer held the aggregates for longer than the lock wait."""
+
+    default_detail = "Another change to the same data took too long; try again."
+
+
+class LockOrder(IntegrityError):
+    """A lock asked for out of order was busy: the attempt lost, as to a version
+    conflict, and the retry takes every lock in order."""
+
+
+def lock_key(aggregate_id: UUID) -> int:
+    """A writer lock's key: a signed 64-bit int from the id's first 8 bytes (a
+    collision only makes two aggregates share a queue)."""
+    return int.from_bytes(aggregate_id.bytes[:8], "big", signed=True)
+
+
+def lock_wait_seconds() -> float:
+    return settings.COMMAND_LOCK_WAIT_SECONDS
+
+
+class UnitOfWork:
+    """One command's transaction (see the module). Reusable: each ``with`` block is
+    one attempt, on a fresh transaction."""
+
+    def __init__(self, *, claim: idempotency.Claim | None = None,
+                 if_match: tuple[UUID, int] | None = None) -> None:
+        self.claim = claim
+        self.if_match = if_match
+        # Every lock an attempt asked for: a retry takes them all at its first lock().
+        self._needed: set[int] = set()
+        self._held: set[int] = set()
+        self._transaction: Any = None
+        self._app: ShopApplication | None = None
+
+    @classmethod
+    def of(cls, uow: UnitOfWork | None) -> UnitOfWork:
+        """``uow``, or a unit of work of its own for a caller that brought none."""
+        return uow if uow is not None else cls()
+
+    # -- the transaction
+
+    def __enter__(self) -> UnitOfWork:
+        self._app = get_app()
+        self._transaction = self._app.recorder.transaction(
+            lock_wait_seconds(), self._app.snapshots.recorder if self._app.snapshots else None)
+        self._held = set()
+        if self.claim is not None:
+            try:
+                found = self._transaction.claim(
+                    lock_key(self.claim.record_id), self.claim.record_id,
+                    self.claim.user_id, idempotency.TTL, idempotency.max_live_keys())
+                record = self.claim.check(found)
+            except OperationalError as exc:
+                self._end()
+                if lock_wait_ran_out(exc):
+                    raise idempotency.KeyInUse() from None
+                raise
+            except BaseException:
+                self._end()
+                raise
+            if record is not None:  # a duplicate ran it while this one waited
+                self._end()
+                raise idempotency.Answered(record)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._transaction is None:  # committed
+            return
+        try:
+            record = None
+            if isinstance(exc, ApplicationError) and self.claim is not None:
+                record = self.claim.refused(exc)
+            if record is not None and self._transaction.usable:
+                self._transaction.record_and_commit(record)
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        transaction_, self._transaction = self._transaction, None
+        if transaction_ is not None:
+            transaction_.close()
+
+    # -- locks and loads
+
+    def lock(self, *aggregate_ids: UUID) -> None:
+        """Hold the writer locks of these aggregates until the commit (see the module
+        for the order). On SQLite, which has one writer at a time, there is none."""
+        asked = {lock_key(aggregate_id) for aggregate_id in aggregate_ids}
+        first = not self._held
+        self._needed |= asked
+        wanted = (self._needed if first else asked) - self._held
+        if not wanted:
+            return
+        highest = max(self._held, default=None)
+        in_order = sorted(k for k in wanted if highest is None or k > highest)
+        out_of_order = sorted(wanted.difference(in_order))
+        try:
+            if out_of_order and not self._transaction.try_lock(out_of_order):
+                raise LockOrder()
+            if in_order:
+                self._transaction.lock(in_order)
+        except OperationalError as exc:
+            if lock_wait_ran_out(exc):
+                raise LockWaitTimeout() from None
+            raise
+        self._held |= wanted
+
+    def load(self, aggregate_id: UUID, cls: type[A], *, what: str | None = None,
+             visible: Callable[[A], bool] | None = None) -> A:
+        """The aggregate as last saved, or ``NotFound``; also ``NotFound`` when
+        ``visible(aggregate)`` says the caller may not see it. Then the caller's
+        If-Match: another version is ``PreconditionFailed``."""
+        aggregate = self._fetch(aggregate_id)
+        name = what or cls.__name__
+        if not isinstance(aggregate, cls) or (visible is not None and not visible(aggregate)):
+            raise NotFound(f"{name} {aggregate_id} was not found.")
+        expected = self.if_match
+        if expected is not None and expected[0] == aggregate_id \
+                and expected[1] != aggregate.version:
+            raise PreconditionFailed(
+                f"{name} {aggregate_id} changed since you read it: it is at version "
+                f"{aggregate.version}, not {expected[1]}. Nothing was saved; reload it and "
+                "try again.")
+        return aggregate
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        return self._fetch(aggregate_id) is not None
+
+    def _fetch(self, aggregate_id: UUID) -> Aggregate | None:
+        app, tx = self._app, self._transaction
+        cache = app.aggregate_cache
+        try:
+            aggregate = copy.deepcopy(cache.get(aggregate_id))
+        except KeyError:
+            aggregate = None
+            snapshot = tx.select_snapshot(aggregate_id)
+            if snapshot is not None:
+                aggregate = app.mapper.to_domain_event(snapshot).mutate(None)
+        events = tx.select_events(aggregate_id, aggregate.version if aggregate else 0)
+        for stored in events:
+            aggregate = app.mapper.to_domain_event(stored).mutate(aggregate)
+        if events and aggregate is not None:
+            cache.put(aggregate_id, copy.deepcopy(aggregate))
+        return aggregate
+
+    # -- the commit
+
+    def commit(self, *aggregates: Aggregate, primary: Aggregate | None = None,
+               extra: dict[str, Any] | None = None) -> Saved:
+        """Save every aggregate's new events (and the key's record) in one atomic
+        write, and end the transaction. Returns the primary aggregate's (default: the
+        first's) id and new version, and the notification ids appended. A command
+        that changed nothing appends nothing and answers the position of the version
+        it answers."""
+        app, tx = self._app, self._transaction
+        target = primary or aggregates[0]
+        extra = extra or {}
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        if not events:
+            position = tx.position_of(target.id, target.version) or 0
+            saved = Saved(target.id, target.version, position, extra, (position,))
+            if self.claim is not None:
+                tx.record_and_commit(self.claim.ran(saved))
+            self._end()
+            return saved
+        stored = [app.mapper.to_stored_event(event) for event in events]
+        record = None
+        if self.claim is not None:
+            record = self.claim.ran(Saved(target.id, target.version, 0, extra))
+        try:
+            ids = tx.append_and_commit(stored, record)
+        finally:
+            self._end()
+        saved = Saved(target.id, target.version, ids[-1], extra, tuple(ids))
+        app.snapshot_saved(list(aggregates),
+                           [(e.originator_id, e.originator_version) for e in events])
+        # robust: the events are durable by now; a failing receiver (broker down, a
+        # projection error) is logged and must not turn an accepted command into a 500.
+        transaction.on_commit(
+            functools.partial(events_saved.send, sender=ShopApplication, position=ids[-1]),
+            robust=True,
+        )
+        return saved
+
+
+# Re-run a command whose attempt lost: another writer saved the same aggregate first,
+# or a lock it needed was busy and out of order. Each attempt is a fresh transaction
+# that reloads the aggregates, so the rules are checked again against the state that
+# won. After 30 lost attempts the IntegrityError propagates: the API answers 409
+# concurrent_update, the admin says so. Random waits growing to 20 ms spread out
+# writers that collided.
+retry_on_conflict = tenacity.retry(
+    retry=tenacity.retry_if_exception_type(IntegrityError),
+    stop=tenacity.stop_after_attempt(30),
+    wait=tenacity.wait_random_exponential(multiplier=0.001, max=0.02),
+    reraise=True,
+)
+
+
+def load(aggregate_id: UUID, cls: type[A]) -> A:
+    """An aggregate as last saved, outside any command (a script, a test): read in a
+    unit of work of its own that writes nothing. ``NotFound`` if there is none."""
+    with UnitOfWork() as uow:
+        return uow.load(aggregate_id, cls)
