@@ -61,8 +61,9 @@ def cancel_orders(model_admin, request, queryset):
     reason = f"Cancelled in the admin by {request.user.get_username()}."
     run_for_each(
         request, queryset,
-        lambda order: order_cancel(order_id=order.order_id, user_id=request.user.pk,
-                                   is_staff=True, reason=reason),
+        lambda order, uow: order_cancel(uow=uow, order_id=order.order_id,
+                                        user_id=request.user.pk, is_staff=True,
+                                        reason=reason),
         done=lambda order, _saved: f"Cancelled order {order.number}",
         about=str,
     )

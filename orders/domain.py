@@ -8,6 +8,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from shop.errors import InvalidState
+from shop.personal_data import Personal
 
 PLACED, CANCELLED, SHIPPED, DELIVERED = "placed", "cancelled", "shipped", "delivered"
 STATUSES = (PLACED, SHIPPED, DELIVERED, CANCELLED)
@@ -17,11 +18,27 @@ MAX_QUANTITY = 1000
 MAX_LINES = 100
 
 
+# A customer's name and shipping address are theirs: stored sealed with their own key,
+# so forgetting them makes these unreadable (shop/personal_data.py).
+CUSTOMER_DATA = Personal(subject="customer_id", fields=("customer", "shipping_address"))
+
+
 class Order(Aggregate):
     """A customer's order. ``lines`` are plain dicts:
-    ``{"product_id": UUID, "sku": str, "quantity": int, "unit_price": Decimal}``."""
+    ``{"product_id": UUID, "sku": str, "quantity": int, "unit_price": Decimal}``.
+    Once its customer is forgotten, ``customer`` and ``shipping_address`` read as None."""
 
-    @event("Placed")
+    personal_data = CUSTOMER_DATA  # in snapshots
+
+    class Placed(Aggregate.Created):
+        customer_id: int
+        customer: str | None
+        lines: list[dict]
+        total: Decimal
+        shipping_address: str | None
+        personal_data = CUSTOMER_DATA
+
+    @event(Placed)
     def __init__(
         self,
         customer_id: int,

@@ -78,7 +78,8 @@ def _advance_action(status: str):
             )
         run_for_each(
             request, with_shipment,
-            lambda order: shipment_change_status(shipment_id=order.shipment_id, status=status),
+            lambda order, uow: shipment_change_status(uow=uow, shipment_id=order.shipment_id,
+                                                      status=status),
             done=lambda order, _saved: f"Shipment of order {order.number} is now {to}",
             about=str,
         )

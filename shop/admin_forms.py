@@ -24,6 +24,8 @@ from rest_framework.fields import SkipField, empty
 
 from shop.errors import ApplicationError, ConcurrentUpdate
 from shop.eventstore import Saved
+from shop.metadata import Actor, Context
+from shop.request_id import request_id_of
 from shop.unit_of_work import UnitOfWork
 
 COMMAND_FORM_TEMPLATE = "admin/shop/command_form.html"
@@ -126,6 +128,13 @@ def api_form(
 # --- running a command ------------------------------------------------------------------
 
 
+def admin_unit_of_work(request: HttpRequest, *, if_match: Any = None) -> UnitOfWork:
+    """A unit of work for a command run from the back office: by the staff member
+    signed in, via the admin (the metadata of its events)."""
+    return UnitOfWork(context=Context(Actor.of(request.user), "admin", request_id_of(request)),
+                      if_match=if_match)
+
+
 def run_command(
     request: HttpRequest,
     command: Callable[[], Saved],
@@ -205,7 +214,7 @@ def command_form_view(
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         shown = data.pop(VERSION_FIELD, None)
-        uow = UnitOfWork(if_match=(edits[0], shown) if edits and shown else None)
+        uow = admin_unit_of_work(request, if_match=(edits[0], shown) if edits and shown else None)
         saved = run_command(request, lambda: run(uow=uow, **data), done=done, form=form)
         if saved is not None:
             url = success_url(saved) if callable(success_url) else success_url
@@ -225,17 +234,18 @@ def command_form_view(
 def run_for_each(
     request: HttpRequest,
     items: Iterable[Any],
-    command: Callable[[Any], Saved],
+    command: Callable[[Any, UnitOfWork], Saved],
     *,
     done: Callable[[Any, Saved], str],
     about: Callable[[Any], str] = str,
 ) -> int:
-    """An admin action: run the command for each selected row, one message per row
-    (a failure starts with ``about(row)``, e.g. "Order 10432"). Returns how many
-    succeeded."""
+    """An admin action: run ``command(row, uow)`` for each selected row, each in a unit
+    of work of its own, one message per row (a failure starts with ``about(row)``,
+    e.g. "Order 10432"). Returns how many succeeded."""
     succeeded = 0
     for item in items:
-        if run_command(request, lambda item=item: command(item),
+        if run_command(request,
+                       lambda item=item: command(item, admin_unit_of_work(request)),
                        done=lambda saved, item=item: done(item, saved), about=about(item)):
             succeeded += 1
     return succeeded

@@ -34,6 +34,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from shop import idempotency
 from shop.errors import ApplicationError, ConcurrentUpdate, InvalidInput, ServiceUnavailable
 from shop.eventstore import Saved
+from shop.metadata import Actor, Context
+from shop.request_id import request_id_of
 from shop.unit_of_work import UnitOfWork
 
 NON_FIELD_ERRORS = api_settings.NON_FIELD_ERRORS_KEY
@@ -275,6 +277,7 @@ class CommandApi(APIView):
         expected = parse_if_match(request.headers.get("If-Match"))
         target = next((value for value in kwargs.values() if isinstance(value, UUID)), None)
         self.uow = UnitOfWork(
+            context=Context(Actor.of(request.user), "api", request_id_of(request)),
             claim=claim,
             if_match=(target, expected) if target is not None and expected is not None
             else None,

@@ -33,6 +33,8 @@ from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import Environment, strtobool
 
+from shop.mapper import ShopMapper
+
 logger = logging.getLogger(__name__)
 
 
@@ -47,7 +49,13 @@ class ShopApplication(Application):
 
     def __init__(self, env: Any = None) -> None:
         super().__init__(env=env)
+        # The mapper seals and opens personal fields with keys kept beside the events.
+        self.mapper.key_store = self.recorder
         self.forget_cached_aggregates()
+
+    def construct_mapper(self) -> ShopMapper:
+        return self.factory.mapper(transcoder=self.construct_transcoder(),
+                                   mapper_class=ShopMapper)
 
     def forget_cached_aggregates(self) -> None:
         # Never mutated in place: a command loads a copy and fast-forwards it.

@@ -64,6 +64,7 @@ _LIBRARY_ERRORS: tuple[tuple[type[psycopg.Error], type[persistence.PersistenceEr
 #: PostgreSQL's "lock_not_available": a lock wait ran past ``lock_timeout``.
 LOCK_NOT_AVAILABLE = "55P03"
 IDEMPOTENCY_TABLE = "shop_idempotency"
+DATA_KEYS_TABLE = "shop_data_keys"
 
 
 @contextlib.contextmanager
@@ -133,7 +134,7 @@ class ShopRecorder(PostgresApplicationRecorder):
             self.log_lock,
         ]
         names = {"schema": Identifier(schema), "events": Identifier(table),
-                 "records": Identifier(IDEMPOTENCY_TABLE),
+                 "records": Identifier(IDEMPOTENCY_TABLE), "keys": Identifier(DATA_KEYS_TABLE),
                  "channel": Identifier(self.channel_name),
                  "id_type": Identifier(datastore.originator_id_type)}
         insert = SQL(
@@ -184,7 +185,20 @@ class ShopRecorder(PostgresApplicationRecorder):
             "SELECT notification_id FROM {schema}.{events} "
             "WHERE originator_id = %s AND originator_version = %s"
         ).format(**names)
+        self.sql_data_keys = SQL(
+            "SELECT user_id, key FROM {schema}.{keys} WHERE user_id = ANY(%s)").format(**names)
+        self.sql_make_data_key = SQL(
+            "INSERT INTO {schema}.{keys} (user_id, key, created_at) VALUES (%(user)s, %(key)s, "
+            "now()) ON CONFLICT (user_id) DO NOTHING; "
+            "SELECT key FROM {schema}.{keys} WHERE user_id = %(user)s"
+        ).format(**names).as_string()
+        self.sql_forget_data_key = SQL(
+            "DELETE FROM {schema}.{keys} WHERE user_id = %s").format(**names).as_string()
         self.create_table_statements_side = [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{keys} (user_id bigint PRIMARY KEY, "
+                "key bytea NOT NULL, created_at timestamptz NOT NULL)"
+            ).format(**names),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {schema}.{records} ("
                 "id uuid PRIMARY KEY, user_id bigint, fingerprint text NOT NULL, "
@@ -240,6 +254,21 @@ class ShopRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(self.sql_delete_expired, [ttl, batch])
             return cursor.rowcount
+
+    # -- data keys (shop.personal_data), outside a unit of work
+
+    def data_keys(self, user_ids: list[int]) -> dict[int, bytes]:
+        with self.datastore.get_connection() as conn:
+            rows = conn.execute(self.sql_data_keys, [list(user_ids)], prepare=True).fetchall()
+        return {row["user_id"]: bytes(row["key"]) for row in rows}
+
+    def make_data_key(self, user_id: int, key: bytes) -> bytes:
+        """``key`` for ``user_id``, unless another writer gave them one first."""
+        with self.datastore.get_connection() as conn, ClientCursor(conn) as cursor:
+            cursor.execute(self.sql_make_data_key, {"user": user_id, "key": key})
+            while cursor.description is None:
+                cursor.nextset()
+            return bytes(cursor.fetchone()["key"])
 
 
 def _lookup(row: dict[str, Any]) -> RecordLookup:
@@ -358,6 +387,23 @@ class PostgresTransaction:
                                     prepare=True).fetchone()
         return row["notification_id"] if row else None
 
+    # -- data keys (shop.personal_data), in the transaction
+
+    def data_keys(self, user_ids: list[int]) -> dict[int, bytes]:
+        with library_errors():
+            rows = self.conn.execute(self.recorder.sql_data_keys, [list(user_ids)],
+                                     prepare=True).fetchall()
+        return {row["user_id"]: bytes(row["key"]) for row in rows}
+
+    def make_data_key(self, user_id: int, key: bytes) -> bytes:
+        cursor = self._run(self._begin() + self.recorder.sql_make_data_key,
+                           {"user": user_id, "key": key}, column="key")
+        return bytes(cursor.fetchone()["key"])
+
+    def forget_data_key(self, user_id: int) -> None:
+        """Delete a person's data key; it is gone at the commit."""
+        self._run(self._begin() + self.recorder.sql_forget_data_key, [user_id])
+
     # -- writes: each ends the transaction
 
     def append_and_commit(self, stored: Sequence[StoredEvent],
@@ -419,7 +465,22 @@ class ShopSQLiteRecorder(SQLiteApplicationRecorder):
             "created_at REAL NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {IDEMPOTENCY_TABLE}_created_at "
             f"ON {IDEMPOTENCY_TABLE} (created_at)",
+            f"CREATE TABLE IF NOT EXISTS {DATA_KEYS_TABLE} (user_id INTEGER PRIMARY KEY, "
+            "key BLOB NOT NULL, created_at REAL NOT NULL)",
         ]
+
+    def data_keys(self, user_ids: list[int]) -> dict[int, bytes]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT user_id, key FROM {DATA_KEYS_TABLE} WHERE user_id IN "
+                           f"({','.join('?' * len(user_ids))})", tuple(user_ids))
+            return {row[0]: bytes(row[1]) for row in cursor.fetchall()}
+
+    def make_data_key(self, user_id: int, key: bytes) -> bytes:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(f"INSERT OR IGNORE INTO {DATA_KEYS_TABLE} (user_id, key, created_at) "
+                           "VALUES (?, ?, ?)", (user_id, key, time.time()))
+            cursor.execute(f"SELECT key FROM {DATA_KEYS_TABLE} WHERE user_id = ?", (user_id,))
+            return bytes(cursor.fetchone()[0])
 
     def transaction(self, lock_wait_seconds: float, snapshots: Any = None) -> SQLiteTransaction:
         return SQLiteTransaction(self, snapshots)
@@ -467,6 +528,16 @@ class SQLiteTransaction:
         self.recorder = recorder
         self.snapshots = snapshots
         self.ttl: timedelta | None = None
+        self.forgotten: list[int] = []  # data keys to delete at the commit
+
+    def data_keys(self, user_ids: list[int]) -> dict[int, bytes]:
+        return self.recorder.data_keys(user_ids)
+
+    def make_data_key(self, user_id: int, key: bytes) -> bytes:
+        return self.recorder.make_data_key(user_id, key)
+
+    def forget_data_key(self, user_id: int) -> None:
+        self.forgotten.append(user_id)
 
     def __enter__(self) -> SQLiteTransaction:
         return self
@@ -509,6 +580,8 @@ class SQLiteTransaction:
             ids = list(self.recorder._insert_events(cursor, stored) or [])
             if record is not None:
                 self._insert_record(cursor, record, tuple(ids))
+            for user_id in self.forgotten:
+                cursor.execute(f"DELETE FROM {DATA_KEYS_TABLE} WHERE user_id = ?", (user_id,))
         return ids
 
     def record_and_commit(self, record: NewRecord) -> None:

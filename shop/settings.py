@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "demo",
 ]
 MIDDLEWARE = [
+    "shop.request_id.RequestIdMiddleware",  # first: every response says its request's id
     "shop.middleware.HeadWithoutBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "shop.middleware.RequestLimitsMiddleware",
@@ -265,14 +266,18 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
 # Seconds between safety-net sweeps that trigger every projection.
 PROJECTION_SWEEP_SECONDS = float(os.environ.get("PROJECTION_SWEEP_SECONDS", "2"))
+# What beat's tasks carry: a command one of them runs is recorded as via "beat".
+BEAT_HEADERS = {"via": "beat"}
 CELERY_BEAT_SCHEDULE = {
     # The sweep: trigger every projection every couple of seconds, so a lost message, a
     # broker outage or a crashed worker delays the read side but never loses an event.
-    "sweep-projections": {"task": "projections.sweep", "schedule": PROJECTION_SWEEP_SECONDS},
+    "sweep-projections": {"task": "projections.sweep", "schedule": PROJECTION_SWEEP_SECONDS,
+                          "options": {"headers": BEAT_HEADERS}},
     # Idempotency records live 24 hours; drop the expired ones (a bounded batch).
     "delete-expired-idempotency-records": {
         "task": "shop.delete_expired_idempotency_records",
         "schedule": 600.0,
+        "options": {"headers": BEAT_HEADERS},
     },
 }
 

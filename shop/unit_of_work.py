@@ -54,6 +54,8 @@ from eventsourcing.persistence import IntegrityError, OperationalError
 from shop import idempotency
 from shop.errors import ApplicationError, ConcurrentUpdate, NotFound, PreconditionFailed
 from shop.eventstore import Saved, ShopApplication, events_saved, get_app
+from shop.metadata import Context
+from shop.personal_data import KeyRing, personal_data
 from shop.recorder import lock_wait_ran_out
 
 A = TypeVar("A", bound=Aggregate)
@@ -84,8 +86,10 @@ class UnitOfWork:
     """One command's transaction (see the module). Reusable: each ``with`` block is
     one attempt, on a fresh transaction."""
 
-    def __init__(self, *, claim: idempotency.Claim | None = None,
+    def __init__(self, *, context: Context | None = None,
+                 claim: idempotency.Claim | None = None,
                  if_match: tuple[UUID, int] | None = None) -> None:
+        self.context = context or Context()
         self.claim = claim
         self.if_match = if_match
         # Every lock an attempt asked for: a retry takes them all at its first lock().
@@ -106,6 +110,8 @@ class UnitOfWork:
         self._transaction = self._app.recorder.transaction(
             lock_wait_seconds(), self._app.snapshots.recorder if self._app.snapshots else None)
         self._held = set()
+        # Each person's data key is read once per attempt (shop.personal_data).
+        self.keys = KeyRing(self._transaction)
         if self.claim is not None:
             try:
                 found = self._transaction.claim(
@@ -197,13 +203,21 @@ class UnitOfWork:
             aggregate = None
             snapshot = tx.select_snapshot(aggregate_id)
             if snapshot is not None:
-                aggregate = app.mapper.to_domain_event(snapshot).mutate(None)
+                aggregate = app.mapper.to_domain_event(snapshot, self.keys).mutate(None)
         events = tx.select_events(aggregate_id, aggregate.version if aggregate else 0)
         for stored in events:
-            aggregate = app.mapper.to_domain_event(stored).mutate(aggregate)
-        if events and aggregate is not None:
+            aggregate = app.mapper.to_domain_event(stored, self.keys).mutate(aggregate)
+        # Aggregates holding personal data are not kept: a forgotten customer's name
+        # must not outlive their key in some process's memory.
+        if events and aggregate is not None and personal_data(type(aggregate)) is None:
             cache.put(aggregate_id, copy.deepcopy(aggregate))
         return aggregate
+
+    def forget(self, user_id: int) -> None:
+        """Delete a person's data key at the commit: every value sealed with it is
+        unreadable from then on (``shop.personal_data``)."""
+        self._transaction.forget_data_key(user_id)
+        self.keys.forget(user_id)
 
     # -- the commit
 
@@ -225,7 +239,9 @@ class UnitOfWork:
                 tx.record_and_commit(self.claim.ran(saved))
             self._end()
             return saved
-        stored = [app.mapper.to_stored_event(event) for event in events]
+        metadata = self.context.stamp(events, target.id)
+        stored = [app.mapper.to_stored_event(event, meta, self.keys)
+                  for event, meta in zip(events, metadata, strict=True)]
         record = None
         if self.claim is not None:
             record = self.claim.ran(Saved(target.id, target.version, 0, extra))

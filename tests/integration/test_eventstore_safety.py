@@ -73,7 +73,7 @@ def test_the_prefixed_variable_fails_the_system_check_of_every_command():
     )
     assert result.returncode != 0
     assert "shop.E001" in result.stderr
-    assert "table lock" in result.stderr
+    assert "insert lock" in result.stderr
 
 
 def test_a_recorder_that_inserts_through_db_functions_is_refused(fresh_app):

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -34,7 +33,8 @@ from projections.management.commands._common import projectors_named
 from projections.runner import catch_up
 from shipping.services import shipment_change_status, shipment_create
 from shop.errors import NotFound
-from shop.unit_of_work import load
+from shop.metadata import Actor, Context
+from shop.unit_of_work import UnitOfWork, load
 
 STAFF = ("admin", "admin-demo-pass")
 CUSTOMER_PASSWORD = "demo-pass-123"
@@ -85,11 +85,20 @@ CATALOG_CHANGES = [
 ]
 
 
-CATALOG_COMMANDS: dict[str, Callable[[UUID, Any], object]] = {
-    "rename": lambda product_id, name: product_rename(product_id=product_id, name=name),
-    "reprice": lambda product_id, price: product_reprice(product_id=product_id, price=price),
-    "restock": lambda product_id, n: product_restock(product_id=product_id, quantity=n),
+CATALOG_COMMANDS: dict[str, Callable[..., object]] = {
+    "rename": lambda uow, product_id, name: product_rename(uow=uow, product_id=product_id,
+                                                           name=name),
+    "reprice": lambda uow, product_id, price: product_reprice(uow=uow, product_id=product_id,
+                                                              price=price),
+    "restock": lambda uow, product_id, n: product_restock(uow=uow, product_id=product_id,
+                                                          quantity=n),
 }
+
+
+def by(user: User) -> UnitOfWork:
+    """A unit of work for a command this management command runs on ``user``'s behalf
+    (the events' metadata: that user, via a command)."""
+    return UnitOfWork(context=Context(Actor.of(user), "command"))
 
 
 @contextmanager
@@ -173,7 +182,8 @@ class Command(BaseCommand):
         with event_clock(at(95, 9)):
             for sku, name, price, stock in PRODUCTS:
                 ids[sku] = product_register(
-                    sku=sku, name=name, price=Decimal(price), stock=stock
+                    uow=by(users[STAFF[0]]), sku=sku, name=name, price=Decimal(price),
+                    stock=stock,
                 ).aggregate_id
         self.stdout.write(f"Registered {len(PRODUCTS)} products.")
 
@@ -185,6 +195,7 @@ class Command(BaseCommand):
 
         def place(index: int, customer: str, lines: list[tuple[str, int]]) -> None:
             saved, _total = order_place(
+                uow=by(users[customer]),
                 customer_id=users[customer].id,
                 customer=customer,
                 lines=[(ids[sku], quantity) for sku, quantity in lines],
@@ -194,17 +205,19 @@ class Command(BaseCommand):
 
         def follow(index: int, action: str) -> None:
             if action == "cancel":
-                order_cancel(order_id=orders[index], user_id=admin.id, is_staff=True,
-                             reason="Customer changed their mind.")
+                order_cancel(uow=by(admin), order_id=orders[index], user_id=admin.id,
+                             is_staff=True, reason="Customer changed their mind.")
             elif action == "created":
                 shipments[index] = shipment_create(
-                    order_id=orders[index], carrier="DHL" if index % 2 else "UPS"
+                    uow=by(admin), order_id=orders[index], carrier="DHL" if index % 2 else "UPS"
                 ).aggregate_id
             else:
-                shipment_change_status(shipment_id=shipments[index], status=action)
+                shipment_change_status(uow=by(admin), shipment_id=shipments[index],
+                                       status=action)
 
         for days, sku, change, value in CATALOG_CHANGES:
-            steps.append((at(days, 9), partial(CATALOG_COMMANDS[change], ids[sku], value)))
+            steps.append((at(days, 9), partial(CATALOG_COMMANDS[change], by(admin), ids[sku],
+                                               value)))
         for index, (days, customer, lines, next_steps) in enumerate(ORDERS):
             steps.append((at(days, 11), partial(place, index, customer, lines)))
             for offset, (later, action) in enumerate(next_steps):

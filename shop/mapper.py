@@ -1,0 +1,162 @@
+"""The event store's mapper: the library's, with two more steps on the way in and out.
+
+- **Metadata.** Each event is stored with its metadata (``shop.metadata``: actor, way
+  in, request id, causation id) under the state's ``_meta`` key, and read back beside
+  the event (``decode``), never as a field of the domain event. Rows stored before
+  metadata existed have none: the metadata's upcaster reads them as the system's, by
+  an unknown way in (``shop.metadata.LEGACY``).
+- **Personal data.** The fields a class marks personal (``shop.personal_data``) are
+  sealed with their person's data key before the state is encoded, and opened after
+  it is decoded, before the library's upcasters run: aggregates, upcasters and
+  projectors see plain values, or ``None`` once the person is forgotten. An
+  aggregate's marking covers its snapshots; a customer's username in the metadata is
+  theirs too.
+
+``to_stored_event`` and ``to_domain_event`` keep the library's signatures (its
+repository and notification log call them) and its steps (transcoder, compressor,
+cipher, upcasting), written out here because the two new steps sit between them.
+Keys come from the ``KeyRing`` passed in (a unit of work's, a projection batch's), or
+from a ring of their own per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any, cast
+
+from eventsourcing.domain import CanSnapshotAggregate
+from eventsourcing.persistence import (
+    Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
+    find_id_convertor,
+)
+from eventsourcing.utils import get_topic, resolve_topic
+
+from shop.metadata import LEGACY, Metadata
+from shop.personal_data import (
+    KeyRing,
+    KeyStore,
+    Personal,
+    personal_data,
+    seal,
+    seal_fields,
+    unseal,
+    unseal_fields,
+)
+
+META = "_meta"
+#: The metadata of an event written by a path that gives none (the library's own).
+UNKNOWN = Metadata()
+
+
+class ShopMapper(Mapper):
+    #: Set by the application once its recorder exists (see ``ShopApplication``).
+    key_store: KeyStore | None = None
+
+    def key_ring(self) -> KeyRing:
+        assert self.key_store is not None, "the application sets the mapper's key store"
+        return KeyRing(self.key_store)
+
+    # -- in
+
+    def to_stored_event(self, domain_event: Any, metadata: Metadata | None = None,
+                        keys: KeyRing | None = None) -> StoredEvent:
+        topic = get_topic(type(domain_event))
+        state = dict(vars(domain_event))
+        originator_id = state.pop("originator_id")
+        originator_version = state.pop("originator_version")
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        ring = keys
+        personal, where = _personal_part(type(domain_event), state)
+        if personal is not None:
+            ring = ring or self.key_ring()
+            where = dict(where)  # a copy: the event (or the snapshot's state) stays plain
+            seal_fields(where, personal, ring.for_writing)
+            _put_personal_part(type(domain_event), state, where)
+        if not isinstance(domain_event, CanSnapshotAggregate):
+            meta = (metadata or UNKNOWN).as_dict()
+            actor = meta["actor"]
+            if actor["kind"] == "customer" and actor["username"] is not None:
+                ring = ring or self.key_ring()
+                actor["username"] = seal(actor["username"],
+                                         ring.for_writing(actor["user_id"]), actor["user_id"])
+            state[META] = meta
+        stored_state = self.transcoder.encode(state)
+        if self.compressor:
+            stored_state = self.compressor.compress(stored_state)
+        if self.cipher:
+            stored_state = self.cipher.encrypt(stored_state)
+        return StoredEvent(originator_id=originator_id, originator_version=originator_version,
+                           topic=topic, state=stored_state)
+
+    # -- out
+
+    def to_domain_event(self, stored_event: StoredEvent, keys: KeyRing | None = None) -> Any:
+        return self.decode(stored_event, keys)[0]
+
+    def decode(self, stored_event: StoredEvent,
+               keys: KeyRing | None = None) -> tuple[Any, Metadata]:
+        """The event and its metadata."""
+        cls = resolve_topic(stored_event.topic)
+        stored_state = stored_event.state
+        try:
+            if self.cipher:
+                stored_state = self.cipher.decrypt(stored_state)
+            if self.compressor:
+                stored_state = self.compressor.decompress(stored_state)
+            state: dict[str, Any] = self.transcoder.decode(stored_state)
+        except Exception as exc:
+            raise MapperDeserialisationError(
+                f"Failed to deserialise state of stored event with topic "
+                f"'{stored_event.topic}', originator_id '{stored_event.originator_id}' and "
+                f"originator_version {stored_event.originator_version}: {exc}"
+            ) from exc
+        ring = keys
+        metadata = upcast_metadata(state.pop(META, None))
+        if metadata.actor.kind == "customer":
+            ring = ring or self.key_ring()
+            user_id = metadata.actor.user_id
+            username = unseal(metadata.actor.username, ring.for_reading(user_id), user_id)
+            metadata = Metadata(type(metadata.actor)("customer", user_id, username),
+                                metadata.via, metadata.request_id, metadata.causation_id)
+        personal, where = _personal_part(cls, state)
+        if personal is not None:
+            ring = ring or self.key_ring()
+            unseal_fields(where, personal, ring.for_reading)
+        id_convertor = find_id_convertor(cls, cast(Hashable, type(stored_event.originator_id)))
+        state["originator_id"] = id_convertor(stored_event.originator_id)
+        state["originator_version"] = stored_event.originator_version
+        class_version = getattr(cls, "class_version", 1)
+        from_version = state.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        domain_event = object.__new__(cls)
+        object.__setattr__(domain_event, "__dict__", state)
+        return domain_event, metadata
+
+
+def upcast_metadata(stored: dict[str, Any] | None) -> Metadata:
+    """The metadata's upcaster: a row stored before metadata existed has none."""
+    return LEGACY if stored is None else Metadata.from_dict(stored)
+
+
+def _personal_part(cls: type, state: dict[str, Any]) -> tuple[Personal | None, dict]:
+    """The marking that applies to ``state`` and the dict holding those fields: the
+    event's own state, or a snapshot's aggregate state."""
+    if issubclass(cls, CanSnapshotAggregate):
+        aggregate_state = state.get("state")
+        if not isinstance(aggregate_state, dict):
+            return None, state
+        return personal_data(resolve_topic(state["topic"])), aggregate_state
+    return personal_data(cls), state
+
+
+def _put_personal_part(cls: type, state: dict[str, Any], part: dict[str, Any]) -> None:
+    if issubclass(cls, CanSnapshotAggregate):
+        state["state"] = part
+    else:
+        state.update(part)
