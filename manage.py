@@ -1,4 +1,5 @@
 #!/usr/bin/env python
+import getpass
 import os
 import sys
 
@@ -7,7 +8,12 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from shop.logs import bound
+    from shop.metadata import new_request_id
+
+    # A management command's log lines carry an id of their own and who ran it.
+    with bound(request_id=new_request_id(), user=f"{getpass.getuser()} (manage.py)"):
+        execute_from_command_line(sys.argv)
 
 
 if __name__ == "__main__":

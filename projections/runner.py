@@ -162,12 +162,7 @@ def _process_batch(
         topics=projector.topics(),
         inclusive_of_start=False,
     )
-    events = []
-    for notification in notifications:
-        try:
-            events.append((notification.id, app.mapper.to_domain_event(notification)))
-        except Exception as exc:
-            raise ProjectionFailed(projector.name, notification.id, exc) from exc
+    events = _decode(projector, app, notifications)
     _apply_events(projector, events, savepoint=savepoint)
     # A short page means everything up to the head was read (irrelevant events too).
     covered = notifications[-1].id if len(notifications) == limit else head
@@ -178,6 +173,23 @@ def _process_batch(
     if announce:  # a shadow being rebuilt must not wake the live model's waiters
         _announce(projector.name, covered)
     return len(notifications), head
+
+
+def _decode(projector: Projector, app: ShopApplication,
+            notifications: Sequence[Any]) -> list[tuple[int, DomainEvent]]:
+    """The batch's events (each person's data key read once for the batch); one that
+    cannot be read parks the projection before it."""
+    try:
+        decoded = app.mapper.decode_many(notifications)
+    except Exception:
+        for notification in notifications:  # which one
+            try:
+                app.mapper.decode(notification)
+            except Exception as exc:
+                raise ProjectionFailed(projector.name, notification.id, exc) from exc
+        raise
+    return [(notification.id, event)
+            for notification, (event, _metadata) in zip(notifications, decoded, strict=True)]
 
 
 def _announce(name: str, position: int) -> None:

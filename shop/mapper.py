@@ -21,7 +21,8 @@ from a ring of their own per call.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 from eventsourcing.domain import CanSnapshotAggregate
@@ -38,6 +39,7 @@ from shop.personal_data import (
     KeyRing,
     KeyStore,
     Personal,
+    is_sealed,
     personal_data,
     seal,
     seal_fields,
@@ -100,6 +102,23 @@ class ShopMapper(Mapper):
     def decode(self, stored_event: StoredEvent,
                keys: KeyRing | None = None) -> tuple[Any, Metadata]:
         """The event and its metadata."""
+        return self.decode_many([stored_event], keys)[0]
+
+    def decode_many(self, stored_events: Sequence[StoredEvent],
+                    keys: KeyRing | None = None) -> list[tuple[Any, Metadata]]:
+        """Events and their metadata, the keys of every person in them read at once
+        (a projection's batch: one query, not one per event)."""
+        opened = [self._open(stored) for stored in stored_events]
+        subjects = [subject for cls, state, meta in opened
+                    for subject in _subjects(cls, state, meta)]
+        ring = keys
+        if subjects:
+            ring = ring or self.key_ring()
+            ring.prefetch(subjects)
+        return [self._finish(stored, cls, state, meta, ring)
+                for stored, (cls, state, meta) in zip(stored_events, opened, strict=True)]
+
+    def _open(self, stored_event: StoredEvent) -> tuple[type, dict[str, Any], Metadata]:
         cls = resolve_topic(stored_event.topic)
         stored_state = stored_event.state
         try:
@@ -114,14 +133,15 @@ class ShopMapper(Mapper):
                 f"'{stored_event.topic}', originator_id '{stored_event.originator_id}' and "
                 f"originator_version {stored_event.originator_version}: {exc}"
             ) from exc
-        ring = keys
-        metadata = upcast_metadata(state.pop(META, None))
-        if metadata.actor.kind == "customer":
+        return cls, state, upcast_metadata(state.pop(META, None))
+
+    def _finish(self, stored_event: StoredEvent, cls: type, state: dict[str, Any],
+                metadata: Metadata, ring: KeyRing | None) -> tuple[Any, Metadata]:
+        actor = metadata.actor
+        if actor.kind == "customer" and is_sealed(actor.username):
             ring = ring or self.key_ring()
-            user_id = metadata.actor.user_id
-            username = unseal(metadata.actor.username, ring.for_reading(user_id), user_id)
-            metadata = Metadata(type(metadata.actor)("customer", user_id, username),
-                                metadata.via, metadata.request_id, metadata.causation_id)
+            username = unseal(actor.username, ring.for_reading(actor.user_id), actor.user_id)
+            metadata = replace(metadata, actor=replace(actor, username=username))
         personal, where = _personal_part(cls, state)
         if personal is not None:
             ring = ring or self.key_ring()
@@ -142,6 +162,17 @@ class ShopMapper(Mapper):
 def upcast_metadata(stored: dict[str, Any] | None) -> Metadata:
     """The metadata's upcaster: a row stored before metadata existed has none."""
     return LEGACY if stored is None else Metadata.from_dict(stored)
+
+
+def _subjects(cls: type, state: dict[str, Any], metadata: Metadata) -> list[int]:
+    """Whose keys opening this state needs."""
+    subjects = []
+    if metadata.actor.kind == "customer" and is_sealed(metadata.actor.username):
+        subjects.append(metadata.actor.user_id)
+    personal, where = _personal_part(cls, state)
+    if personal is not None and any(is_sealed(where.get(name)) for name in personal.fields):
+        subjects.append(where.get(personal.subject))
+    return [subject for subject in subjects if subject is not None]
 
 
 def _personal_part(cls: type, state: dict[str, Any]) -> tuple[Personal | None, dict]:

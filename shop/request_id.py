@@ -3,7 +3,7 @@
 The request's own ``X-Request-ID`` is kept if it is 1-128 printable ASCII characters
 (a proxy's or a client's, so one id follows a request across systems); otherwise the
 shop gives it a new UUID. The id is stored with every event the request's command
-appends (``shop.metadata``) and on every log line written while it runs.
+appends (``shop.metadata``) and on every log line written while it runs (``shop.logs``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from shop.logs import bound, user_of
 from shop.metadata import new_request_id
 
 HEADER = "X-Request-ID"
@@ -35,6 +36,7 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.META.get("HTTP_X_REQUEST_ID", "")
         request.request_id = given if valid_request_id(given) else new_request_id()
-        response = self.get_response(request)
+        with bound(request_id=request.request_id, user=user_of(request)):
+            response = self.get_response(request)
         response[HEADER] = request.request_id
         return response

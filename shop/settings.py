@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from shop.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -346,11 +348,7 @@ if not DEBUG and not ALLOW_HTTP:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # axes logs every failed login at INFO; the lockouts themselves are warnings.
-    "loggers": {"django.db.backends": {"level": "INFO"}, "axes": {"level": "WARNING"}},
-}
+# One JSON object per line, each with the request id and the user (shop/logs.py);
+# LOG_FORMAT=text for plain lines.
+LOGGING = logging_config(os.environ.get("LOG_FORMAT", "json"),
+                         os.environ.get("LOG_LEVEL", "INFO"))

@@ -40,7 +40,6 @@ dead connection is given back to the pool (which drops it) and the command answe
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
@@ -254,11 +253,14 @@ class UnitOfWork:
                            [(e.originator_id, e.originator_version) for e in events])
         # robust: the events are durable by now; a failing receiver (broker down, a
         # projection error) is logged and must not turn an accepted command into a 500.
-        transaction.on_commit(
-            functools.partial(events_saved.send, sender=ShopApplication, position=ids[-1]),
-            robust=True,
-        )
+        position = ids[-1]
+        # A function, not a partial: a robust on_commit logs the name of one that raises.
+        transaction.on_commit(lambda: _announce(position), robust=True)
         return saved
+
+
+def _announce(position: int) -> None:
+    events_saved.send(sender=ShopApplication, position=position)
 
 
 # Re-run a command whose attempt lost: another writer saved the same aggregate first,
