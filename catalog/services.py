@@ -16,11 +16,11 @@ from shop.unit_of_work import UnitOfWork, retry_on_conflict
 
 @retry_on_conflict
 def product_register(
-    *, uow: UnitOfWork | None = None, sku: str, name: str, price: Decimal, stock: int,
+    *, uow: UnitOfWork, sku: str, name: str, price: Decimal, stock: int,
     category: str = "",
 ) -> Saved:
     product_id = product_id_for_sku(sku)
-    with UnitOfWork.of(uow) as uow:
+    with uow:
         uow.lock(product_id)
         # The id is derived from the SKU (case-insensitively): the lock queues two
         # registrations of one SKU, and the second finds the first.
@@ -32,8 +32,8 @@ def product_register(
 
 
 @retry_on_conflict
-def product_rename(*, uow: UnitOfWork | None = None, product_id: UUID, name: str) -> Saved:
-    with UnitOfWork.of(uow) as uow:
+def product_rename(*, uow: UnitOfWork, product_id: UUID, name: str) -> Saved:
+    with uow:
         uow.lock(product_id)
         product = uow.load(product_id, Product)
         product.rename(name)
@@ -41,9 +41,9 @@ def product_rename(*, uow: UnitOfWork | None = None, product_id: UUID, name: str
 
 
 @retry_on_conflict
-def product_reprice(*, uow: UnitOfWork | None = None, product_id: UUID,
+def product_reprice(*, uow: UnitOfWork, product_id: UUID,
                     price: Decimal) -> Saved:
-    with UnitOfWork.of(uow) as uow:
+    with uow:
         uow.lock(product_id)
         product = uow.load(product_id, Product)
         product.reprice(price)
@@ -51,9 +51,9 @@ def product_reprice(*, uow: UnitOfWork | None = None, product_id: UUID,
 
 
 @retry_on_conflict
-def product_restock(*, uow: UnitOfWork | None = None, product_id: UUID,
+def product_restock(*, uow: UnitOfWork, product_id: UUID,
                     quantity: int) -> Saved:
-    with UnitOfWork.of(uow) as uow:
+    with uow:
         uow.lock(product_id)
         product = uow.load(product_id, Product)
         product.restock(quantity)

@@ -21,7 +21,7 @@ from shop.unit_of_work import UnitOfWork, retry_on_conflict
 @retry_on_conflict
 def order_place(
     *,
-    uow: UnitOfWork | None = None,
+    uow: UnitOfWork,
     customer_id: int,
     customer: str,
     lines: list[tuple[UUID, int]],
@@ -38,7 +38,7 @@ def order_place(
     product_ids = [product_id for product_id, _ in lines]
     if len(set(product_ids)) != len(lines):
         raise InvalidInput.field("lines", "Each product may appear in only one line.")
-    with UnitOfWork.of(uow) as uow:
+    with uow:
         uow.lock(*product_ids)
         products, unknown = [], []
         for product_id in product_ids:
@@ -65,11 +65,11 @@ def order_place(
 
 
 @retry_on_conflict
-def order_cancel(*, uow: UnitOfWork | None = None, order_id: UUID, user_id: int,
+def order_cancel(*, uow: UnitOfWork, order_id: UUID, user_id: int,
                  is_staff: bool, reason: str = "") -> Saved:
     """Cancel a placed order and release its reservations. Owner or staff only:
     another customer's order is not found, whatever the caller's If-Match."""
-    with UnitOfWork.of(uow) as uow:
+    with uow:
         uow.lock(order_id)
         order = uow.load(order_id, Order,
                          visible=lambda order: order.is_visible_to(user_id, is_staff))

@@ -17,9 +17,9 @@ from shop.unit_of_work import UnitOfWork, retry_on_conflict
 
 
 @retry_on_conflict
-def shipment_create(*, uow: UnitOfWork | None = None, order_id: UUID, carrier: str) -> Saved:
+def shipment_create(*, uow: UnitOfWork, order_id: UUID, carrier: str) -> Saved:
     """Create a shipment for a placed order and mark the order shipped."""
-    with UnitOfWork.of(uow) as uow:
+    with uow:
         uow.lock(order_id)
         try:
             # The order id comes from the body: an unknown one is a field error, not a 404.
@@ -32,10 +32,10 @@ def shipment_create(*, uow: UnitOfWork | None = None, order_id: UUID, carrier: s
 
 
 @retry_on_conflict
-def shipment_change_status(*, uow: UnitOfWork | None = None, shipment_id: UUID,
+def shipment_change_status(*, uow: UnitOfWork, shipment_id: UUID,
                            status: str) -> Saved:
     """Move a shipment forward; delivering it delivers the order too."""
-    with UnitOfWork.of(uow) as uow:
+    with uow:
         uow.lock(shipment_id)
         shipment = uow.load(shipment_id, Shipment)
         shipment.advance(status)

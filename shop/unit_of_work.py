@@ -3,12 +3,14 @@
 A command service receives a ``UnitOfWork`` and runs its whole decision inside it::
 
     @retry_on_conflict
-    def product_restock(*, uow=None, product_id, quantity) -> Saved:
-        with UnitOfWork.of(uow) as uow:           # the transaction starts (and the
+    def product_restock(*, uow: UnitOfWork, product_id, quantity) -> Saved:
+        with uow:                                 # the transaction starts (and the
             uow.lock(product_id)                  #   key's lock, for a keyed command)
             product = uow.load(product_id, Product)
             product.restock(quantity)
             return uow.commit(product)            # one atomic write, then COMMIT
+
+(``retry_on_conflict`` gives a unit of work of its own to a caller that brought none.)
 
 What it owns, in order:
 
@@ -40,6 +42,8 @@ dead connection is given back to the pool (which drops it) and the command answe
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
@@ -58,6 +62,7 @@ from shop.personal_data import KeyRing, personal_data
 from shop.recorder import lock_wait_ran_out
 
 A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
 
 
 class LockWaitTimeout(ConcurrentUpdate):
@@ -96,11 +101,6 @@ class UnitOfWork:
         self._held: set[int] = set()
         self._transaction: Any = None
         self._app: ShopApplication | None = None
-
-    @classmethod
-    def of(cls, uow: UnitOfWork | None) -> UnitOfWork:
-        """``uow``, or a unit of work of its own for a caller that brought none."""
-        return uow if uow is not None else cls()
 
     # -- the transaction
 
@@ -269,12 +269,27 @@ def _announce(position: int) -> None:
 # won. After 30 lost attempts the IntegrityError propagates: the API answers 409
 # concurrent_update, the admin says so. Random waits growing to 20 ms spread out
 # writers that collided.
-retry_on_conflict = tenacity.retry(
+_retrying = tenacity.retry(
     retry=tenacity.retry_if_exception_type(IntegrityError),
     stop=tenacity.stop_after_attempt(30),
     wait=tenacity.wait_random_exponential(multiplier=0.001, max=0.02),
     reraise=True,
 )
+
+
+def retry_on_conflict(service: Callable[..., T]) -> Callable[..., T]:
+    """Run ``service`` again after a lost attempt (see above). A service that takes a
+    ``uow`` gets one unit of work for all its attempts (a new one if its caller brought
+    none), which remembers the locks an earlier attempt needed."""
+    retried = _retrying(service)
+    if "uow" not in inspect.signature(service).parameters:
+        return retried
+
+    @functools.wraps(service)
+    def run(*args: Any, uow: UnitOfWork | None = None, **kwargs: Any) -> T:
+        return retried(*args, uow=uow if uow is not None else UnitOfWork(), **kwargs)
+
+    return run
 
 
 def load(aggregate_id: UUID, cls: type[A]) -> A:

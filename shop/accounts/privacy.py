@@ -50,7 +50,7 @@ def is_forgotten(user: User) -> bool:
     return user.get_username() == f"{FORGOTTEN_PREFIX}{user.pk}"
 
 
-def customer_forget(*, uow: UnitOfWork | None = None, user: User) -> bool:
+def customer_forget(*, uow: UnitOfWork, user: User) -> bool:
     """Forget ``user`` (see the module). Returns False if they were forgotten already."""
     if user.is_staff:
         raise StaffCannotBeForgotten()
@@ -63,9 +63,9 @@ def customer_forget(*, uow: UnitOfWork | None = None, user: User) -> bool:
 
 
 @retry_on_conflict
-def _forget_in_the_log(*, uow: UnitOfWork | None, user_id: int) -> bool:
+def _forget_in_the_log(*, uow: UnitOfWork, user_id: int) -> bool:
     customer_id = customer_id_for(user_id)
-    with UnitOfWork.of(uow) as uow:
+    with uow:
         uow.lock(customer_id)
         if uow.exists(customer_id):
             return False  # forgotten before; the block ends without a commit
