@@ -50,7 +50,7 @@ def is_forgotten(user: User) -> bool:
     return user.get_username() == f"{FORGOTTEN_PREFIX}{user.pk}"
 
 
-def customer_forget(*, uow: UnitOfWork, user: User) -> bool:
+def customer_forget(*, uow: UnitOfWork | None = None, user: User) -> bool:
     """Forget ``user`` (see the module). Returns False if they were forgotten already."""
     if user.is_staff:
         raise StaffCannotBeForgotten()
