@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
@@ -34,10 +34,20 @@ from eventsourcing.utils import get_topic
 from projections.models import Checkpoint
 from projections.recorder import DjangoTrackingRecorder
 from shop.eventstore import ShopApplication, get_app
+from shop.metadata import LEGACY, Metadata
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Any, Any], None]
+
+
+class Logged(NamedTuple):
+    """An event as the runner hands it to a projector: its position in the log, the
+    event, and its metadata (who, how, which request; ``shop.metadata``)."""
+
+    notification_id: int
+    event: DomainEvent
+    metadata: Metadata = LEGACY
 
 # The PostgreSQL channel on which the runner announces "<projection>:<position>".
 ADVANCED_CHANNEL = "projection_advanced"
@@ -63,17 +73,19 @@ class Projector:
 
     Subclasses set ``name`` and ``models`` (the tables it owns, emptied by a rebuild)
     and decorate one method per event class with ``@handles(...)``. A batch is applied
-    by ``apply(events)``, ``events`` being ``(notification_id, event)`` pairs:
-    ``begin()``, ``preload(events)`` (read the rows the batch touches), each handler in
-    log order with ``self.notification_id`` the id of the event it handles (an order's
-    number is its ``Order.Placed``'s), then ``flush()`` (write the changed rows in
-    bulk), once per batch. Handlers must be idempotent and keyed by aggregate id.
+    by ``apply(events)``, ``events`` being ``Logged`` items (or ``(notification_id,
+    event)`` pairs): ``begin()``, ``preload(events)`` (read the rows the batch touches),
+    each handler in log order with ``self.notification_id`` the id of the event it
+    handles (an order's number is its ``Order.Placed``'s) and ``self.metadata`` its
+    metadata, then ``flush()`` (write the changed rows in bulk), once per batch.
+    Handlers must be idempotent and keyed by aggregate id.
     """
 
     name: ClassVar[str]
     models: ClassVar[Sequence[type[Model]]] = ()
     handlers: ClassVar[dict[type, Handler]]
     notification_id: int = 0
+    metadata: Metadata = LEGACY
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -87,17 +99,17 @@ class Projector:
     def topics(cls) -> list[str]:
         return [get_topic(event_class) for event_class in cls.handlers]
 
-    def apply(self, events: Iterable[tuple[int, DomainEvent]]) -> None:
-        events = list(events)
+    def apply(self, events: Iterable[tuple]) -> None:
+        logged = [Logged(*item) for item in events]
         self.begin()
-        self.preload([event for _, event in events])
-        self.handle(events)
+        self.preload([item.event for item in logged])
+        self.handle(logged)
         self.flush()
 
-    def handle(self, events: Iterable[tuple[int, DomainEvent]]) -> None:
-        """Call each event's handler in log order, ``notification_id`` set for it."""
-        for notification_id, event in events:
-            self.notification_id = notification_id
+    def handle(self, events: Iterable[Logged]) -> None:
+        """Call each event's handler in log order, ``notification_id`` and ``metadata``
+        set for it."""
+        for self.notification_id, event, self.metadata in events:
             self.handlers[type(event)](self, event)
 
     def begin(self) -> None:
@@ -170,13 +182,15 @@ def _process_batch(
         Tracking(application_name=app.name, notification_id=covered)
     )
     checkpoint.position = covered
+    if events:
+        log_batch(projector.name, events, covered)
     if announce:  # a shadow being rebuilt must not wake the live model's waiters
         _announce(projector.name, covered)
     return len(notifications), head
 
 
 def _decode(projector: Projector, app: ShopApplication,
-            notifications: Sequence[Any]) -> list[tuple[int, DomainEvent]]:
+            notifications: Sequence[Any]) -> list[Logged]:
     """The batch's events (each person's data key read once for the batch); one that
     cannot be read parks the projection before it."""
     try:
@@ -188,8 +202,21 @@ def _decode(projector: Projector, app: ShopApplication,
             except Exception as exc:
                 raise ProjectionFailed(projector.name, notification.id, exc) from exc
         raise
-    return [(notification.id, event)
-            for notification, (event, _metadata) in zip(notifications, decoded, strict=True)]
+    return [Logged(notification.id, event, metadata)
+            for notification, (event, metadata) in zip(notifications, decoded, strict=True)]
+
+
+def log_batch(projection: str, events: list[Logged], position: int) -> None:
+    """One log line per batch, naming the requests whose events it applied, so a
+    command's request id leads from its own log lines to the read models'."""
+    request_ids = sorted({item.metadata.request_id for item in events
+                          if item.metadata.request_id})
+    logger.info(
+        "%s applied %d events up to position %d (requests: %s)",
+        projection, len(events), position, ", ".join(request_ids) or "none",
+        extra={"projection": projection, "position": position, "events": len(events),
+               "request_ids": request_ids},
+    )
 
 
 def _announce(name: str, position: int) -> None:
@@ -205,7 +232,7 @@ class _RetryWithSavepoint(Exception):
 
 
 def _apply_events(
-    projector: Projector, events: list[tuple[int, DomainEvent]], *, savepoint: bool = True
+    projector: Projector, events: list[Logged], *, savepoint: bool = True
 ) -> None:
     """Apply a batch. A failing event becomes ``ProjectionFailed``, naming it.
 
@@ -235,21 +262,21 @@ def _apply_events(
 
 
 def _locate_failure(
-    projector: Projector, events: list[tuple[int, DomainEvent]], exc: Exception
+    projector: Projector, events: list[Logged], exc: Exception
 ) -> ProjectionFailed:
     """Re-apply the batch one event at a time to find the first event that fails.
 
     The caller's transaction is rolled back afterwards; ``_park`` then commits the
     events before the failing one, so the projection stops exactly in front of it.
     """
-    for notification_id, event in events:
+    for item in events:
         try:
             with transaction.atomic():
-                projector.apply([(notification_id, event)])
+                projector.apply([item])
         except TRANSIENT_DATABASE_ERRORS:
             raise
         except Exception as single_exc:
-            return ProjectionFailed(projector.name, notification_id, single_exc)
+            return ProjectionFailed(projector.name, item.notification_id, single_exc)
     return ProjectionFailed(projector.name, events[0][0] if events else 0, exc)
 
 

@@ -7,6 +7,7 @@ projections pass the command's ``position``.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -142,3 +143,35 @@ def test_commands_are_accepted_while_the_broker_is_down_and_read_side_catches_up
     assert products.status == 200, products.body
     [product] = products.body["results"]
     assert product["stock_available"] == 6
+
+
+def test_the_worker_logs_each_batch_with_the_request_ids_it_applied(
+    workers, staff_http, john_http
+):
+    mug = register_product(staff_http, "MUG-1", "Blue mug")
+    response = john_http.post("/api/commands/orders/", {
+        "lines": [{"product_id": mug["product_id"], "quantity": 1}],
+        "shipping_address": "12 Harbour Road, Bristol",
+    })
+    assert response.status == 201, response.body
+    request_id = response.headers["x-request-id"]
+    order_after(john_http, response.body["order_id"], response.body["position"])
+
+    def batch_lines() -> list[dict]:
+        lines = []
+        for text in workers.logs(chars=200_000).splitlines():
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue  # a worker banner line
+            if request_id in (line.get("request_ids") or ()):
+                lines.append(line)
+        return lines
+
+    deadline = time.monotonic() + 30
+    while not {line["projection"] for line in batch_lines()} >= {"order_history", "activity"}:
+        assert time.monotonic() < deadline, workers.logs()
+        time.sleep(0.2)
+    line = batch_lines()[0]
+    assert line["logger"] == "projections.runner" and line["level"] == "INFO"
+    assert line["position"] >= response.body["position"]
