@@ -24,6 +24,7 @@ from orders.apis import OrderCancelApi
 from orders.domain import PLACED
 from orders.domain import STATUSES as ORDER_STATUSES
 from orders.services import order_cancel
+from projections.activity import WAYS_IN, actor_name
 from projections.models import OrderHistory
 from projections.selectors import aggregate_events, order_events
 from shop.admin_forms import (
@@ -205,7 +206,16 @@ def order_timeline(request: HttpRequest, order: OrderHistory) -> list[dict[str, 
     rows.sort(key=lambda row: row["timestamp"])
     for row in rows:
         row["details"] = readable(row["data"])
+        row["by"] = by_whom(row)
     return rows
+
+
+def by_whom(row: dict[str, Any]) -> str:
+    """Who caused a timeline's event, and how: "admin (back office)", "the shop"."""
+    actor = row.get("actor") or {}
+    name = actor_name(actor.get("kind", "system"), actor.get("username"))
+    way = WAYS_IN.get(row.get("via") or "")
+    return f"{name} ({way})" if way else name
 
 
 def readable(data: dict[str, Any]) -> list[tuple[str, str]]:

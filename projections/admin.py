@@ -13,7 +13,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from projections.models import Checkpoint, SalesDaily
+from projections.activity import WAYS_IN, sentence
+from projections.models import Activity, Checkpoint, SalesDaily
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import catch_up, retry_now
 from projections.shadow import ShadowBusy, rebuild
@@ -118,3 +119,30 @@ class SalesDailyAdmin(ReadModelAdmin):
                         ) -> HttpResponse:
         return super().changelist_view(request, {"title": "Daily sales (UTC days of placement)",
                                                  **(extra_context or {})})
+
+
+@admin.register(Activity)
+class ActivityAdmin(ReadModelAdmin):
+    """Who did what, newest first, each line a sentence: filter by who (a staff
+    member's or a customer's username), by what (search a SKU or an order number), by
+    the kind of act, the way in and the date."""
+
+    list_display = ("at", "summary", "via_label", "request_id")
+    list_filter = ("actor_kind", "via", "type", ("actor_username", admin.AllValuesFieldListFilter))
+    search_fields = ("=subject", "=actor_username", "=request_id")
+    search_help_text = "A SKU, an order number, a username or a request id (exact)."
+    date_hierarchy = "at"
+    ordering = ("-position",)
+    list_per_page = 100
+    show_full_result_count = False
+    fields = ("position", "at", "summary", "actor_kind", "actor_user_id", "actor_username",
+              "via", "request_id", "causation_id", "aggregate_type", "aggregate_id",
+              "subject", "type", "details")
+
+    @admin.display(description="What happened")
+    def summary(self, row: Activity) -> str:
+        return sentence(row)
+
+    @admin.display(description="Way in", ordering="via")
+    def via_label(self, row: Activity) -> str:
+        return WAYS_IN.get(row.via, row.via)

@@ -53,10 +53,13 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from orders.domain import STATUSES as ORDER_STATUSES
+from projections.activity import TYPES as ACTIVITY_TYPES
+from projections.activity import sentence
 from projections.models import Checkpoint
 from projections.registry import PROJECTORS
 from projections.runner import wait_for
 from projections.selectors import (
+    activity_list,
     order_events,
     order_get,
     order_list,
@@ -70,6 +73,7 @@ from shipping.domain import STATUSES as SHIPMENT_STATUSES
 from shop.api import CursorPage, enum_field, error_responses
 from shop.errors import ApplicationError, InvalidInput
 from shop.eventstore import head_position
+from shop.metadata import KINDS, WAYS_IN
 
 POSITION_HEADER = "X-Projection-Position"
 DEFAULT_WAIT_SECONDS = 5.0
@@ -582,13 +586,60 @@ class OrderDetailApi(QueryApi):
         return Response(self.OutputSerializer(order).data)
 
 
+class EventActorSerializer(serializers.Serializer):
+    """Who caused an event. Staff see ``kind``, ``user_id`` and ``username``; a customer
+    sees ``kind`` and ``name``: "you", or "the shop" for staff and the system."""
+
+    kind = enum_field("ActorKind", KINDS, serializers.CharField)
+    user_id = serializers.IntegerField(required=False, allow_null=True)
+    username = serializers.CharField(required=False, allow_null=True)
+    name = enum_field("ActorName", ("you", "the shop"), serializers.CharField,
+                      required=False)
+
+    class Meta:
+        ref_name = "EventActor"
+
+
+@extend_schema_field(EventActorSerializer)
+class EventActorField(serializers.DictField):
+    """The actor as the selector shaped it for the reader (``EventActorSerializer``
+    documents both shapes; the keys a reader must not see are absent, not null)."""
+
+
+class StaffOnlyField(serializers.CharField):
+    """A value only staff are given: absent from a customer's entry (not null), null
+    for staff when the event has none (written before metadata existed)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, allow_null=True, **kwargs)
+
+    def get_attribute(self, instance: Any) -> Any:
+        if self.field_name not in instance:
+            raise serializers.SkipField()
+        return super().get_attribute(instance)
+
+
+def event_metadata_fields() -> dict[str, serializers.Field]:
+    """The metadata an event's timeline entry carries (``via`` and the ids: staff)."""
+    return {
+        "actor": EventActorField(),
+        "via": enum_field("WayIn", WAYS_IN, StaffOnlyField),
+        "request_id": StaffOnlyField(),
+        "causation_id": StaffOnlyField(),
+    }
+
+
 class OrderEventSerializer(serializers.Serializer):
-    """``{type, version, timestamp, data}``; ``data`` is the event's own fields."""
+    """``{type, version, timestamp, actor, data}`` (staff: also ``via``, ``request_id``,
+    ``causation_id``); ``data`` is the event's own fields."""
 
     type = serializers.CharField()
     version = serializers.IntegerField()
     timestamp = UtcDateTimeField()
     data = serializers.DictField()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {**super().get_fields(), **event_metadata_fields()}
 
 
 class OrderPlacedLineSerializer(serializers.Serializer):
@@ -604,11 +655,12 @@ class OrderPlacedLineSerializer(serializers.Serializer):
 #: The ``data`` of each event type an order's timeline can hold.
 ORDER_EVENT_DATA: dict[str, dict[str, serializers.Field]] = {
     "Order.Placed": {
-        "customer_id": serializers.IntegerField(),
-        "customer": serializers.CharField(),
+        # Staff only. Null once the customer is forgotten: customer, shipping_address.
+        "customer_id": serializers.IntegerField(required=False),
+        "customer": serializers.CharField(allow_null=True),
         "lines": OrderPlacedLineSerializer(many=True),
         "total": serializers.DecimalField(max_digits=12, decimal_places=2),
-        "shipping_address": serializers.CharField(),
+        "shipping_address": serializers.CharField(allow_null=True),
     },
     "Order.Cancelled": {"reason": serializers.CharField(allow_blank=True)},
     "Order.Shipped": {"shipment_id": serializers.UUIDField()},
@@ -624,6 +676,7 @@ def _event_serializer(event_type: str, data: dict[str, serializers.Field]) -> ty
             "type": enum_field(None, [event_type], serializers.CharField),
             "version": serializers.IntegerField(min_value=1),
             "timestamp": UtcDateTimeField(),
+            **event_metadata_fields(),
             "data": inline_serializer(f"{name}Data", dict(data)),
         },
     ).__class__
@@ -660,6 +713,94 @@ class OrderEventsApi(QueryApi):
     def get(self, request: Request, order_id) -> Response:
         events = order_events(user=request.user, order_id=order_id)
         return unpaginated(self.OutputSerializer(events, many=True).data)
+
+
+# --- activity ---------------------------------------------------------------------
+
+
+class ActivityPagination(QueryCursorPagination):
+    ordering = ("-position",)
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class ActivityApi(QueryApi):
+    """Who did what, newest first (staff): one entry per act, with a sentence."""
+
+    permission_classes = [IsAdminUser]
+    pagination_class = ActivityPagination
+    projections = ("activity",)
+
+    class FilterSerializer(serializers.Serializer):
+        actor = serializers.CharField(required=False, max_length=150)
+        aggregate = serializers.CharField(required=False, max_length=64)
+        type = serializers.ChoiceField(required=False, choices=ACTIVITY_TYPES)
+        start = serializers.DateTimeField(required=False)
+        end = serializers.DateTimeField(required=False)
+
+        class Meta:
+            ref_name = "ActivityFilter"
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.fields["from"] = self.fields.pop("start")  # see SalesRangeSerializer
+            self.fields["to"] = self.fields.pop("end")
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            start, end = attrs.get("start"), attrs.get("end")
+            if start and end and start > end:
+                raise serializers.ValidationError({"from": ["from must not be after to."]})
+            return attrs
+
+    class OutputSerializer(serializers.Serializer):
+        position = serializers.IntegerField()
+        at = UtcDateTimeField()
+        actor = serializers.SerializerMethodField()
+        via = enum_field("WayIn", WAYS_IN, serializers.CharField)
+        request_id = serializers.CharField(allow_null=True)
+        causation_id = serializers.CharField(allow_null=True)
+        aggregate_type = enum_field(
+            "ActivityAggregateType", ("product", "order", "shipment", "customer"),
+            serializers.CharField)
+        aggregate_id = serializers.UUIDField()
+        subject = serializers.CharField(
+            help_text="The aggregate as staff name it: a SKU, an order's number.")
+        type = enum_field("ActivityType", ACTIVITY_TYPES, serializers.CharField)
+        summary = serializers.SerializerMethodField()
+
+        class Meta:
+            ref_name = "Activity"
+
+        @extend_schema_field(EventActorSerializer)
+        def get_actor(self, row: Any) -> dict[str, Any]:
+            return {"kind": row.actor_kind, "user_id": row.actor_user_id,
+                    "username": row.actor_username}
+
+        def get_summary(self, row: Any) -> str:
+            return sentence(row)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("actor", str, description=(
+                "A username (staff or customer), or `system` for the shop's own acts.")),
+            OpenApiParameter("aggregate", str, description=(
+                "An aggregate id, a SKU or an order number (also its shipment's acts).")),
+            OpenApiParameter("type", str, enum=list(ACTIVITY_TYPES),
+                             description="One event type."),
+            OpenApiParameter("from", OpenApiTypes.DATETIME,
+                             description="From this time, inclusive (ISO 8601)."),
+            OpenApiParameter("to", OpenApiTypes.DATETIME,
+                             description="Until this time, inclusive (ISO 8601)."),
+            *FRESHNESS_PARAMETERS,
+        ],
+        responses={200: OutputSerializer(many=True), **FRESHNESS_RESPONSES},
+        summary="Who did what, newest first (staff)",
+        operation_id="activity_list",
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        return self.paginated(activity_list(**filters.validated_data), self.OutputSerializer)
 
 
 # --- projections ------------------------------------------------------------------

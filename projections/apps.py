@@ -11,12 +11,15 @@ class ProjectionsConfig(AppConfig):
         from projections.apis import ProjectionsHealthSerializer
         from projections.dashboard import dashboard_context
         from projections.metrics import ProjectionCollector
+        from projections.selectors import orders_export
         from projections.status import health_of_projections
         from projections.tasks import on_events_saved
         from shop import health, metrics
+        from shop.accounts.privacy import contribute_export
         from shop.eventstore import events_saved
 
         events_saved.connect(on_events_saved, dispatch_uid="projections.trigger")
+        contribute_export("orders", orders_export)
         health.contribute("projections", health_of_projections, ProjectionsHealthSerializer)
         metrics.collect_at_scrape("projections", ProjectionCollector)
         admin.site.add_dashboard_panel("admin/projections/dashboard_panel.html",

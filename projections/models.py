@@ -135,7 +135,8 @@ class OrderHistory(models.Model):
     customer = models.CharField(max_length=150)
     status = models.CharField(max_length=20)
     total = models.DecimalField(max_digits=12, decimal_places=2)
-    shipping_address = models.TextField()
+    # Null once the customer is forgotten (``Customer.Forgotten``): their key is gone.
+    shipping_address = models.TextField(null=True, blank=True)
     placed_at = models.DateTimeField()
     # The order aggregate's version: that of the latest Order event applied.
     version = models.PositiveIntegerField()
@@ -263,3 +264,60 @@ class SalesProductDaily(models.Model):
 
 class SalesProduct(ProductName):
     """The sales projection's note of each product's SKU and current name."""
+
+
+class Activity(models.Model):
+    """One thing someone did, as staff read the shop's activity: one row per event a
+    command caused (an order's reservations and the order's own ``Shipped`` are
+    consequences, not separate acts), newest first by its position in the log.
+
+    The sentence ("admin repriced MUG-2 from 12.50 to 13.00 (back office)") is written
+    when read (``projections.activity.sentence``), from these fields: so a forgotten
+    customer's name leaves every row with one UPDATE, and no sentence keeps it.
+    """
+
+    position = models.BigIntegerField(primary_key=True)
+    at = models.DateTimeField()
+    actor_kind = models.CharField(max_length=10)
+    actor_user_id = models.IntegerField(null=True, blank=True)
+    # Null for the system, and for a customer once forgotten.
+    actor_username = models.CharField(max_length=150, null=True, blank=True)
+    via = models.CharField(max_length=10)
+    request_id = models.CharField(max_length=128, null=True, blank=True)
+    causation_id = models.CharField(max_length=100, null=True, blank=True)
+    aggregate_type = models.CharField(max_length=10)  # product, order, shipment, customer
+    aggregate_id = models.UUIDField()
+    # What staff call the aggregate: a product's SKU, an order's number (a shipment's:
+    # its order's), a forgotten customer's account id.
+    subject = models.CharField(max_length=64)
+    type = models.CharField(max_length=40)  # "Product.Repriced"
+    details = models.JSONField(default=dict)  # the sentence's values: {"from", "to"}
+
+    class Meta:
+        verbose_name = "activity"
+        verbose_name_plural = "activity"
+        indexes = [
+            models.Index(fields=["actor_username", "-position"], name="activity_actor"),
+            models.Index(fields=["subject", "-position"], name="activity_subject"),
+            models.Index(fields=["aggregate_id", "-position"], name="activity_aggregate"),
+            models.Index(fields=["type", "-position"], name="activity_type"),
+            models.Index(fields=["at"], name="activity_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} at {self.position}"
+
+
+class ActivitySubject(models.Model):
+    """The activity projection's note of each aggregate's name (SKU, order number) and,
+    for a product, its current price: what a sentence needs that its event lacks
+    ("repriced from 12.50")."""
+
+    aggregate_id = models.UUIDField(primary_key=True)
+    subject = models.CharField(max_length=64)
+    price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    # The aggregate's version of the latest event applied to this row.
+    version = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return self.subject

@@ -27,6 +27,8 @@ from psycopg.types.json import Jsonb
 from catalog.domain import Product
 from orders.domain import CANCELLED, DELIVERED, PLACED, SHIPPED, Order
 from projections.models import (
+    Activity,
+    ActivitySubject,
     OrderHistory,
     OrderHistoryProduct,
     ProductCatalog,
@@ -39,8 +41,12 @@ from projections.models import (
 from projections.runner import Projector, handles
 from shipping import domain as shipping
 from shipping.domain import Shipment
+from shop.accounts.domain import Customer
 
 CENT = Decimal("0.01")
+
+#: How the read models name a customer once forgotten (their name is unreadable).
+FORGOTTEN_CUSTOMER = "forgotten customer"
 
 
 def money(value: Any) -> str:
@@ -312,6 +318,7 @@ class OrderHistoryProjector(ProductNames, Projector):
         self.changed_products: set[UUID] = set()
         self.changed_orders: set[UUID] = set()
         self.renamed: dict[UUID, str] = {}  # product id -> its latest name in the batch
+        self.forgotten: set[int] = set()  # user ids of customers forgotten in the batch
 
     def preload(self, events: list[Any]) -> None:
         product_ids: set[UUID] = set()
@@ -329,7 +336,7 @@ class OrderHistoryProjector(ProductNames, Projector):
                 event, Shipment.Dispatched | Shipment.WentInTransit | Shipment.Delivered
             ):
                 shipment_ids.add(event.originator_id)
-            else:
+            elif not isinstance(event, Customer.Forgotten):
                 order_ids.add(event.originator_id)
         self.products = {row.pk: row for row in fetch(OrderHistoryProduct,
                                                       product_id=product_ids)}
@@ -342,6 +349,9 @@ class OrderHistoryProjector(ProductNames, Projector):
         upsert(OrderHistory, (self.orders[pk] for pk in self.changed_orders))
         for product_id, name in self.renamed.items():
             self._rename_in_past_orders(product_id, name)
+        if self.forgotten:
+            OrderHistory.objects.filter(customer_id__in=self.forgotten).update(
+                customer=FORGOTTEN_CUSTOMER, shipping_address=None)
 
     def _keep(self, row: OrderHistory) -> None:
         self.orders[row.order_id] = row
@@ -445,7 +455,8 @@ class OrderHistoryProjector(ProductNames, Projector):
                 order_id=event.originator_id,
                 number=self.notification_id,
                 customer_id=event.customer_id,
-                customer=event.customer,
+                # None once the customer is forgotten: their key is gone.
+                customer=event.customer or FORGOTTEN_CUSTOMER,
                 status=PLACED,
                 total=event.total,
                 shipping_address=event.shipping_address,
@@ -472,6 +483,16 @@ class OrderHistoryProjector(ProductNames, Projector):
     def order_delivered(self, event: Order.Delivered) -> None:
         if row := self._newer_order_event(event):
             row.status = DELIVERED
+
+    @handles(Customer.Forgotten)
+    def customer_forgotten(self, event: Customer.Forgotten) -> None:
+        """Their name and addresses leave every order of theirs (rows in the table by
+        one UPDATE in ``flush``; the batch's own rows here)."""
+        self.forgotten.add(event.user_id)
+        for row in self.orders.values():
+            if row.customer_id == event.user_id:
+                row.customer, row.shipping_address = FORGOTTEN_CUSTOMER, None
+                self.changed_orders.add(row.order_id)
 
     # --- shipments -------------------------------------------------------------------
 
@@ -631,6 +652,134 @@ def sales_day(event: Any) -> date:
     return event.timestamp.astimezone(UTC).date()
 
 
+class ActivityProjector(Projector):
+    """``Activity``: who did what, one row per act (see the model), for staff.
+
+    Each row is written once, keyed by the event's position, and never rewritten by a
+    re-applied event (its "from" price is the one before it). ``ActivitySubject`` names
+    the aggregates: a product by SKU (and its price, for "repriced from"), an order by
+    its number, a shipment by its order's. ``Customer.Forgotten`` takes the customer's
+    username out of every row they acted in.
+    """
+
+    name = "activity"
+    models = (Activity, ActivitySubject)
+
+    def begin(self) -> None:
+        self.rows: dict[int, Activity] = {}
+        self.subjects: dict[UUID, ActivitySubject] = {}
+        self.changed_subjects: set[UUID] = set()
+        self.known: set[int] = set()
+        self.forgotten: set[int] = set()
+
+    def preload(self, events: list[Any]) -> None:
+        ids = {event.originator_id for event in events}
+        ids.update(event.order_id for event in events if isinstance(event, Shipment.Created))
+        self.subjects = {row.pk: row for row in fetch(ActivitySubject, aggregate_id=ids)}
+
+    def handle(self, events: Iterable[Any]) -> None:
+        events = list(events)
+        self.known = {row.pk for row in fetch(
+            Activity, position=[item.notification_id for item in events])}
+        super().handle(events)
+
+    def flush(self) -> None:
+        upsert(ActivitySubject, (self.subjects[pk] for pk in self.changed_subjects))
+        upsert(Activity, self.rows.values())
+        if self.forgotten:
+            Activity.objects.filter(
+                actor_kind="customer", actor_user_id__in=self.forgotten
+            ).update(actor_username=None)
+
+    def _subject(self, event: Any, subject: str, price: Any = None) -> None:
+        row = self.subjects.get(event.originator_id)
+        if row is None:
+            row = self.subjects[event.originator_id] = ActivitySubject(
+                aggregate_id=event.originator_id, subject=subject, version=0)
+        if row.version < event.originator_version:
+            row.subject, row.version = subject, event.originator_version
+            if price is not None:
+                row.price = price
+            self.changed_subjects.add(row.pk)
+
+    def _named(self, aggregate_id: UUID, default: str = "?") -> ActivitySubject:
+        return self.subjects.get(aggregate_id) or ActivitySubject(
+            aggregate_id=aggregate_id, subject=default, version=0)
+
+    def _record(self, event: Any, kind: str, subject: str, **details: Any) -> None:
+        if self.notification_id in self.known:
+            return  # applied before: the row stays as first written
+        meta = self.metadata
+        self.rows[self.notification_id] = Activity(
+            position=self.notification_id, at=event.timestamp,
+            actor_kind=meta.actor.kind, actor_user_id=meta.actor.user_id,
+            actor_username=meta.actor.username, via=meta.via,
+            request_id=meta.request_id, causation_id=meta.causation_id,
+            aggregate_type=kind, aggregate_id=event.originator_id, subject=subject,
+            type=type(event).__qualname__, details=details,
+        )
+
+    # --- products ----------------------------------------------------------------
+
+    @handles(Product.Registered)
+    def product_registered(self, event: Product.Registered) -> None:
+        self._record(event, "product", event.sku, name=event.name, price=money(event.price))
+        self._subject(event, event.sku, price=event.price)
+
+    @handles(Product.Renamed)
+    def product_renamed(self, event: Product.Renamed) -> None:
+        self._record(event, "product", self._named(event.originator_id).subject,
+                     name=event.name)
+        self._subject(event, self._named(event.originator_id).subject)
+
+    @handles(Product.Repriced)
+    def product_repriced(self, event: Product.Repriced) -> None:
+        product = self._named(event.originator_id)
+        before = money(product.price) if product.price is not None else None
+        self._record(event, "product", product.subject, **{
+            "from": before, "to": money(event.price)})
+        self._subject(event, product.subject, price=event.price)
+
+    @handles(Product.Restocked)
+    def product_restocked(self, event: Product.Restocked) -> None:
+        self._record(event, "product", self._named(event.originator_id).subject,
+                     quantity=event.quantity)
+
+    # --- orders and shipments ----------------------------------------------------
+
+    @handles(Order.Placed)
+    def order_placed(self, event: Order.Placed) -> None:
+        number = str(self.notification_id)
+        self._record(event, "order", number, total=money(event.total),
+                     lines=len(event.lines))
+        self._subject(event, number)
+
+    @handles(Order.Cancelled)
+    def order_cancelled(self, event: Order.Cancelled) -> None:
+        self._record(event, "order", self._named(event.originator_id).subject,
+                     reason=event.reason)
+
+    @handles(Shipment.Created)
+    def shipment_created(self, event: Shipment.Created) -> None:
+        number = self._named(event.order_id).subject
+        self._record(event, "shipment", number, carrier=event.carrier)
+        self._subject(event, number)
+
+    @handles(Shipment.Dispatched, Shipment.WentInTransit, Shipment.Delivered)
+    def shipment_moved(self, event: Any) -> None:
+        self._record(event, "shipment", self._named(event.originator_id).subject)
+
+    # --- customers ---------------------------------------------------------------
+
+    @handles(Customer.Forgotten)
+    def customer_forgotten(self, event: Customer.Forgotten) -> None:
+        self._record(event, "customer", f"account {event.user_id}")
+        self.forgotten.add(event.user_id)
+        for row in self.rows.values():  # rows of this batch, before flush writes them
+            if row.actor_kind == "customer" and row.actor_user_id == event.user_id:
+                row.actor_username = None
+
+
 ALL_PROJECTORS: list[type[Projector]] = [
-    OrderHistoryProjector, ProductCatalogProjector, SalesProjector
+    OrderHistoryProjector, ProductCatalogProjector, SalesProjector, ActivityProjector
 ]

@@ -34,6 +34,7 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import Environment, strtobool
 
 from shop.mapper import ShopMapper
+from shop.metadata import Metadata
 
 logger = logging.getLogger(__name__)
 
@@ -300,3 +301,11 @@ class Saved:
 def head_position() -> int:
     """The notification id of the last event in the log (0 when empty)."""
     return get_app().recorder.max_notification_id() or 0
+
+
+def events_with_metadata(aggregate_id: UUID) -> list[tuple[Any, Metadata]]:
+    """An aggregate's stored events, oldest first, each with its metadata (who, how,
+    which request): timelines and the export read them so. Each person's key is read
+    once."""
+    app = get_app()
+    return app.mapper.decode_many(app.recorder.select_events(aggregate_id))

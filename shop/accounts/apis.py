@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from django.contrib.auth.validators import UnicodeUsernameValidator
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -13,9 +14,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from shop.accounts.authentication import TOKEN_KEYWORDS, TokenOrBearerAuthentication
+from shop.accounts.privacy import customer_export, customer_forget
 from shop.accounts.services import token_obtain, token_revoke, user_register, user_tokens_revoke
-from shop.accounts.throttles import LOGIN_THROTTLES, REGISTER_THROTTLES
+from shop.accounts.throttles import FORGET_THROTTLES, LOGIN_THROTTLES, REGISTER_THROTTLES
 from shop.api import error_responses
+from shop.errors import ApplicationError
+from shop.metadata import Actor, Context
+from shop.request_id import request_id_of
+from shop.unit_of_work import UnitOfWork
 
 
 class UserRegisterApi(APIView):
@@ -122,4 +128,56 @@ class LogoutAllApi(TokenApi):
                    summary="End every token of the user")
     def post(self, request):
         user_tokens_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvalidCredentials(ApplicationError):
+    code = "invalid_credentials"
+    status = 403
+    default_detail = "The password is not right."
+
+
+class MeExportApi(TokenApi):
+    """Everything the shop holds about you, as one JSON document (the right of access):
+    the account, your orders with their lines, shipments and addresses, and their
+    events with who caused each."""
+
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT, **error_responses(401)},
+        summary="Everything the shop holds about you",
+        operation_id="me_export",
+    )
+    def get(self, request):
+        return Response(customer_export(user=request.user))
+
+
+class MeForgetApi(TokenApi):
+    """Forget me (the right to erasure): your name and addresses become unreadable
+    everywhere, the account is anonymised and every token ends. Staff accounts cannot
+    be forgotten."""
+
+    throttle_classes = FORGET_THROTTLES
+
+    class InputSerializer(serializers.Serializer):
+        password = serializers.CharField(max_length=128, trim_whitespace=False,
+                                         style={"input_type": "password"})
+
+        class Meta:
+            ref_name = "ForgetMeInput"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={204: None, **error_responses(
+            400, 401, 403, 409, 429, e403="invalid_credentials", e409="invalid_state")},
+        summary="Forget me: delete my personal data (re-enter the password)",
+        operation_id="me_forget",
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = request.user
+        if not user.check_password(serializer.validated_data["password"]):
+            raise InvalidCredentials()
+        context = Context(Actor.of(user), "api", request_id_of(request))
+        customer_forget(uow=UnitOfWork(context=context), user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -43,5 +43,17 @@ class RegisterUsernameThrottle(PerUsernameThrottle):
     scope = "register_username"
 
 
+class ForgetUserThrottle(SharedRateThrottle):
+    """Re-entering the password to be forgotten is counted per account, as a login."""
+
+    scope = "login_username"
+
+    def get_cache_key(self, request, view) -> str | None:
+        if not request.user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": "forget", "ident": request.user.pk}
+
+
 LOGIN_THROTTLES = [UserThrottle, LoginIpThrottle, LoginUsernameThrottle]
 REGISTER_THROTTLES = [UserThrottle, RegisterIpThrottle, RegisterUsernameThrottle]
+FORGET_THROTTLES = [UserThrottle, LoginIpThrottle, ForgetUserThrottle]

@@ -238,10 +238,11 @@ def test_order_events_oldest_first_even_before_projection(
         ("Order.Placed", 1), ("Order.Shipped", 2), ("Order.Delivered", 3)
     ]
     for event in events:
-        assert set(event) == {"type", "version", "timestamp", "data"}
+        # The shop's own acts (services called here without a request) read so.
+        assert set(event) == {"type", "version", "timestamp", "data", "actor"}
+        assert event["actor"] == {"kind": "system", "name": "the shop"}
         assert ISO_UTC.match(event["timestamp"])
-    assert events[0]["data"] == {
-        "customer_id": customer.pk,
+    assert events[0]["data"] == {  # a customer's own timeline names no customer_id
         "customer": "john",
         "lines": [{"product_id": str(mug), "sku": "MUG-1", "quantity": 2,
                    "unit_price": "19.99"}],
@@ -283,7 +284,7 @@ def test_projections_status_is_for_staff(client_for, customer, staff, mug):
     body = response.json()
     assert (body["next"], body["previous"]) == (None, None)
     by_name = {p["name"]: p for p in body["results"]}
-    assert set(by_name) == {"order_history", "product_catalog", "sales"}
+    assert set(by_name) == {"order_history", "product_catalog", "sales", "activity"}
     for status in by_name.values():
         assert {"name", "position", "head", "lag_events", "lag_seconds", "status",
                 "last_error"} <= set(status)

@@ -1,0 +1,59 @@
+"""The activity log read as sentences: "admin repriced MUG-2 from 12.50 to 13.00 (back
+office)". One function per reader-facing phrase, used by the activity API and the back
+office alike; the rows themselves (``projections.models.Activity``) hold only values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from projections.models import Activity
+
+#: How each way in reads at the end of a sentence.
+WAYS_IN = {
+    "api": "API",
+    "admin": "back office",
+    "command": "management command",
+    "beat": "schedule",
+}
+
+#: What each event type says the actor did, from the row's subject and details.
+ACTS: dict[str, Callable[[str, dict[str, Any]], str]] = {
+    "Product.Registered": lambda s, d: f"registered {s} “{d['name']}” at {d['price']}",
+    "Product.Renamed": lambda s, d: f"renamed {s} to “{d['name']}”",
+    "Product.Repriced": lambda s, d: (
+        f"repriced {s} from {d['from']} to {d['to']}" if d.get("from")
+        else f"repriced {s} to {d['to']}"
+    ),
+    "Product.Restocked": lambda s, d: f"restocked {s} with {d['quantity']}",
+    "Order.Placed": lambda s, d: f"placed order {s} for {d['total']}",
+    "Order.Cancelled": lambda s, d: (
+        f"cancelled order {s}: {d['reason']}" if d.get("reason") else f"cancelled order {s}"
+    ),
+    "Shipment.Created": lambda s, d: f"created the shipment of order {s} with {d['carrier']}",
+    "Shipment.Dispatched": lambda s, d: f"dispatched the shipment of order {s}",
+    "Shipment.WentInTransit": lambda s, d: f"marked the shipment of order {s} in transit",
+    "Shipment.Delivered": lambda s, d: f"marked the shipment of order {s} delivered",
+    "Customer.Forgotten": lambda s, d: f"forgot the customer of {s}",
+}
+
+#: The event types the activity log holds (the API's ``type`` filter takes these).
+TYPES = tuple(ACTS)
+
+
+def actor_name(kind: str, username: str | None) -> str:
+    """Who, as a sentence's subject: a username, the shop itself, or a forgotten one."""
+    if kind == "system":
+        return "the shop"
+    if username is None:
+        return "a forgotten customer"
+    return username
+
+
+def sentence(row: Activity) -> str:
+    act = ACTS.get(row.type)
+    what = act(row.subject, row.details) if act else f"{row.type} on {row.subject}"
+    way = WAYS_IN.get(row.via)
+    return f"{actor_name(row.actor_kind, row.actor_username)} {what}" + (
+        f" ({way})" if way else "")
