@@ -517,7 +517,8 @@ class OrderOutputSerializer(RowSerializer):
         allow_null=True,
         help_text="The order's number, to say aloud: the log position of its placement.",
     )
-    customer = serializers.CharField()
+    customer = serializers.CharField(
+        help_text='The username; "forgotten customer" once the customer is forgotten.')
     status = enum_field(
         "OrderStatus", ORDER_STATUSES, serializers.CharField,
         description="placed, then cancelled, or shipped (a shipment was created) and then "
@@ -525,7 +526,8 @@ class OrderOutputSerializer(RowSerializer):
     )
     placed_at = UtcDateTimeField()
     total = serializers.DecimalField(max_digits=12, decimal_places=2)
-    shipping_address = serializers.CharField()
+    shipping_address = serializers.CharField(
+        allow_null=True, help_text="Null once the customer is forgotten.")
     version = serializers.IntegerField()
     lines = AsStoredField(OrderLineSerializer(many=True))
     shipment = OrderShipmentSerializer(source="*", allow_null=True, read_only=True)

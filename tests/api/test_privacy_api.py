@@ -144,3 +144,17 @@ def test_forget_me_ends_the_account_and_the_read_models_forget_the_name(
     assert events[0]["data"]["customer"] is None
     assert events[0]["data"]["shipping_address"] is None
     assert events[0]["actor"]["username"] is None
+
+
+def test_a_forgotten_customers_orders_read_as_the_schema_says(zelda, zeldas_orders, staff,
+                                                              client_for):
+    """Staff read the forgotten customer's orders: the live schema validation (this
+    suite's autouse fixture) checks the null address is declared."""
+    with_token(zelda).post(FORGET, {"password": PASSWORD}, format="json")
+    project()
+
+    response = client_for(staff).get("/api/queries/orders/")
+
+    assert response.status_code == 200
+    assert {(o["customer"], o["shipping_address"]) for o in response.json()["results"]} == {
+        ("forgotten customer", None)}
