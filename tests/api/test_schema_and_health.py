@@ -126,7 +126,7 @@ def test_health_is_degraded_when_a_projection_lags_past_the_alert(
     body = staff_client.get("/api/health/").json()
     assert body["status"] == "degraded"
     assert sorted(body["projections"]["lagging"]) == [
-        "order_history", "product_catalog", "sales"
+        "activity", "order_history", "product_catalog", "sales"
     ]
     assert Client().get("/api/health/").json() == {"status": "degraded"}
 

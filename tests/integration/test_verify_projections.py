@@ -169,7 +169,7 @@ def test_side_by_side_jobs_rebuild_and_verify_every_projection(shop):
     before = live_state()[:2], rows(SalesProductDaily)
     out = io.StringIO()
     call_command("rebuild_projections", batch_size=4, jobs=2, stdout=out)
-    for name in ("order_history", "product_catalog", "sales"):
+    for name in ("order_history", "product_catalog", "sales", "activity"):
         assert f"{name}: rebuilt," in out.getvalue()
     assert (live_state()[:2], rows(SalesProductDaily)) == before
     assert leftover_shadows() == []
