@@ -182,9 +182,9 @@ def _process_batch(
         Tracking(application_name=app.name, notification_id=covered)
     )
     checkpoint.position = covered
-    if events:
-        log_batch(projector.name, events, covered)
     if announce:  # a shadow being rebuilt must not wake the live model's waiters
+        if events:  # nor log its batches: a replay is not news
+            log_batch(projector.name, events, covered)
         _announce(projector.name, covered)
     return len(notifications), head
 

@@ -115,7 +115,7 @@ def test_rebuild_projections_replays_the_log(event_store):
 
 
 def test_rebuild_projections_names_the_known_ones_for_an_unknown_name(event_store):
-    with pytest.raises(CommandError, match="known: order_history, product_catalog"):
+    with pytest.raises(CommandError, match="known: activity, order_history, product_catalog"):
         run("rebuild_projections", "nope")
 
 
