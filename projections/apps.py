@@ -6,10 +6,7 @@ class ProjectionsConfig(AppConfig):
     verbose_name = "Read models"
 
     def ready(self) -> None:
-        from django.contrib import admin
-
         from projections.apis import ProjectionsHealthSerializer
-        from projections.dashboard import dashboard_context
         from projections.metrics import ProjectionCollector
         from projections.selectors import orders_export
         from projections.status import health_of_projections
@@ -22,5 +19,3 @@ class ProjectionsConfig(AppConfig):
         contribute_export("orders", orders_export)
         health.contribute("projections", health_of_projections, ProjectionsHealthSerializer)
         metrics.collect_at_scrape("projections", ProjectionCollector)
-        admin.site.add_dashboard_panel("admin/projections/dashboard_panel.html",
-                                       dashboard_context)

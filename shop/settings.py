@@ -42,7 +42,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "shop.apps.ShopAdminConfig",  # django.contrib.admin with the shop's site
+    "backoffice.apps.BackofficeAdminConfig",  # django.contrib.admin with the shop's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "orders",
     "shipping",
     "projections",
+    "backoffice",  # above both sides: the admin's pages, forms and dashboard
     "demo",
 ]
 MIDDLEWARE = [
@@ -133,7 +134,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "shop.accounts.services.EndTokensOnPasswordChange"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# Dates and money in the back office are written as this locale writes them.
+LANGUAGE_CODE = os.environ.get("LANGUAGE_CODE", "en-us")
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -285,6 +287,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # The shop's name, in the back office's header and title.
 SHOP_NAME = os.environ.get("SHOP_NAME", "Harbour Shop")
+# The currency of every price (an ISO 4217 code): the back office and the dashboard
+# write money in it, as LANGUAGE_CODE's locale writes it ("€1,234.50" in en-us).
+SHOP_CURRENCY = os.environ.get("SHOP_CURRENCY", "EUR")
 
 # /api/health/ is "degraded" when a projection's oldest unprocessed event is older.
 PROJECTION_LAG_ALERT_SECONDS = float(os.environ.get("PROJECTION_LAG_ALERT_SECONDS", "60"))

@@ -1,9 +1,10 @@
-"""Orders in the admin: the order history read model with filters and search, an order
-page with its lines and its event timeline from the event store, and the order
-commands (cancel).
+"""Orders in the back office: the order history read model with filters and search, an
+order page (what staff need first: number, customer, status, total, address; then its
+lines, its commands and its timeline as sentences; ids and versions folded away under
+"Technical details"), and the order commands (cancel).
 
-``shipping/admin.py`` registers this admin with the shipment commands added: shipping
-builds on orders (a shipment is for an order), never the other way round."""
+``backoffice/shipping.py`` registers this admin with the shipment commands added:
+shipping builds on orders (a shipment is for an order), never the other way round."""
 
 from __future__ import annotations
 
@@ -16,9 +17,18 @@ from django.contrib.admin.utils import unquote
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
-from django.utils.formats import date_format
+from django.utils.formats import localize
 from django.utils.timezone import localtime
 
+from backoffice.commands import (
+    ReadModelAdmin,
+    api_form,
+    carry_version,
+    command_form_view,
+    run_for_each,
+)
+from backoffice.money import money
+from backoffice.names import event_sentence, label, order_name, version_label
 from catalog.domain import SKU_PATTERN
 from orders.apis import OrderCancelApi
 from orders.domain import PLACED
@@ -27,13 +37,6 @@ from orders.services import order_cancel
 from projections.activity import WAYS_IN, actor_name
 from projections.models import OrderHistory
 from projections.selectors import aggregate_events, order_events
-from shop.admin_forms import (
-    ReadModelAdmin,
-    api_form,
-    carry_version,
-    command_form_view,
-    run_for_each,
-)
 from shop.errors import NotFound
 
 SKU_SEARCH = re.compile(SKU_PATTERN)
@@ -70,18 +73,8 @@ def cancel_orders(model_admin, request, queryset):
     )
 
 
-def order_name(order: OrderHistory | None) -> str:
-    """"order 10432" (or "the order" while its row is not projected yet)."""
-    return f"order {order.number}" if order is not None and order.number else "the order"
-
-
-def label(status: str | None) -> str:
-    """A status as staff read it: ``in_transit`` is "in transit"."""
-    return (status or "").replace("_", " ")
-
-
 class OrderHistoryAdmin(ReadModelAdmin):
-    list_display: tuple = ("order_number", "customer", "status_label", "total", "placed")
+    list_display: tuple = ("order_number", "customer", "status_label", "total_label", "placed")
     list_display_links = ("order_number",)
     list_filter: tuple = (StatusFilter, "placed_at")
     date_hierarchy = "placed_at"
@@ -90,12 +83,15 @@ class OrderHistoryAdmin(ReadModelAdmin):
     ordering = ("-placed_at", "-order_id")
     list_per_page = 50
     actions: tuple = (cancel_orders,)
-    readonly_fields = ("status_label", "shipment_status_label")
+    readonly_fields = ("status_label", "total_label", "address", "shipment_status_label")
     fieldsets = (
-        (None, {"fields": ("number", "customer", "status_label", "total", "placed_at",
-                           "shipping_address", "order_id", "customer_id", "version")}),
-        ("Shipment", {"fields": ("carrier", "shipment_status_label", "shipment_updated_at",
-                                 "shipment_id")}),
+        (None, {"fields": ("number", "customer", "status_label", "total_label", "address",
+                           "placed_at")}),
+        ("Shipment", {"fields": ("carrier", "shipment_status_label", "shipment_updated_at")}),
+        ("Technical details", {
+            "classes": ("collapse",),
+            "fields": ("order_id", "customer_id", "version", "shipment_id", "shipment_version"),
+        }),
     )
     change_form_template = "admin/orders/order_change_form.html"
 
@@ -107,17 +103,27 @@ class OrderHistoryAdmin(ReadModelAdmin):
     def status_label(self, order: OrderHistory) -> str:
         return label(order.status)
 
+    @admin.display(description="Total", ordering="total")
+    def total_label(self, order: OrderHistory) -> str:
+        return money(order.total)
+
+    @admin.display(description="Shipping address")
+    def address(self, order: OrderHistory) -> str:
+        if order.shipping_address is None:
+            return "— (forgotten with the customer)"
+        return order.shipping_address
+
     @admin.display(description="Shipment status")
     def shipment_status_label(self, order: OrderHistory) -> str:
         return label(order.shipment_status) or "no shipment yet"
 
     @admin.display(description="Placed", ordering="placed_at")
     def placed(self, order: OrderHistory) -> str:
-        return date_format(localtime(order.placed_at), "j M Y, H:i")
+        return localize(localtime(order.placed_at))
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
                         ) -> HttpResponse:
-        return super().changelist_view(request, {"title": "Order history", **(extra_context or {})})
+        return super().changelist_view(request, {"title": "Orders", **(extra_context or {})})
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip().lstrip("#")
@@ -152,7 +158,10 @@ class OrderHistoryAdmin(ReadModelAdmin):
     def _order_page_context(self, request: HttpRequest, order: OrderHistory) -> dict[str, Any]:
         """What the order page shows beside the fields (a subclass adds its commands)."""
         return {
-            "lines": order.lines or [],
+            "lines": [{**line, "unit_price": money(line.get("unit_price")),
+                       "line_total": money(line.get("line_total"))}
+                      for line in order.lines or []],
+            "total_label": money(order.total),
             "status_label": label(order.status),
             "shipment_status_label": label(order.shipment_status),
             "timeline": order_timeline(request, order),
@@ -184,15 +193,18 @@ class OrderHistoryAdmin(ReadModelAdmin):
             submit_label="Cancel order",
             original=order,
             edits=(order_id, order.version if order else None),
+            subject=order_name(order).capitalize(),
         )
 
 
 def order_timeline(request: HttpRequest, order: OrderHistory) -> list[dict[str, Any]]:
     """The order's events and its shipment's, oldest first, from the event store.
 
-    Each row: ``{aggregate, type, version, timestamp, data, details}``, ``details``
-    being the data as staff read it: ``[(label, text)]`` (see :func:`readable`). The
-    order's own come from the query side's ``order_events`` (the same timeline as
+    Each row: ``{aggregate, type, version, timestamp, data, what, version_label, by,
+    details}``: ``what`` the event as a sentence ("Shipment dispatched (DHL)"),
+    ``version_label`` whose version it made ("shipment v2"), ``details`` the data as
+    staff read it: ``[(label, text)]`` (see :func:`readable`). The order's own come
+    from the query side's ``order_events`` (the same timeline as
     ``GET /api/queries/orders/{id}/events``).
     """
     try:
@@ -205,6 +217,8 @@ def order_timeline(request: HttpRequest, order: OrderHistory) -> list[dict[str, 
                  for event in aggregate_events(order.shipment_id)]
     rows.sort(key=lambda row: row["timestamp"])
     for row in rows:
+        row["what"] = event_sentence(row["type"], row["data"], order.carrier)
+        row["version_label"] = version_label(row["aggregate"], row["version"])
         row["details"] = readable(row["data"])
         row["by"] = by_whom(row)
     return rows
@@ -218,24 +232,34 @@ def by_whom(row: dict[str, Any]) -> str:
     return f"{name} ({way})" if way else name
 
 
+#: What a timeline's details leave out: ids and numbers the page says elsewhere.
+HIDDEN_DETAILS = {"customer_id", "order_id", "shipment_id", "user_id"}
+MONEY_DETAILS = {"total", "unit_price", "line_total", "price"}
+
+
 def readable(data: dict[str, Any]) -> list[tuple[str, str]]:
     """An event's data as ``(label, text)`` pairs: "shipping address", order lines as
-    "2 × MUG-1 at 19.99", anything else as plain text or compact JSON."""
+    "2 × MUG-1 at €19.99", money in the shop's currency, anything else as plain text
+    or compact JSON; ids (shown under "Technical details") left out."""
     details = []
     for key in sorted(data):
+        if key in HIDDEN_DETAILS:
+            continue
         value = data[key]
         if isinstance(value, list) and all(
             isinstance(item, dict) and {"sku", "quantity"} <= set(item) for item in value
         ):
             text = "; ".join(
                 f"{item['quantity']} × {item['sku']}"
-                + (f" at {item['unit_price']}" if "unit_price" in item else "")
+                + (f" at {money(item['unit_price'])}" if "unit_price" in item else "")
                 for item in value
             )
         elif isinstance(value, dict | list):
             text = json.dumps(value, sort_keys=True)
         elif value in ("", None):
             text = "—"
+        elif key in MONEY_DETAILS:
+            text = money(value)
         else:
             text = str(value)
         details.append((key.replace("_", " "), text))

@@ -1,7 +1,7 @@
-"""Projections in the admin: one status page (position, head, lag, state and last error
+"""Projections in the back office: one status page (position, head, lag, state and last error
 of every registered projection) with actions to rebuild, retry or catch up, a
 read-only view of each checkpoint row with its full stored error, and the daily sales
-(the dashboard charts them)."""
+(the dashboard charts them), and the activity log read as sentences."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
+from backoffice.commands import ReadModelAdmin
+from backoffice.money import money
+from backoffice.names import projection_name
 from projections.activity import WAYS_IN, sentence
 from projections.models import Activity, Checkpoint, SalesDaily
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import catch_up, retry_now
 from projections.shadow import ShadowBusy, rebuild
 from projections.status import projection_statuses
-from shop.admin_forms import ReadModelAdmin
 
 
 def _rebuild(request: HttpRequest, name: str) -> None:
@@ -30,7 +32,7 @@ def _rebuild(request: HttpRequest, name: str) -> None:
         return
     messages.success(
         request,
-        f"Rebuilt {name}: replayed {replayed} events into a new read model. "
+        f"Rebuilt {projection_name(name)}: replayed {replayed} events into a new read model. "
         "This ran synchronously in this request, which suits a small log; for a large "
         "one use `manage.py rebuild_projections`.",
     )
@@ -47,12 +49,13 @@ def _catch_up(request: HttpRequest, name: str) -> None:
     if checkpoint is not None and checkpoint.is_failed:
         messages.error(
             request,
-            f"{name} is still failing at notification {checkpoint.error_position} "
-            f"(applied {applied} events before it); see its last error.",
+            f"{projection_name(name)} is still failing at event {checkpoint.error_position} "
+            f"of the log (applied {applied} events before it); see its last error.",
         )
     else:
-        position = checkpoint.position if checkpoint else 0
-        messages.success(request, f"{name} applied {applied} events; now at {position}.")
+        messages.success(
+            request, f"{projection_name(name)} caught up: applied {applied} new events."
+            if applied else f"{projection_name(name)} was already up to date.")
 
 
 # action name -> (label, what it does for one projection)
@@ -105,19 +108,23 @@ class CheckpointAdmin(ReadModelAdmin):
             try:
                 run(request, name)
             except Exception as exc:  # a failing handler or a held lock: show, don't 500
-                messages.error(request, f"{name}: {exc}")
+                messages.error(request, f"{projection_name(name)}: {exc}")
 
 
 @admin.register(SalesDaily)
 class SalesDailyAdmin(ReadModelAdmin):
-    list_display = ("day", "orders", "units", "revenue", "cancelled")
+    list_display = ("day", "orders", "units", "revenue_label", "cancelled")
     date_hierarchy = "day"
     ordering = ("-day",)
     list_per_page = 60
 
+    @admin.display(description="Revenue", ordering="revenue")
+    def revenue_label(self, row: SalesDaily) -> str:
+        return money(row.revenue)
+
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
                         ) -> HttpResponse:
-        return super().changelist_view(request, {"title": "Daily sales (UTC days of placement)",
+        return super().changelist_view(request, {"title": "Sales per day (UTC days of placement)",
                                                  **(extra_context or {})})
 
 

@@ -1,6 +1,6 @@
-"""The catalog in the admin: the product catalog read model, listed and searched, and
-the product commands (register, rename, reprice, restock) as forms that call the same
-services as the API."""
+"""Products in the back office: the product catalog read model, listed and searched,
+and the product commands (register, rename, reprice, restock) as forms that call the
+same services as the API."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from django.urls import path, reverse
 
 from catalog.apis import ProductRegisterApi, ProductRenameApi, ProductRepriceApi, ProductRestockApi
 from catalog.services import product_register, product_rename, product_reprice, product_restock
+from backoffice.commands import ReadModelAdmin, api_form, command_form_view
+from backoffice.money import money
 from projections.models import ProductCatalog
-from shop.admin_forms import ReadModelAdmin, api_form, command_form_view
 
 # The forms validate through the API's input serializers: one definition of each rule.
 ProductRegisterForm = api_form(ProductRegisterApi.InputSerializer, labels={"sku": "SKU"})
@@ -22,18 +23,27 @@ ProductRestockForm = api_form(ProductRestockApi.InputSerializer)
 
 @admin.register(ProductCatalog)
 class ProductCatalogAdmin(ReadModelAdmin):
-    list_display = ("sku", "name", "category", "price", "stock", "reserved", "stock_available")
+    list_display = ("sku", "name", "category", "price_label", "stock", "reserved",
+                    "stock_available")
     list_display_links = ("sku", "name")
     search_fields = ("sku", "name", "category")
     ordering = ("sku",)
     list_per_page = 50
-    fields = ("product_id", "sku", "name", "category", "price", "stock", "reserved",
-              "stock_available", "version")
+    readonly_fields = ("price_label",)
+    fieldsets = (
+        (None, {"fields": ("sku", "name", "category", "price_label", "stock", "reserved",
+                           "stock_available")}),
+        ("Technical details", {"classes": ("collapse",), "fields": ("product_id", "version")}),
+    )
     change_list_template = "admin/catalog/product_change_list.html"
     change_form_template = "admin/catalog/product_change_form.html"
 
+    @admin.display(description="Price", ordering="price")
+    def price_label(self, product: ProductCatalog) -> str:
+        return money(product.price)
+
     def changelist_view(self, request, extra_context=None):
-        return super().changelist_view(request, {"title": "Product catalog",
+        return super().changelist_view(request, {"title": "Products",
                                                  **(extra_context or {})})
 
     def get_urls(self):
@@ -61,7 +71,7 @@ class ProductCatalogAdmin(ReadModelAdmin):
             form_class=ProductRegisterForm,
             title="Register product",
             run=product_register,
-            done=lambda saved: f"Registered product {saved.aggregate_id}",
+            done=lambda saved: f"Registered {request.POST.get('sku', 'the product')}",
             success_url=self._changelist_url,
             submit_label="Register",
         )
@@ -73,12 +83,13 @@ class ProductCatalogAdmin(ReadModelAdmin):
             form_class=ProductRenameForm,
             title="Rename product",
             run=lambda **data: product_rename(product_id=product_id, **data),
-            done="Renamed the product",
+            done=lambda saved: f"Renamed {sku(product)} to “{request.POST.get('name', '')}”",
             success_url=self._product_url,
             submit_label="Rename",
             original=product,
             initial={"name": product.name} if product else None,
             edits=(product_id, product.version if product else None),
+            subject=f"Product {sku(product)}",
         )
 
     def reprice_view(self, request: HttpRequest, product_id) -> HttpResponse:
@@ -88,12 +99,15 @@ class ProductCatalogAdmin(ReadModelAdmin):
             form_class=ProductRepriceForm,
             title="Reprice product",
             run=lambda **data: product_reprice(product_id=product_id, **data),
-            done="Repriced the product",
+            done=lambda saved: f"Repriced {sku(product)}"
+                               + (f" from {money(product.price)}" if product else "")
+                               + f" to {money(request.POST.get('price'))}",
             success_url=self._product_url,
             submit_label="Reprice",
             original=product,
             initial={"price": product.price} if product else None,
             edits=(product_id, product.version if product else None),
+            subject=f"Product {sku(product)}",
             intro="Orders already placed keep the price they were placed at.",
         )
 
@@ -104,11 +118,13 @@ class ProductCatalogAdmin(ReadModelAdmin):
             form_class=ProductRestockForm,
             title="Restock product",
             run=lambda **data: product_restock(product_id=product_id, **data),
-            done="Restocked the product",
+            done=lambda saved: f"Restocked {sku(product)} with "
+                               f"{request.POST.get('quantity', '')}",
             success_url=self._product_url,
             submit_label="Restock",
             original=product,
             edits=(product_id, product.version if product else None),
+            subject=f"Product {sku(product)}",
         )
 
     @staticmethod
@@ -116,3 +132,8 @@ class ProductCatalogAdmin(ReadModelAdmin):
         # Only for the page's title and initial values: the service loads the aggregate
         # itself (and reports an unknown id), whatever the read model has caught up to.
         return ProductCatalog.objects.filter(product_id=product_id).first()
+
+
+def sku(product: ProductCatalog | None) -> str:
+    """A product as staff name it: its SKU ("the product" while not projected yet)."""
+    return product.sku if product is not None else "the product"

@@ -1,6 +1,7 @@
-"""The admin dashboard's panel: sales of the last 30 days, top products, orders by
+"""The back office's dashboard: sales of the last 30 days, top products, orders by
 status and by shipment status, and each projection's lag. Read from the read models
-(and the projections' checkpoints) only, like any query."""
+(and the projections' checkpoints) only, like any query; money in the shop's
+currency, days as the locale writes them."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from datetime import UTC, timedelta
 from decimal import Decimal
 from typing import Any
 
+from babel.dates import format_skeleton
 from django.db.models import Count
 from django.http import HttpRequest
 from django.utils import timezone
 
+from backoffice.charts import Bar, bar_list_chart, column_chart
+from backoffice.money import locale, money, money_whole
+from backoffice.names import label
 from orders.domain import CANCELLED, DELIVERED, PLACED, SHIPPED
-from projections.charts import Bar, bar_list_chart, column_chart
 from projections.models import OrderHistory
 from projections.selectors import sales_by_product, sales_daily
 from projections.status import projection_statuses
@@ -25,12 +29,9 @@ REVENUE_COLOR, ORDERS_COLOR, CANCELLED_COLOR = "#417690", "#79aec8", "#c0392b"
 STATUS_COLOR, SHIPMENT_COLOR = "#5b8c5a", "#b07d2b"
 
 
-def money(value: Decimal | float) -> str:
-    return f"{Decimal(value):,.2f}"
-
-
-def label(status: str) -> str:
-    return status.replace("_", " ")
+def day_label(day, skeleton: str = "MMMd") -> str:
+    """A day as the locale writes it: "Dec 6" ("MMMd"), "Sun, Dec 6" ("MMMEd")."""
+    return format_skeleton(skeleton, day, locale=locale())
 
 
 def dashboard_context(request: HttpRequest) -> dict[str, Any]:
@@ -43,9 +44,9 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
         row = by_day.get(day)
         revenue = row.revenue if row else Decimal("0")
         orders, cancelled = (row.orders, row.cancelled) if row else (0, 0)
-        tick = day.strftime("%b %-d")
-        revenue_bars.append(Bar(tick, revenue, f"{day:%a %b %-d}: {money(revenue)}"))
-        order_bars.append(Bar(tick, orders, f"{day:%a %b %-d}: {orders} orders, "
+        tick, long = day_label(day), day_label(day, "MMMEd")
+        revenue_bars.append(Bar(tick, revenue, f"{long}: {money(revenue)}"))
+        order_bars.append(Bar(tick, orders, f"{long}: {orders} orders, "
                                             f"{cancelled} cancelled", stacked=cancelled))
     totals = {
         "revenue": money(sum((r.revenue for r in by_day.values()), Decimal("0"))),
@@ -70,7 +71,7 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
         "sales_totals": totals,
         "revenue_chart": column_chart(
             revenue_bars, color=REVENUE_COLOR, label_every=5,
-            axis_format=lambda v: f"{v:,.0f}", aria_label=f"Revenue per day, last {DAYS} days",
+            axis_format=money_whole, aria_label=f"Revenue per day, last {DAYS} days",
         ),
         "orders_chart": column_chart(
             order_bars, color=ORDERS_COLOR, stacked_color=CANCELLED_COLOR, label_every=5,

@@ -1,7 +1,7 @@
-"""Shipments in the admin. A shipment has no table of its own on the read side: the
+"""Shipments in the back office. A shipment has no table of its own on the read side: the
 order history carries it (shipment id, carrier, status), so staff work shipments from
 the order pages. This module registers the order history's admin: the orders' own
-(``orders/admin.py``) plus the shipment commands: create a shipment for an order,
+(``backoffice/orders.py``) plus the shipment commands: create a shipment for an order,
 advance a shipment's status (a form on the order page, and changelist actions for
 many at once). Shipping builds on orders, so the arrow points from here to there."""
 
@@ -15,13 +15,14 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from orders.admin import OrderHistoryAdmin, StatusFilter, label, order_name
+from backoffice.commands import api_form, carry_version, command_form_view, run_for_each
+from backoffice.names import label, order_name
+from backoffice.orders import OrderHistoryAdmin, StatusFilter
 from orders.domain import PLACED
 from projections.models import OrderHistory
 from shipping.apis import ShipmentCreateApi, ShipmentStatusChangeApi
 from shipping.domain import CREATED, DELIVERED, STATUSES, next_status, statuses_after
 from shipping.services import shipment_change_status, shipment_create
-from shop.admin_forms import api_form, carry_version, command_form_view, run_for_each
 from shop.errors import InvalidState
 
 # The order comes from the page, so the form has only the carrier.
@@ -90,7 +91,7 @@ def _advance_action(status: str):
 
 @admin.register(OrderHistory)
 class OrderShipmentAdmin(OrderHistoryAdmin):
-    """The order history's admin: the order commands (``orders/admin.py``) and the
+    """The order history's admin: the order commands (``backoffice/orders.py``) and the
     shipment commands, keyed by the order's row."""
 
     list_display = (*OrderHistoryAdmin.list_display, "shipment")
@@ -150,6 +151,7 @@ class OrderShipmentAdmin(OrderHistoryAdmin):
             submit_label="Create shipment",
             original=order,
             edits=(order_id, order.version if order else None),
+            subject=order_name(order).capitalize(),
         )
 
     def shipment_status_view(self, request: HttpRequest, order_id) -> HttpResponse:
@@ -160,7 +162,7 @@ class OrderShipmentAdmin(OrderHistoryAdmin):
         def advance(*, uow, status: str):
             # The row may lag behind the log; the service is what decides.
             if shipment_id is None:
-                raise InvalidState(f"Order {order_id} has no shipment yet.")
+                raise InvalidState(f"{order_name(order).capitalize()} has no shipment yet.")
             return shipment_change_status(uow=uow, shipment_id=shipment_id, status=status)
 
         return command_form_view(
@@ -175,4 +177,5 @@ class OrderShipmentAdmin(OrderHistoryAdmin):
             original=order,
             initial={"status": next_status(current)},
             edits=(shipment_id, getattr(order, "shipment_version", None)),
+            subject=f"The shipment of {order_name(order)}",
         )

@@ -1,4 +1,4 @@
-"""What the shop's admin pages share: read-only read-model admins, command forms built
+"""What the back office's pages share: read-only read-model admins, command forms built
 from the API's own input serializers (one definition of each rule), and the one way a
 page runs a command: call the same service as the API and turn a domain error into a
 message.
@@ -22,7 +22,7 @@ from eventsourcing.persistence import IntegrityError
 from rest_framework import serializers
 from rest_framework.fields import SkipField, empty
 
-from shop.errors import ApplicationError, ConcurrentUpdate
+from shop.errors import ApplicationError, ConcurrentUpdate, PreconditionFailed
 from shop.eventstore import Saved
 from shop.metadata import Actor, Context
 from shop.request_id import request_id_of
@@ -142,17 +142,22 @@ def run_command(
     done: str | Callable[[Saved], str],
     form: forms.Form | None = None,
     about: str = "",
+    subject: str = "",
 ) -> Saved | None:
     """Run one command service; report the outcome as an admin message.
 
-    On success: a success message with the new version and log position. A domain
-    error (or a lost race the service did not retry) becomes an error message, and
-    its field errors are attached to ``form``; nothing was appended to the log.
-    ``about`` names what the command was for (e.g. "Order 10432"), before an error.
+    On success: a success message saying what happened (``done``). A domain error (or
+    a lost race the service did not retry) becomes an error message, and its field
+    errors are attached to ``form``; nothing was appended to the log. ``about`` names
+    what the command was for (e.g. "Order 10432"), before an error; ``subject`` names
+    what a stale form was about ("Product MUG-1") when someone changed it meanwhile.
     """
     prefix = f"{about}: " if about else ""
     try:
         saved = command()
+    except PreconditionFailed as exc:
+        messages.error(request, f"{prefix}{stale(subject) if subject else exc.detail}")
+        return None
     except ApplicationError as exc:
         messages.error(request, f"{prefix}{exc.detail}")
         if form is not None and exc.errors:
@@ -164,10 +169,14 @@ def run_command(
         messages.error(request, f"{prefix}{ConcurrentUpdate.default_detail}")
         return None
     text = done(saved) if callable(done) else done
-    messages.success(
-        request, f"{text} (version {saved.version}, log position {saved.position})."
-    )
+    messages.success(request, f"{text}.")
     return saved
+
+
+def stale(subject: str) -> str:
+    """The refusal of a form shown before someone else changed what it is about."""
+    return (f"{subject} changed since you read it: someone saved a change meanwhile. "
+            "Nothing was saved; reload the page to see the change, then try again.")
 
 
 def carry_version(form: forms.Form, version: int | None) -> forms.Form:
@@ -197,6 +206,7 @@ def command_form_view(
     initial: dict[str, Any] | None = None,
     intro: str = "",
     edits: tuple[Any, int | None] | None = None,
+    subject: str = "",
 ) -> HttpResponse:
     """A page with one command's form: GET shows it; a valid POST runs the command
     through ``run(uow=<unit of work>, **cleaned_data)`` and redirects on success, or
@@ -206,7 +216,7 @@ def command_form_view(
     aggregate. The version travels in a hidden field and the command runs under that
     precondition (as the API's If-Match): if someone changed the aggregate since the
     form was shown, nothing is saved and the page says so, instead of silently
-    overwriting their change.
+    overwriting their change. ``subject`` names it in that refusal ("Product MUG-1").
     """
     form = form_class(request.POST if request.method == "POST" else None, initial=initial)
     if edits is not None:
@@ -215,7 +225,8 @@ def command_form_view(
         data = dict(form.cleaned_data)
         shown = data.pop(VERSION_FIELD, None)
         uow = admin_unit_of_work(request, if_match=(edits[0], shown) if edits and shown else None)
-        saved = run_command(request, lambda: run(uow=uow, **data), done=done, form=form)
+        saved = run_command(request, lambda: run(uow=uow, **data), done=done, form=form,
+                            subject=subject)
         if saved is not None:
             url = success_url(saved) if callable(success_url) else success_url
             return HttpResponseRedirect(url)
