@@ -41,10 +41,10 @@ def test_order_rows_are_short_with_numbers_and_natural_labels(staff_client, ship
     response = staff_client.get(CHANGELIST)
     page = response.content.decode()
 
-    assert response.context["title"] == "Order history"
+    assert response.context["title"] == "Orders"
     assert "Select order" not in page and "order history to view" not in page
     headers = [h.lower() for h in response.context["cl"].list_display]
-    assert headers[1:] == ["order_number", "customer", "status_label", "total", "placed",
+    assert headers[1:] == ["order_number", "customer", "status_label", "total_label", "placed",
                            "shipment"]
     assert f">{shipped_order.number}</a>" in page
     rows = page.split("<tbody>")[1].split("</tbody>")[0]
@@ -63,11 +63,19 @@ def test_the_order_page_shows_each_command_once_and_a_readable_timeline(
     assert 'class="object-tools"' not in page
     assert "closelink" not in page and ">Close<" not in page
     timeline = page.split('id="order-timeline"')[1]
-    assert "2 × MUG-1 at 19.99" in timeline
+    assert "2 × MUG-1 at €19.99" in timeline  # money in SHOP_CURRENCY
     assert '{"' not in timeline  # no raw JSON
     assert ".000000" not in timeline  # no microseconds
-    assert 'datetime="' in timeline  # the browser shows it in local time
+    assert 'datetime="' in timeline
     assert "Shipment in transit" in page
+    # sentences, not event class names; each aggregate its own version
+    for sentence in ("Order placed for €39.98", "Shipment created (DHL)", "Order shipped",
+                     "Shipment in transit (DHL)"):
+        assert f'<td class="what">{sentence}</td>' in timeline
+    assert "Shipment.WentInTransit" not in timeline.split("data-event-type")[0]
+    assert '<td class="version">order v2</td>' in timeline
+    assert '<td class="version">shipment v2</td>' in timeline
+    assert "customer id" not in timeline
 
 
 def test_the_product_pages_read_naturally(staff_client, given_product, caught_up):
@@ -75,7 +83,7 @@ def test_the_product_pages_read_naturally(staff_client, given_product, caught_up
     caught_up()
     changelist = staff_client.get(reverse("admin:projections_productcatalog_changelist"))
     page = changelist.content.decode()
-    assert changelist.context["title"] == "Product catalog"
+    assert changelist.context["title"] == "Products"
     assert "product catalog to view" not in page and "1 product catalog" not in page
     assert "1 product" in page
 

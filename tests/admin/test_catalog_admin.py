@@ -65,7 +65,7 @@ def test_register_product_appends_the_event(staff_client, event_store):
         "LAMP-2", "Desk lamp", Decimal("24.50"), 7
     )
     [message] = messages_of(response)
-    assert "Registered product" in message and "log position 1" in message
+    assert message == "Registered LAMP-2."  # what happened, not log positions
 
 
 def test_register_duplicate_sku_shows_the_error_and_appends_nothing(staff_client, given_product):
@@ -106,7 +106,9 @@ def test_rename_reprice_restock_append_events(staff_client, given_product, caugh
     assert response.status_code == 302
     response = staff_client.post(product_url("restock", product_id), {"quantity": "5"})
     assert response.status_code == 302
-    assert "version 4" in messages_of(response)[-1]
+    assert messages_of(response)[-3:] == [
+        "Renamed MUG-1 to “Green mug”.", "Repriced MUG-1 from €19.99 to €21.00.",
+        "Restocked MUG-1 with 5."]
 
     product = get_app().repository.get(product_id)
     assert (product.version, product.name, product.price, product.stock) == (

@@ -56,7 +56,7 @@ def test_catch_up_action(staff_client, given_product, caught_up):
     given_product("MUG-1")
     response = act(staff_client, "catch_up", "product_catalog")
     assert response.status_code == 302 and response.url == STATUS_PAGE
-    assert "product_catalog applied 1 events; now at 1" in messages_of(response)[0]
+    assert messages_of(response)[0] == "Product catalog caught up: applied 1 new events."
     assert statuses(staff_client)["product_catalog"].lag_events == 0
 
 
@@ -68,7 +68,7 @@ def test_rebuild_action_replays_the_log(staff_client, given_product, caught_up):
     assert response.status_code == 302
     messages = messages_of(response)
     assert len(messages) == len(PROJECTORS)
-    assert any("Rebuilt product_catalog" in m and "synchronously" in m for m in messages)
+    assert any("Rebuilt Product catalog" in m and "synchronously" in m for m in messages)
     assert set(ProductCatalog.objects.values_list("sku", flat=True)) == {"MUG-1", "TEE-9"}
     status = statuses(staff_client)["product_catalog"]
     assert (status.position, status.head, status.status) == (2, 2, "ok")
@@ -92,11 +92,12 @@ def test_failed_projection_shows_its_error_and_retry_now_recovers(
 
     # still broken: retry reports the failure and stays parked
     response = act(staff_client, "retry", "product_catalog")
-    assert any("still failing at notification 1" in m for m in messages_of(response))
+    assert any("Product catalog is still failing at event 1" in m
+               for m in messages_of(response))
 
     monkeypatch.undo()  # the fix is deployed
     response = act(staff_client, "retry", "product_catalog")
-    assert "product_catalog applied 1 events; now at 1" in messages_of(response)[-1]
+    assert messages_of(response)[-1] == "Product catalog caught up: applied 1 new events."
     status = statuses(staff_client)["product_catalog"]
     assert (status.status, status.position, status.last_error) == ("ok", 1, "")
     assert ProductCatalog.objects.filter(sku="MUG-1").exists()

@@ -1,6 +1,8 @@
 """The import graph of the project's own modules (lazy imports included): the kernel
-``shop`` knows no module, and no two files import each other, directly or round about
-(ARCHITECTURE.md, rule 9)."""
+``shop`` knows no module, no two files import each other, directly or round about
+(ARCHITECTURE.md, rule 9), and every arrow runs one way: the write side (``catalog``,
+``orders``, ``shipping``) knows neither the read side (``projections``) nor the back
+office above both (``backoffice``), and the read side does not know the back office."""
 
 from __future__ import annotations
 
@@ -10,8 +12,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("shop", "catalog", "orders", "shipping", "projections", "demo")
-MODULES = ("catalog", "orders", "shipping", "projections", "demo")
+PACKAGES = ("shop", "catalog", "orders", "shipping", "projections", "backoffice", "demo")
+MODULES = ("catalog", "orders", "shipping", "projections", "backoffice", "demo")
+WRITE_SIDE = ("catalog", "orders", "shipping")
+# package -> the packages it must never import
+NEVER = {
+    **{package: ("projections", "backoffice", "demo") for package in WRITE_SIDE},
+    "projections": ("backoffice", "demo"),
+}
 
 
 def module_name(path: Path) -> str:
@@ -94,3 +102,15 @@ def test_no_import_cycle_lazy_imports_included():
 @pytest.mark.parametrize("name", sorted(n for n in GRAPH if n.split(".")[0] == "shop"))
 def test_the_kernel_imports_no_module(name):
     assert not {m for m in GRAPH[name] if m.split(".")[0] in MODULES}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in GRAPH if n.split(".")[0] in NEVER))
+def test_imports_run_one_way(name):
+    forbidden = NEVER[name.split(".")[0]]
+    assert not {m for m in GRAPH[name] if m.split(".")[0] in forbidden}
+
+
+def test_the_back_office_is_one_package():
+    # No admin module is left in a write or read module: their pages live in backoffice/.
+    for package in (*WRITE_SIDE, "projections", "shop"):
+        assert not list((ROOT / package).rglob("admin.py")), package
