@@ -8,10 +8,10 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 
-from catalog.apis import ProductRegisterApi, ProductRenameApi, ProductRepriceApi, ProductRestockApi
-from catalog.services import product_register, product_rename, product_reprice, product_restock
 from backoffice.commands import ReadModelAdmin, api_form, command_form_view
 from backoffice.money import money
+from catalog.apis import ProductRegisterApi, ProductRenameApi, ProductRepriceApi, ProductRestockApi
+from catalog.services import product_register, product_rename, product_reprice, product_restock
 from projections.models import ProductCatalog
 
 # The forms validate through the API's input serializers: one definition of each rule.
