@@ -101,3 +101,28 @@ def test_daily_sales_are_listed_read_only(staff_client, shipped_order):
     [day] = response.context["cl"].result_list
     assert (day.orders, day.units, str(day.revenue)) == (1, 2, "39.98")
     assert staff_client.get(reverse("admin:projections_salesdaily_add")).status_code == 403
+
+
+def test_the_index_leads_with_the_shop_and_names_the_libraries_security(client, db):
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_superuser("root", password="pass-word-123"))
+    index = client.get(reverse("admin:index"))
+    sections = [(app["name"], [m["name"] for m in app["models"]])
+                for app in index.context["app_list"]]
+
+    assert sections[0] == ("Shop", ["Orders", "Products", "Sales", "Activity"])
+    names = [name for name, _models in sections]
+    assert names[:4] == ["Shop", "Accounts", "Read models", "Security"]
+    assert "API tokens" in dict(sections)["Security"]
+    assert "Access attempts" in dict(sections)["Security"]
+    assert not {"Axes", "Knox", "Django Axes"} & set(names)  # no library sections
+    assert ">order_history<" not in index.content.decode()
+
+
+def test_projections_have_human_names(staff_client, shipped_order):
+    status = staff_client.get(reverse("admin:projections_checkpoint_changelist")).content
+    dashboard = staff_client.get(reverse("admin:index")).content
+    for page in (status.decode(), dashboard.decode()):
+        assert "Order history" in page and "Product catalog" in page
+        assert ">order_history<" not in page

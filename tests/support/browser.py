@@ -27,7 +27,7 @@ needs_chromium = pytest.mark.skipif(
 
 @contextmanager
 def admin_page(base_url: str, username: str, password: str, *, height: int,
-               next_path: str | None = None) -> Iterator:
+               width: int = 1400, next_path: str | None = None) -> Iterator:
     """A browser page logged in to the admin as ``username`` (then at ``next_path``
     when given, else where the admin lands); the browser closes on leaving."""
     from playwright.sync_api import sync_playwright
@@ -36,7 +36,7 @@ def admin_page(base_url: str, username: str, password: str, *, height: int,
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(15_000)
             page.goto(f"{base_url}{login}")
             page.fill("#id_username", username)
