@@ -72,7 +72,7 @@ def save_for_docs(page, name: str, tmp_path: Path) -> None:
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     if os.environ.get("DOCS_SCREENSHOTS"):
-        page.screenshot(path=str(Path(os.environ["DOCS_SCREENSHOTS"]) / name), full_page=False)
+        page.screenshot(path=str(Path(os.environ["DOCS_SCREENSHOTS"]) / name), full_page=True)
 
 
 def messages(page) -> str:
@@ -120,6 +120,14 @@ def test_a_managers_day(live_server, make_user, a_day_of_orders, tmp_path, monke
         expect(fields).to_contain_text("shipped")
         expect(fields).to_contain_text("€64.97")
         expect(fields).to_contain_text("1 Harbour Road, Bristol")
+        # Every header bar ("Shipment", "Lines", ...) is one line high.
+        bars = page.locator("#content fieldset > h2, #content .order-section > h2")
+        heights = {bars.nth(i).inner_text(): bars.nth(i).bounding_box()["height"]
+                   for i in range(bars.count())}
+        assert {"Shipment", "Lines", "Event timeline"} <= set(heights)
+        assert max(heights.values()) < 1.5 * min(heights.values()), heights
+        save_for_docs(page, "order-page.png", tmp_path)
+
         technical = page.locator("fieldset", has_text="Technical details")
         expect(technical.locator(".field-order_id")).not_to_be_visible()
         technical.locator("summary").click()
@@ -135,7 +143,6 @@ def test_a_managers_day(live_server, make_user, a_day_of_orders, tmp_path, monke
         expect(rows.nth(3).locator(".what")).to_have_text("Shipment dispatched (DHL)")
         expect(rows.nth(3).locator(".version")).to_have_text("shipment v2")
         assert "Shipment.Dispatched" not in timeline.inner_text()
-        save_for_docs(page, "order-page.png", tmp_path)
 
         # Advance its shipment.
         form = page.locator("#shipment-status-form")
