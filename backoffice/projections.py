@@ -148,7 +148,7 @@ class ActivityAdmin(ReadModelAdmin):
 
     @admin.display(description="What happened")
     def summary(self, row: Activity) -> str:
-        return sentence(row)
+        return sentence(row, money)
 
     @admin.display(description="Way in", ordering="via")
     def via_label(self, row: Activity) -> str:

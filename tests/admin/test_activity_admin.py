@@ -42,8 +42,8 @@ def test_the_activity_page_reads_as_sentences_and_filters(staff_client, acted, s
     body = staff_client.get(ACTIVITY).content.decode()
 
     for sentence in (f"staff cancelled order {number}: Customer called (back office)",
-                     f"john placed order {number} for 19.99 (API)",
-                     "staff registered MUG-1 “Blue mug” at 19.99 (API)"):
+                     f"john placed order {number} for €19.99 (API)",
+                     "staff registered MUG-1 “Blue mug” at €19.99 (API)"):
         assert sentence in body
     assert body.index("cancelled order") < body.index("placed order")  # newest first
     by_staff = staff_client.get(ACTIVITY, {"actor_username": "staff"}).context["cl"]

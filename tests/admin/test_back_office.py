@@ -126,3 +126,18 @@ def test_projections_have_human_names(staff_client, shipped_order):
     for page in (status.decode(), dashboard.decode()):
         assert "Order history" in page and "Product catalog" in page
         assert ">order_history<" not in page
+
+
+def test_money_is_written_in_the_shops_currency_as_the_locale_writes_it(
+    staff_client, shipped_order, settings
+):
+    order_page = reverse("admin:projections_orderhistory_change", args=[shipped_order.order_id])
+    assert "€39.98" in staff_client.get(order_page).content.decode()  # default: EUR, en-us
+
+    settings.SHOP_CURRENCY = "GBP"
+    page = staff_client.get(order_page).content.decode()
+    assert "£39.98" in page and "2 × MUG-1 at £19.99" in page and "€" not in page
+    dashboard = staff_client.get(reverse("admin:index")).content.decode()
+    assert "£39.98" in dashboard
+    products = staff_client.get(reverse("admin:projections_productcatalog_changelist"))
+    assert "£19.99" in products.content.decode()

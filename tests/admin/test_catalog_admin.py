@@ -160,7 +160,8 @@ def test_a_form_shown_before_someone_else_changed_the_product_saves_nothing(
                                   {"name": "Green mug", "shown_version": shown})
     assert stale.status_code == 200  # the form again, not a redirect
     [message] = messages_of(stale)
-    assert "changed since you read it" in message and "Nothing was saved" in message
+    assert message.startswith("Product MUG-1 changed since you read it")  # by its SKU
+    assert "Nothing was saved" in message and str(product_id) not in message
 
     caught_up()
     fresh = staff_client.get(product_url("rename", product_id))

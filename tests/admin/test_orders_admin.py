@@ -180,4 +180,7 @@ def test_a_form_on_the_order_page_shown_before_a_change_saves_nothing(
         stale = staff_client.post(order_url(form, order_id), {**data, "shown_version": shown})
     assert stale.status_code == 200  # the form again, not a redirect
     [message] = messages_of(stale)
-    assert "changed since you read it" in message and "Nothing was saved" in message
+    number = OrderHistory.objects.get(pk=order_id).number
+    subject = f"The shipment of order {number}" if shipment_id else f"Order {number}"
+    assert message.startswith(f"{subject} changed since you read it")
+    assert "Nothing was saved" in message and str(order_id) not in message
