@@ -71,10 +71,15 @@ class CheckpointAdmin(ReadModelAdmin):
     """The changelist is the projections' status page (every registered projection,
     whether or not it has a checkpoint row yet); each row links to its checkpoint."""
 
-    list_display = ("projection", "position", "status", "failures", "updated_at")
-    fields = ("projection", "upstream", "position", "status", "failures", "error_position",
-              "retry_at", "updated_at", "last_error")
+    list_display = ("projection_label", "position", "status", "failures", "updated_at")
+    fields = ("projection_label", "upstream", "position", "status", "failures",
+              "error_position", "retry_at", "updated_at", "last_error")
+    readonly_fields = ("projection_label",)
     status_template = "admin/projections/projection_status.html"
+
+    @admin.display(description="Projection", ordering="projection")
+    def projection_label(self, checkpoint: Checkpoint) -> str:
+        return projection_name(checkpoint.projection)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
                         ) -> HttpResponse:
