@@ -3,7 +3,9 @@ from django.apps import AppConfig
 
 class ProjectionsConfig(AppConfig):
     name = "projections"
-    verbose_name = "Read models"
+    # What staff see in the back office's breadcrumbs (Orders, Products, Sales and
+    # Activity are read models): "Home › Shop › Orders".
+    verbose_name = "Shop"
 
     def ready(self) -> None:
         from projections.apis import ProjectionsHealthSerializer

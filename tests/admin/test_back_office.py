@@ -60,6 +60,8 @@ def test_the_order_page_shows_each_command_once_and_a_readable_timeline(
     ).content.decode()
 
     assert page.count("Change status") == 1  # the form, not also an object tool
+    breadcrumbs = page.split('class="breadcrumbs"')[1].split("</div>")[0]
+    assert ">Shop</a>" in breadcrumbs and "Read models" not in breadcrumbs
     assert 'class="object-tools"' not in page
     assert "closelink" not in page and ">Close<" not in page
     timeline = page.split('id="order-timeline"')[1]
