@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "shop.request_id.RequestIdMiddleware",  # first: every response says its request's id
     "shop.middleware.HeadWithoutBodyMiddleware",
+    # /api/ paths end in "/" (accepted without it) and errors there are JSON.
+    "shop.middleware.ApiPathsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "shop.middleware.RequestLimitsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -79,8 +81,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "shop.urls"
-# Paths are exact (as API.md writes them): redirecting a POST to the slashed path
-# would drop its body (and DEBUG turns that redirect into an error page).
+# Every /api/ path ends in "/" and is also answered without it, the same answer
+# (shop.middleware.ApiPathsMiddleware): no redirect, which would drop a POST's body.
 APPEND_SLASH = False
 WSGI_APPLICATION = "shop.wsgi.application"
 
