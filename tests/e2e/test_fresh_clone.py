@@ -141,7 +141,7 @@ def test_dev_serve_on_another_port_prints_its_urls_and_logs_each_line_once(clone
     # Every log line once: no handler of Django's beside the root's.
     messages = Counter(json.loads(line)["message"] for line in output.splitlines()
                        if line.startswith("{"))
-    assert messages["Not Found: /api/queries/nowhere"] == 1, messages
-    assert messages['"GET /api/queries/nowhere HTTP/1.1" 404 49'] == 1, messages
-    assert messages['"GET / HTTP/1.1" 200 ' + str(len(page.encode()))] == 1, messages
+    assert messages["Not Found: /api/queries/nowhere/"] == 1, messages  # routed with its "/"
+    assert messages[f'"GET /api/queries/nowhere HTTP/1.1" 404 {len(body)}'] == 1, messages
+    assert messages[f'"GET / HTTP/1.1" 200 {len(page.encode())}'] == 1, messages
     assert [m for m, n in messages.items() if n > 1 and "applied" not in m] == []
