@@ -94,3 +94,17 @@ def test_no_import_cycle_lazy_imports_included():
 @pytest.mark.parametrize("name", sorted(n for n in GRAPH if n.split(".")[0] == "shop"))
 def test_the_kernel_imports_no_module(name):
     assert not {m for m in GRAPH[name] if m.split(".")[0] in MODULES}
+
+
+def test_one_retry_tool_tenacity():
+    """``eventsourcing.utils.retry`` is the library's own; ours is tenacity (issue 24)."""
+    users = []
+    for name, path in source_files().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            imported = (isinstance(node, ast.ImportFrom) and node.module == "eventsourcing.utils"
+                        and any(alias.name == "retry" for alias in node.names))
+            called = (isinstance(node, ast.Attribute) and node.attr == "retry"
+                      and isinstance(node.value, ast.Attribute) and node.value.attr == "utils")
+            if imported or called:
+                users.append(name)
+    assert users == []
