@@ -35,7 +35,8 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG and "pytest" not in sys.modules:
         raise ImproperlyConfigured(
-            "Set SECRET_KEY (or DEBUG=1 for local development)."
+            "Set SECRET_KEY (or DEBUG=1 for local development, as `./dev manage <command>` "
+            "and `./dev serve` do)."
         )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")

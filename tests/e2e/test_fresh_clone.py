@@ -145,3 +145,15 @@ def test_dev_serve_on_another_port_prints_its_urls_and_logs_each_line_once(clone
     assert messages[f'"GET /api/queries/nowhere HTTP/1.1" 404 {len(body)}'] == 1, messages
     assert messages[f'"GET / HTTP/1.1" 200 {len(page.encode())}'] == 1, messages
     assert [m for m, n in messages.items() if n > 1 and "applied" not in m] == []
+
+
+def test_manage_py_without_the_development_settings_says_what_to_set(clone):
+    """``python manage.py`` with neither SECRET_KEY nor DEBUG: one sentence naming what
+    to set (and ``./dev manage``), not a 40-line traceback (issue 24)."""
+    result = subprocess.run([sys.executable, "manage.py", "projection_status"], cwd=clone,
+                            env=newcomer_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "manage.py: Set SECRET_KEY (or DEBUG=1 for local development, as "
+        "`./dev manage <command>` and `./dev serve` do)."]
