@@ -9,11 +9,11 @@ from catalog.apis import (
 
 urlpatterns = [
     path("products/", ProductRegisterApi.as_view(), name="product-register"),
-    path("products/<uuid:product_id>/rename", ProductRenameApi.as_view(), name="product-rename"),
+    path("products/<uuid:product_id>/rename/", ProductRenameApi.as_view(), name="product-rename"),
     path(
-        "products/<uuid:product_id>/reprice", ProductRepriceApi.as_view(), name="product-reprice"
+        "products/<uuid:product_id>/reprice/", ProductRepriceApi.as_view(), name="product-reprice"
     ),
     path(
-        "products/<uuid:product_id>/restock", ProductRestockApi.as_view(), name="product-restock"
+        "products/<uuid:product_id>/restock/", ProductRestockApi.as_view(), name="product-restock"
     ),
 ]

@@ -4,5 +4,5 @@ from orders.apis import OrderCancelApi, OrderPlaceApi
 
 urlpatterns = [
     path("orders/", OrderPlaceApi.as_view(), name="order-place"),
-    path("orders/<uuid:order_id>/cancel", OrderCancelApi.as_view(), name="order-cancel"),
+    path("orders/<uuid:order_id>/cancel/", OrderCancelApi.as_view(), name="order-cancel"),
 ]

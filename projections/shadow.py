@@ -23,13 +23,16 @@ while the live projection keeps following the log in its own transactions.
   The shadow is dropped afterwards.
 
 SQLite (the embedded default, small data) keeps the single-transaction rebuild of
-``runner.rebuild``; ``verify`` needs PostgreSQL.
+``runner.rebuild``. Its ``verify`` replays into TEMP tables of the same names in one
+transaction: SQLite resolves an unqualified table name in ``temp`` before ``main``, so
+the same batch step writes them (``verify_sqlite``); the transaction is rolled back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
 import time
 import zlib
@@ -574,9 +577,9 @@ def verify(
     Returns the position compared at and every differing row. Reads the live model
     only; drops the shadow before returning.
     """
-    if connection.vendor != "postgresql":
-        raise NotImplementedError("verify_projections needs PostgreSQL")
     limit = batch_size or settings.PROJECTION_REBUILD_BATCH_SIZE
+    if connection.vendor == "sqlite":
+        return verify_sqlite(projector, limit=limit, progress=progress)
     shadow = Shadow(projector, "verify")
     name = projector.name
     with shadow.exclusive():
@@ -609,6 +612,103 @@ def verify(
         finally:
             shadow.drop()
     return position, drifts
+
+
+class _RollBack(Exception):
+    """Leaves the SQLite verify's transaction, and with it the TEMP tables, undone."""
+
+
+def verify_sqlite(
+    projector: Projector,
+    *,
+    limit: int,
+    progress: Callable[[Progress], None] | None = None,
+) -> tuple[int, list[Drift]]:
+    """``verify`` on SQLite: one transaction (writers wait, as for its rebuild) that
+    replays the log up to the live position into TEMP copies of the projector's tables
+    and checkpoint, compares them with the live (``main``) tables, and rolls back."""
+    tables = [model._meta.db_table for model in projector.models]
+    result: tuple[int, list[Drift]] = (0, [])
+    try:
+        with transaction.atomic():
+            position = runner.projection_position(projector.name)
+            with connection.cursor() as cursor:
+                for table in [Checkpoint._meta.db_table, *tables]:
+                    _temp_copy(cursor, table)
+            total = 0
+            while True:  # the temp checkpoint starts at 0
+                checkpoint = Checkpoint.objects.lock(projector.name)
+                processed, head = runner._process_batch(
+                    projector, checkpoint, get_app(), limit, stop=position, announce=False
+                )
+                total += processed
+                if progress:
+                    progress(Progress(checkpoint.position, head, total))
+                if processed < limit:
+                    break
+            drifts = [
+                Drift(model._meta.db_table, key, how)
+                for model in projector.models
+                for key, how in _sqlite_differences(model)
+            ]
+            result = (position, drifts)
+            raise _RollBack
+    except _RollBack:
+        pass
+    return result
+
+
+def _temp_copy(cursor, table: str) -> None:
+    """An empty TEMP table named like ``table``, with its columns, constraints and
+    indexes (their SQL as SQLite keeps it, moved to ``temp``)."""
+    cursor.execute(
+        "SELECT type, sql FROM main.sqlite_master WHERE tbl_name = %s AND sql IS NOT NULL"
+        " ORDER BY type = 'index'", [table]
+    )
+    for kind, statement in cursor.fetchall():
+        if kind == "table":
+            statement = statement.replace("CREATE TABLE ", "CREATE TEMP TABLE ", 1)
+        else:  # CREATE [UNIQUE] INDEX "name" ON "table" (...): the name goes in temp
+            head, _, rest = statement.partition(" INDEX ")
+            statement = f"{head} INDEX temp.{rest}"
+        cursor.execute(statement)
+
+
+def _sqlite_differences(model: type) -> list[tuple[str, str]]:
+    """Rows of ``model``'s table that differ between ``main`` (live) and ``temp``
+    (replayed). JSON is compared as values, as PostgreSQL's jsonb is: SQLite keeps the
+    text, whose spacing depends on what wrote it (Django, or SQLite's JSON functions)."""
+    table = model._meta.db_table
+    key_columns = [field.column for field in model._meta.pk_fields]
+    json_columns = {field.column for field in model._meta.concrete_fields
+                    if field.get_internal_type() == "JSONField"}
+
+    def rows(schema: str) -> dict[tuple, tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT * FROM {schema}.{quote(table)}")
+            names = [column[0] for column in cursor.description]
+            at = [names.index(column) for column in key_columns]
+            return {
+                tuple(row[i] for i in at): tuple(
+                    json.loads(value) if name in json_columns and value is not None
+                    else value for name, value in zip(names, row, strict=True))
+                for row in cursor.fetchall()
+            }
+
+    live, replayed = rows("main"), rows("temp")
+    found = []
+    for key in sorted(live.keys() | replayed.keys(), key=lambda k: [str(v) for v in k]):
+        if key not in live:
+            how = "missing from the live model"
+        elif key not in replayed:
+            how = "not in the log"
+        elif live[key] != replayed[key]:
+            how = "differs"
+        else:
+            continue
+        found.append((", ".join(f"{c}={v}" for c, v in zip(key_columns, key, strict=True)),
+                      how))
+    return found
 
 
 def leftover_shadows() -> list[str]:

@@ -5,7 +5,7 @@ from shipping.apis import ShipmentCreateApi, ShipmentStatusChangeApi
 urlpatterns = [
     path("shipments/", ShipmentCreateApi.as_view(), name="shipment-create"),
     path(
-        "shipments/<uuid:shipment_id>/status",
+        "shipments/<uuid:shipment_id>/status/",
         ShipmentStatusChangeApi.as_view(),
         name="shipment-status-change",
     ),

@@ -53,8 +53,11 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         # Django logs a request's failure after its middleware returned, with the
-        # request attached to the record.
+        # request attached to the record (the development server's access lines
+        # attach its socket under the same name: not a request).
         request = getattr(record, "request", None)
+        if not hasattr(request, "META"):
+            request = None
         record.request_id = (current("request_id") or getattr(request, "request_id", None)
                              or "-")
         record.user = current("user") or (user_of(request)() if request else None) or "-"

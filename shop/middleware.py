@@ -91,3 +91,37 @@ class HeadWithoutBodyMiddleware:
                 response["Content-Length"] = str(len(response.content))
             response.content = b""
         return response
+
+
+class ApiPathsMiddleware:
+    """Under ``/api/``, one convention for paths and one body for errors (API.md):
+
+    - every path ends in ``/``; the same path without it gets the same answer (the
+      request is routed as if it had the slash: no redirect, which would lose a POST's
+      body);
+    - a 404 or 405 that no view of ours answered (an unknown path, with DEBUG on or
+      off) is ``{code, detail}`` JSON like every other error, not an HTML page.
+    """
+
+    ERRORS = {
+        404: ("not_found", "Not found."),
+        405: ("method_not_allowed", "Method not allowed."),
+    }
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path_info.startswith("/api/"):
+            return self.get_response(request)
+        if not request.path_info.endswith("/"):
+            request.path_info += "/"
+            request.path += "/"
+        response = self.get_response(request)
+        error = self.ERRORS.get(response.status_code)
+        if error and not response.get("Content-Type", "").startswith("application/json"):
+            json_response = JsonResponse(error_body(*error), status=response.status_code)
+            if response.has_header("Allow"):
+                json_response["Allow"] = response["Allow"]
+            return json_response
+        return response

@@ -35,7 +35,8 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG and "pytest" not in sys.modules:
         raise ImproperlyConfigured(
-            "Set SECRET_KEY (or DEBUG=1 for local development)."
+            "Set SECRET_KEY (or DEBUG=1 for local development, as `./dev manage <command>` "
+            "and `./dev serve` do)."
         )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
@@ -65,6 +66,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "shop.request_id.RequestIdMiddleware",  # first: every response says its request's id
     "shop.middleware.HeadWithoutBodyMiddleware",
+    # /api/ paths end in "/" (accepted without it) and errors there are JSON.
+    "shop.middleware.ApiPathsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "shop.middleware.RequestLimitsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -80,8 +83,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "shop.urls"
-# Paths are exact (as API.md writes them): redirecting a POST to the slashed path
-# would drop its body (and DEBUG turns that redirect into an error page).
+# Every /api/ path ends in "/" and is also answered without it, the same answer
+# (shop.middleware.ApiPathsMiddleware): no redirect, which would drop a POST's body.
 APPEND_SLASH = False
 WSGI_APPLICATION = "shop.wsgi.application"
 

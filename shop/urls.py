@@ -2,10 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from shop.front import front_door
 from shop.health import HealthApi
 from shop.metrics import metrics_view
 
 urlpatterns = [
+    # The front door (also the back office's "View site").
+    path("", front_door, name="front-door"),
     path("admin/", admin.site.urls),
     path("api/auth/", include("shop.accounts.urls")),
     path("api/commands/", include("catalog.urls")),

@@ -95,13 +95,39 @@ def test_unacceptable_accept_header(event_store, staff, client_for):
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "path",
-    ["/api/commands/nothing/", f"/api/commands/products/{uuid4()}/rename/",
-     f"/api/commands/products/{uuid4()}/delete", "/api/commands/orders/xyz/cancel",
-     # No redirect to the slashed path: a redirected POST would lose its body.
-     "/api/commands/products", "/api/commands/orders"],
+    ["/api/commands/nothing/", "/api/commands/nothing", f"/api/commands/products/{uuid4()}/delete",
+     "/api/commands/orders/xyz/cancel/", "/api/commands/orders/xyz/cancel", "/api/nowhere",
+     "/api/queries/orders/xyz/", "/api/commands/orders//"],
 )
-def test_unknown_paths_are_404(event_store, staff, client_for, path):
+@pytest.mark.parametrize("debug", [False, True])
+def test_unknown_paths_are_a_json_404_debug_or_not(event_store, staff, client_for, settings,
+                                                   path, debug):
+    settings.DEBUG = debug  # with DEBUG on, Django would answer its HTML 404 page
     assert_error(client_for(staff).post(path, {}, format="json"), 404, "not_found")
+    assert_error(client_for(staff).get(path), 404, "not_found")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", [
+    "/api/commands/products", f"/api/commands/products/{uuid4()}/rename",
+    f"/api/commands/products/{uuid4()}/rename/"])
+def test_every_api_path_ends_in_a_slash_and_is_answered_the_same_without(
+        event_store, staff, client_for, path):
+    """No redirect (a redirected POST loses its body): the same view, the same answer."""
+    with log_unchanged():
+        response = client_for(staff).post(path, {"name": ""}, format="json")
+    assert_error(response, 400, "invalid")
+    assert response.wsgi_request.path.endswith("/")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_wrong_method_is_a_json_405(event_store, staff, client_for, settings, debug):
+    settings.DEBUG = debug
+    for path in ("/api/commands/orders/", "/api/commands/orders", "/api/health"):
+        response = client_for(staff).delete(path)
+        assert_error(response, 405, "method_not_allowed")
+        assert "POST" in response["Allow"] or "GET" in response["Allow"]
 
 
 # --- errors escaping from the event store ----------------------------------------------

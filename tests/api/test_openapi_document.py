@@ -71,7 +71,7 @@ def test_order_events_are_typed_by_their_type(schema):
 def test_operation_ids_read_well_and_open_endpoints_need_no_login(schema):
     ids = {(m, p): op["operationId"] for m, p, op in operations(schema)}
     assert ids[("post", "/api/commands/orders/")] == "order_place"
-    assert ids[("post", "/api/commands/products/{product_id}/rename")] == "product_rename"
+    assert ids[("post", "/api/commands/products/{product_id}/rename/")] == "product_rename"
     assert ids[("get", "/api/queries/orders/")] == "order_history_list"
     assert ids[("get", "/api/queries/projections/")] == "projection_status_list"
     assert len(set(ids.values())) == len(ids)
@@ -92,7 +92,7 @@ def test_commands_declare_their_headers(schema):
         request = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
         return request, operation["responses"]
 
-    request, responses = headers("post", "/api/commands/products/{product_id}/rename")
+    request, responses = headers("post", "/api/commands/products/{product_id}/rename/")
     assert request == {"Idempotency-Key", "If-Match"}
     assert {"ETag", "Idempotent-Replayed"} <= set(responses["200"]["headers"])
     assert {"412", "422"} <= set(responses)

@@ -80,3 +80,30 @@ def test_a_management_commands_lines_carry_an_id_and_who_ran_it():
     assert line["message"] == "hello"
     assert len(line["request_id"]) == len(new_request_id())
     assert line["user"].endswith("(manage.py)")
+
+
+def test_the_development_servers_access_lines_pass_the_filter():
+    """runserver's access line carries its socket as ``request``: not a request (each
+    one raised in the filter, and the traceback printed twice, issue 24)."""
+    import socket
+
+    with socket.socket() as sock:
+        record = logging.LogRecord("django.server", logging.INFO, __file__, 1,
+                                   '"GET / HTTP/1.1" 200 10', None, None)
+        record.request = sock
+        assert ContextFilter().filter(record)
+    assert (record.request_id, record.user) == ("-", "-")
+
+
+def test_each_line_is_written_once():
+    """Only the root logger writes: a logger with a handler of its own that also
+    propagates to the root would print each of its lines twice."""
+    import django.utils.log  # noqa: F401  (Django's loggers exist)
+
+    twice = [
+        name for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and logger.propagate
+        and any(not isinstance(h, logging.NullHandler) for h in logger.handlers)
+        and not name.startswith(("celery", "kombu"))  # a worker's own, before it starts
+    ]
+    assert twice == []

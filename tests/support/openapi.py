@@ -47,7 +47,8 @@ class HttpxOpenAPIRequest:
         self.request = request
         url = urlsplit(str(request.url))
         self.host_url = f"{url.scheme}://{url.netloc}"
-        self.path = url.path
+        # The shop answers an /api/ path without its final "/" as the documented one.
+        self.path = url.path if url.path.endswith("/") else f"{url.path}/"
         self.method = request.method.lower()
         self.parameters = RequestParameters(
             query=ImmutableMultiDict(
@@ -101,7 +102,7 @@ class Validator:
             found = self.openapi.request_validator._find_path(request)
         except (PathNotFound, OperationNotFound):
             return None
-        # e.g. ("get", "/api/queries/orders/{order_id}")
+        # e.g. ("get", "/api/queries/orders/{order_id}/")
         return request.method, found.path_result.pattern
 
     def check_response(self, request: Any, response: Any) -> bool:

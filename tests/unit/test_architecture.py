@@ -114,3 +114,17 @@ def test_the_back_office_is_one_package():
     # No admin module is left in a write or read module: their pages live in backoffice/.
     for package in (*WRITE_SIDE, "projections", "shop"):
         assert not list((ROOT / package).rglob("admin.py")), package
+
+
+def test_one_retry_tool_tenacity():
+    """``eventsourcing.utils.retry`` is the library's own; ours is tenacity (issue 24)."""
+    users = []
+    for name, path in source_files().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            imported = (isinstance(node, ast.ImportFrom) and node.module == "eventsourcing.utils"
+                        and any(alias.name == "retry" for alias in node.names))
+            called = (isinstance(node, ast.Attribute) and node.attr == "retry"
+                      and isinstance(node.value, ast.Attribute) and node.value.attr == "utils")
+            if imported or called:
+                users.append(name)
+    assert users == []

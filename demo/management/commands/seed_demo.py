@@ -30,9 +30,11 @@ from catalog.domain import Product, product_id_for_sku
 from catalog.services import product_register, product_rename, product_reprice, product_restock
 from orders.services import order_cancel, order_place
 from projections.management.commands._common import projectors_named
+from projections.models import Checkpoint
 from projections.runner import catch_up
 from shipping.services import shipment_change_status, shipment_create
 from shop.errors import NotFound
+from shop.eventstore import get_app
 from shop.metadata import Actor, Context
 from shop.unit_of_work import UnitOfWork, load
 
@@ -112,6 +114,20 @@ def event_clock(moment: datetime) -> Iterator[None]:
         CanCreateTimestamp.create_timestamp = original  # type: ignore[method-assign]
 
 
+def positions(projectors) -> dict[str, int]:
+    """Each projection's checkpoint: the log position it has applied up to."""
+    saved = dict(Checkpoint.objects.filter(projection__in=[p.name for p in projectors])
+                 .values_list("projection", "position"))
+    return {projector.name: saved.get(projector.name, 0) for projector in projectors}
+
+
+def events_between(start: int, end: int) -> int:
+    """How many events the log holds after position ``start``, up to ``end``."""
+    if end <= start:
+        return 0
+    return len(get_app().recorder.select_notifications(start + 1, limit=end - start, stop=end))
+
+
 def already_seeded() -> bool:
     try:
         load(product_id_for_sku(PRODUCTS[0][0]), Product)
@@ -135,14 +151,21 @@ class Command(BaseCommand):
                 "DEBUG is off: this looks like production, and seed_demo creates a "
                 "superuser whose password is published. Use --force if you mean it."
             )
+        projectors = projectors_named([])
+        before = positions(projectors)
         users = self._users()
         if already_seeded():
             self.stdout.write("Demo data already present (MUG-1 exists); nothing written.")
         else:
             self._seed(users)
-        for projector in projectors_named([]):
-            applied = catch_up(projector)
-            self.stdout.write(f"Projection {projector.name}: {applied} events applied.")
+        # Embedded, the projections ran in-process after each command: count what they
+        # applied since the start, not only this last catch-up (issue 24: "0 applied").
+        for projector in projectors:
+            catch_up(projector)
+        for projector in projectors:
+            start, end = before[projector.name], positions([projector])[projector.name]
+            self.stdout.write(f"Projection {projector.name}: {events_between(start, end)} "
+                              f"events applied (up to position {end}).")
         self.stdout.write("")
         self.stdout.write(f"Staff:     {STAFF[0]} / {STAFF[1]}   (admin at /admin/)")
         self.stdout.write(

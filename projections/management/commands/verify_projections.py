@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.core.management.base import CommandError
-from django.db import connection
 
 from projections.management.commands._common import ReplayCommand
 from projections.shadow import verify
@@ -17,8 +16,6 @@ class Command(ReplayCommand):
     )
 
     def handle(self, *args, names, batch_size, interval, jobs, **options):
-        if connection.vendor != "postgresql":
-            raise CommandError("verify_projections needs PostgreSQL (DATABASE_URL).")
         drifted = []
         for projector, (position, drifts), seconds in self.replay(
             names, interval, verify, batch_size, jobs
