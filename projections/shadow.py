@@ -38,12 +38,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, transaction
 from psycopg import sql
 
 from projections import runner
 from projections.models import Checkpoint
 from projections.runner import Progress, Projector, catch_up
+from shop.databases import READ, read_connection
 from shop.eventstore import get_app
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class ShadowUnsupported(Exception):
 
 
 def quote(name: str) -> str:
-    return connection.ops.quote_name(name)
+    return read_connection.ops.quote_name(name)
 
 
 def quote_role(name: str | None) -> str:
@@ -110,7 +111,7 @@ class Shadow:
         # resumed only by the same projector code (the rebuild may be for a fix).
         source = inspect.getsource(inspect.getmodule(type(projector)))
         self.fingerprint = "projector " + hashlib.sha256(source.encode()).hexdigest()[:16]
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute("SELECT current_schema(), current_setting('search_path')")
             self.live, self.search_path = cursor.fetchone()
 
@@ -124,7 +125,7 @@ class Shadow:
         a dead one.
         """
         key = (0x5EAD << 32) | zlib.crc32(self.schema.encode())
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s::bigint)", [key])
             if not cursor.fetchone()[0]:
                 raise ShadowBusy(
@@ -133,11 +134,11 @@ class Shadow:
         try:
             yield
         finally:
-            with connection.cursor() as cursor:
+            with read_connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s::bigint)", [key])
 
     def exists(self) -> bool:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.schema])
             return cursor.fetchone() is not None
 
@@ -150,7 +151,7 @@ class Shadow:
             return True
         self.drop()
         checkpoint = Checkpoint._meta.db_table
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(using=READ), read_connection.cursor() as cursor:
             cursor.execute(f"CREATE SCHEMA {quote(self.schema)}")
             cursor.execute(f"COMMENT ON SCHEMA {quote(self.schema)} IS %s", [self.fingerprint])
             cursor.execute(
@@ -171,12 +172,12 @@ class Shadow:
         return False
 
     def drop(self) -> None:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(f"DROP SCHEMA IF EXISTS {quote(self.schema)} CASCADE")
 
     def finish_indexes(self) -> None:
         """Build the indexes deferred until after the bulk load (if any)."""
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(using=READ), read_connection.cursor() as cursor:
             for table in self.tables:
                 have = {index.name for index in self._indexes(self.schema, table)}
                 for index in self._indexes(self.live, table):
@@ -188,14 +189,14 @@ class Shadow:
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Inside a transaction: the projector's tables and checkpoint are the shadow's."""
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 f"SET LOCAL search_path TO {quote(self.schema)}, {quote(self.live)}"
             )
         try:
             yield
         finally:
-            with connection.cursor() as cursor:
+            with read_connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('search_path', %s, true)", [self.search_path])
 
     def step(self, limit: int, stop: int | None = None) -> tuple[int, int, int]:
@@ -220,7 +221,7 @@ class Shadow:
         """Apply the log in committed batches until the head (or ``stop()``)."""
         total = 0
         while True:
-            with transaction.atomic():
+            with transaction.atomic(using=READ):
                 processed, head, position = self.step(limit, stop())
             total += processed
             if progress:
@@ -229,7 +230,7 @@ class Shadow:
                 return total
 
     def position(self) -> int:
-        with transaction.atomic(), self.writing():
+        with transaction.atomic(using=READ), self.writing():
             return runner.projection_position(self.projector.name)
 
     # --- switching -------------------------------------------------------------------
@@ -243,7 +244,7 @@ class Shadow:
         deadline = time.monotonic() + SWAP_DEADLINE_SECONDS
         while True:
             try:
-                with transaction.atomic():
+                with transaction.atomic(using=READ):
                     return self._swap(limit)
             except OperationalError as exc:  # a lock timeout: readers hold the tables
                 if time.monotonic() >= deadline:
@@ -261,7 +262,7 @@ class Shadow:
             if processed < limit:
                 break
         retired = f"retired_{name}"[:63]
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
             for table in self.tables:  # and keep them from changing shape until commit
                 cursor.execute(f"LOCK TABLE {self._in(self.live, table)} IN EXCLUSIVE MODE")
@@ -373,7 +374,7 @@ class Shadow:
         first = columns[0]
         on = " AND ".join(f"l.{c} = s.{c}" for c in columns)
         keys = ", ".join(f"coalesce(l.{c}, s.{c})::text" for c in columns)
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 f"""
                 SELECT CASE WHEN l.{first} IS NULL THEN 'missing from the live model'
@@ -397,7 +398,7 @@ class Shadow:
         return f"{quote(schema)}.{quote(table)}"
 
     def _indexes(self, schema: str, table: str) -> list[Index]:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 """
                 SELECT i.relname, pg_get_indexdef(i.oid), c.conname, c.contype
@@ -431,7 +432,7 @@ class Shadow:
     def _fits(self) -> bool:
         """Whether the shadow was written by this projector code and its tables still
         have the live tables' columns and indexes."""
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace"
                 " WHERE nspname = %s", [self.schema]
@@ -455,7 +456,7 @@ class Shadow:
     def _privileges(self, *schemas: str) -> list[dict[str, Privileges]]:
         """The owner and privileges of the projector's tables in each schema."""
         found: dict[str, dict[str, Privileges]] = {schema: {} for schema in schemas}
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 """
                 WITH t AS (
@@ -508,7 +509,7 @@ class Shadow:
         return [found[schema] for schema in schemas]
 
     def _columns(self, schema: str, table: str) -> list[tuple]:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
                 " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
@@ -532,7 +533,7 @@ def rebuild(
     PostgreSQL: blue/green through a shadow (module docstring). Elsewhere: the
     single-transaction rebuild, fine for the embedded default's small data.
     """
-    if connection.vendor != "postgresql":
+    if read_connection.vendor != "postgresql":
         return runner.rebuild(projector, batch_size=batch_size, progress=progress)
     limit = batch_size or settings.PROJECTION_REBUILD_BATCH_SIZE
     if defer_indexes is None:
@@ -574,7 +575,7 @@ def verify(
     Returns the position compared at and every differing row. Reads the live model
     only; drops the shadow before returning.
     """
-    if connection.vendor != "postgresql":
+    if read_connection.vendor != "postgresql":
         raise NotImplementedError("verify_projections needs PostgreSQL")
     limit = batch_size or settings.PROJECTION_REBUILD_BATCH_SIZE
     shadow = Shadow(projector, "verify")
@@ -585,8 +586,8 @@ def verify(
             # Never beyond the live position: the shadow must be able to meet it.
             shadow.fill(limit=limit, progress=progress,
                         stop=lambda: runner.projection_position(name))
-            with transaction.atomic():
-                with connection.cursor() as cursor:
+            with transaction.atomic(using=READ):
+                with read_connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     # Before the snapshot: no swap may replace these tables under it.
                     for table in shadow.tables:
@@ -613,7 +614,7 @@ def verify(
 
 def leftover_shadows() -> list[str]:
     """Schemas of shadows (or retired tables) that exist now: none when idle."""
-    with connection.cursor() as cursor:
+    with read_connection.cursor() as cursor:
         cursor.execute(
             "SELECT nspname FROM pg_namespace"
             " WHERE nspname LIKE 'shadow\\_%%' OR nspname LIKE 'retired\\_%%' ORDER BY 1"

@@ -20,6 +20,7 @@ from projections.models import Checkpoint, OrderHistory, ProductCatalog
 from projections.projectors import ProductCatalogProjector
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import catch_up, projection_position, rebuild, retry_now
+from shop.databases import read_connection
 from shop.eventstore import head_position
 from tests.givens import place, project, register, rows
 
@@ -118,7 +119,7 @@ def poisoned_restock(self, event):
 def poisoned_restock_in_the_database(self, event):
     """The same failure, raised by the database: it leaves the transaction unusable."""
     if event.quantity == POISON:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute("SELECT 1 / 0 AS poisoned_restock")
     ProductCatalogProjector.restocked(self, event)
 

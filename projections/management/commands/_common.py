@@ -13,11 +13,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
-from django.db import connection, connections
+from django.db import connections
 
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import Progress, Projector
 from projections.shadow import ShadowBusy, ShadowOutdated
+from shop.databases import read_connection
 from shop.eventstore import reset_app
 
 
@@ -131,7 +132,7 @@ class ReplayCommand(BaseCommand):
             raise CommandError(f"--jobs must be at least 1, not {jobs}.")
         projectors = projectors_named(names)
         lower_priority()
-        if jobs > 1 and len(projectors) > 1 and connection.vendor == "postgresql":
+        if jobs > 1 and len(projectors) > 1 and read_connection.vendor == "postgresql":
             yield from self._replay_side_by_side(projectors, interval, replayer, batch_size,
                                                  jobs)
             return

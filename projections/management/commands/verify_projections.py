@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.core.management.base import CommandError
-from django.db import connection
 
 from projections.management.commands._common import ReplayCommand
 from projections.shadow import verify
+from shop.databases import read_connection
 
 
 class Command(ReplayCommand):
@@ -17,7 +17,7 @@ class Command(ReplayCommand):
     )
 
     def handle(self, *args, names, batch_size, interval, jobs, **options):
-        if connection.vendor != "postgresql":
+        if read_connection.vendor != "postgresql":
             raise CommandError("verify_projections needs PostgreSQL (DATABASE_URL).")
         drifted = []
         for projector, (position, drifts), seconds in self.replay(
