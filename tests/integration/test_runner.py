@@ -23,6 +23,7 @@ from projections.runner import catch_up, projection_position, rebuild, retry_now
 from shop.databases import read_connection
 from shop.eventstore import head_position
 from tests.givens import place, project, register, rows
+from tests.support.processes import read_database_url
 
 
 def checkpoint(name: str) -> Checkpoint:
@@ -213,6 +214,7 @@ def test_two_processes_catching_up_at_once_apply_each_event_exactly_once(
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "READ_DATABASE_URL": read_database_url(),
         "DEBUG": "1",
         "CELERY_BROKER_URL": "",
         # The tables exist. Two processes creating them at the same instant can fail
