@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from django.db import models
 
-from shop.databases import read_connection
+from shop.databases import READ, read_connection
 from shop.eventstore import ShopApplication
 
 
@@ -69,7 +69,7 @@ def _lock_statement(name: str, upstream: str) -> tuple[list[str], str, tuple]:
     fields = [field.attname for field in Checkpoint._meta.concrete_fields]
     sql, params = (
         Checkpoint.objects.of(name, upstream).select_for_update().values_list(*fields).query
-        .sql_with_params()
+        .get_compiler(READ).as_sql()
     )
     return fields, (
         f"SET LOCAL lock_timeout = '5s'; {sql}; SET LOCAL lock_timeout TO DEFAULT"
