@@ -67,6 +67,11 @@ class ShadowUnsupported(Exception):
     """The live tables have something the swap cannot carry over to the new ones."""
 
 
+class ShadowDependents(ShadowUnsupported):
+    """Other objects (a view, a materialized view, a foreign key) depend on the live
+    tables: the swap would move them onto the retired tables and drop them with those."""
+
+
 def quote(name: str) -> str:
     return read_connection.ops.quote_name(name)
 
@@ -271,7 +276,15 @@ class Shadow:
                     f"The tables of {name} changed shape during the rebuild (a migration?);"
                     " run it again to rebuild them in their new shape."
                 )
-            cursor.execute(f"DROP SCHEMA IF EXISTS {quote(retired)} CASCADE")
+            dependents = self._dependents()
+            if dependents:
+                raise ShadowDependents(
+                    f"Cannot swap in the rebuilt {name}: {'; '.join(dependents)} depend"
+                    f"{'s' if len(dependents) == 1 else ''} on its live tables and would be"
+                    " dropped with the old ones. Drop them, rebuild, then create them again."
+                    " The live read model is unchanged; the rebuilt one waits in its shadow."
+                )
+            self._drop_schema(cursor, retired, if_exists=True)
             cursor.execute(f"CREATE SCHEMA {quote(retired)}")
             for table in self.tables:
                 cursor.execute(
@@ -281,14 +294,60 @@ class Shadow:
                     f"ALTER TABLE {self._in(self.schema, table)} SET SCHEMA {quote(self.live)}"
                 )
             self._take_over_privileges(cursor, retired)
-            cursor.execute(f"DROP SCHEMA {quote(retired)} CASCADE")
-            cursor.execute(f"DROP SCHEMA {quote(self.schema)} CASCADE")
+            # RESTRICT: whatever still depended on the old tables fails the swap (its
+            # transaction rolls back) rather than being dropped with them.
+            self._drop_schema(cursor, retired)
+            self._drop_schema(cursor, self.schema)
             cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
         Checkpoint.objects.filter(pk=live_checkpoint.pk).update(position=position)
         live_checkpoint.position = position
         runner._mark_recovered(live_checkpoint)
         runner._announce(name, position)
         return applied
+
+    def _drop_schema(self, cursor, schema: str, *, if_exists: bool = False) -> None:
+        """Drop a schema of this shadow's, its tables first, all with RESTRICT."""
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename",
+            [schema],
+        )
+        for (table,) in cursor.fetchall():
+            cursor.execute(f"DROP TABLE {self._in(schema, table)} RESTRICT")
+        exists = "IF EXISTS " if if_exists else ""
+        cursor.execute(f"DROP SCHEMA {exists}{quote(schema)} RESTRICT")
+
+    def _dependents(self) -> list[str]:
+        """The objects outside the projector's tables that depend on the live ones:
+        views and materialized views (by their rules), foreign keys of other tables."""
+        tables = [f"{self._in(self.live, table)}" for table in self.tables]
+        with read_connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT DISTINCT CASE
+                    WHEN d.classid = 'pg_rewrite'::regclass THEN
+                        (SELECT CASE c.relkind WHEN 'm' THEN 'materialized view '
+                                ELSE 'view ' END || c.oid::regclass::text
+                         FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+                         WHERE r.oid = d.objid)
+                    ELSE pg_describe_object(d.classid, d.objid, d.objsubid)
+                END
+                FROM pg_depend d
+                WHERE d.refclassid = 'pg_class'::regclass
+                  AND d.refobjid = ANY(%s::regclass[])
+                  AND d.deptype = 'n'
+                  AND NOT EXISTS (  -- the projector's tables' own constraints
+                      SELECT 1 FROM pg_constraint k
+                      WHERE d.classid = 'pg_constraint'::regclass AND k.oid = d.objid
+                        AND k.conrelid = ANY(%s::regclass[]))
+                  AND NOT EXISTS (  -- a view's rule on its own view
+                      SELECT 1 FROM pg_rewrite r
+                      WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+                        AND r.ev_class = ANY(%s::regclass[]))
+                ORDER BY 1
+                """,
+                [tables, tables, tables],
+            )
+            return [row[0] for row in cursor.fetchall()]
 
     def _take_over_privileges(self, cursor, retired: str) -> None:
         """Give the swapped-in tables the owner and privileges of those they replace.
@@ -431,7 +490,8 @@ class Shadow:
 
     def _fits(self) -> bool:
         """Whether the shadow was written by this projector code and its tables still
-        have the live tables' columns and indexes."""
+        have the live tables' shape: columns (types, nullability, defaults),
+        constraints (``pg_get_constraintdef``) and indexes (``pg_get_indexdef``)."""
         with read_connection.cursor() as cursor:
             cursor.execute(
                 "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace"
@@ -444,14 +504,34 @@ class Shadow:
             if self._columns(self.schema, table) != self._columns(self.live, table):
                 return False
         for table in self.tables:
-            names = {index.name for index in self._indexes(self.schema, table)}
-            wanted = {
-                index.name for index in self._indexes(self.live, table)
-                if index.constraint or not self.defer_indexes
-            }
-            if not wanted <= names:
+            if self._constraints(self.schema, table) != self._constraints(self.live, table):
                 return False
+            have = {index.name: self._shape(index, self.schema)
+                    for index in self._indexes(self.schema, table)}
+            for index in self._indexes(self.live, table):
+                if not (index.constraint or not self.defer_indexes):
+                    continue  # built after the fill, from the live definition
+                if have.get(index.name) != self._shape(index, self.live):
+                    return False
         return True
+
+    @staticmethod
+    def _shape(index: Index, schema: str) -> str:
+        """An index's definition (``pg_get_indexdef``) without its schema."""
+        return index.definition.replace(f" ON {quote(schema)}.", " ON ").replace(
+            f" ON {schema}.", " ON ")
+
+    def _constraints(self, schema: str, table: str) -> list[tuple]:
+        """Each constraint's name, kind and ``pg_get_constraintdef``."""
+        with read_connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT c.conname, c.contype, pg_get_constraintdef(c.oid)"
+                " FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid"
+                " JOIN pg_namespace n ON n.oid = t.relnamespace"
+                " WHERE n.nspname = %s AND t.relname = %s ORDER BY c.conname",
+                [schema, table],
+            )
+            return cursor.fetchall()
 
     def _privileges(self, *schemas: str) -> list[dict[str, Privileges]]:
         """The owner and privileges of the projector's tables in each schema."""
@@ -511,7 +591,8 @@ class Shadow:
     def _columns(self, schema: str, table: str) -> list[tuple]:
         with read_connection.cursor() as cursor:
             cursor.execute(
-                "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+                "SELECT column_name, data_type, is_nullable, column_default"
+                " FROM information_schema.columns"
                 " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
                 [schema, table],
             )
