@@ -31,7 +31,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from shop.api import enum_field
-from shop.databases import read_connection
+from shop.databases import read_connection, replica_lags
 from shop.eventstore import head_position
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,11 @@ class HealthSerializer(serializers.Serializer):
     read_database = serializers.CharField(
         required=False,
         help_text='Staff only: the read side\'s database: "ok" or "error: <exception>".',
+    )
+    replicas = serializers.DictField(
+        child=serializers.DictField(), required=False,
+        help_text="Staff only, with READ_REPLICA_URLS: each read replica's replay lag "
+        "(null: unreachable) and whether it serves queries.",
     )
     reasons = serializers.ListField(
         child=serializers.CharField(), required=False,
@@ -190,6 +195,18 @@ class HealthApi(APIView):
             body["broker"] = f"error: {exc.__class__.__name__}"
             reasons.append("The broker is unreachable: the read side catches up only "
                            "on the sweep, or not at all.")
+        lags = replica_lags(fresh=True)
+        if lags:
+            limit = settings.READ_REPLICA_MAX_LAG_SECONDS
+            body["replicas"] = {
+                alias: {"lag_seconds": lag, "serving": lag is not None and lag <= limit}
+                for alias, lag in lags.items()}
+            for alias, lag in lags.items():
+                if lag is None or lag > limit:
+                    reasons.append(
+                        f"Read replica {alias} is "
+                        f"{'unreachable' if lag is None else f'{lag:.1f} s behind'}: "
+                        "the read primary serves its queries.")
         if databases_ok:  # with a database down, the modules' checks would fail on it
             for name, check in _contributions.items():
                 try:
