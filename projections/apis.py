@@ -71,11 +71,21 @@ from projections.selectors import (
 )
 from shipping.domain import STATUSES as SHIPMENT_STATUSES
 from shop.api import CursorPage, enum_field, error_responses
+from shop.databases import (
+    READ,
+    reading_from,
+    replicas,
+    serving,
+    switch_to_primary,
+    usable_replica,
+)
 from shop.errors import ApplicationError, InvalidInput
 from shop.eventstore import head_position
 from shop.metadata import KINDS, WAYS_IN
 
 POSITION_HEADER = "X-Projection-Position"
+# Which database answered: "primary" (the read database) or a replica's alias.
+READ_FROM_HEADER = "X-Read-From"
 DEFAULT_WAIT_SECONDS = 5.0
 MAX_WAIT_SECONDS = 30.0
 
@@ -220,6 +230,11 @@ class QueryApi(APIView):
 
     position: int | None = None
 
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        """The whole request reads one database: a usable replica, else the primary."""
+        with reading_from(usable_replica() if replicas() else None):
+            return super().dispatch(request, *args, **kwargs)
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication and permissions first
         params = validated(FreshnessSerializer, request)
@@ -254,13 +269,27 @@ class QueryApi(APIView):
         return projections_position(self.projections)
 
     def wait_for(self, min_position: int, timeout: float) -> int:
-        """Wait for each projection in turn, all within one deadline."""
+        """Wait for each projection in turn, all within one deadline: on the read
+        primary (LISTEN works there only), then, when a replica serves, until the replica
+        has replayed that checkpoint; a replica still behind at the deadline hands the
+        request to the primary, which has it."""
         deadline = time.monotonic() + timeout
-        for name in self.projections:
-            remaining = max(deadline - time.monotonic(), 0.0)
-            if wait_for(name, min_position, remaining) < min_position:
-                break
-        return self.current_position()
+        replica = serving()
+        with reading_from(None):
+            for name in self.projections:
+                remaining = max(deadline - time.monotonic(), 0.0)
+                if wait_for(name, min_position, remaining) < min_position:
+                    return self.current_position()
+        if replica == READ:
+            return self.current_position()
+        delay = 0.002
+        while (position := self.current_position()) < min_position:
+            if time.monotonic() >= deadline:
+                switch_to_primary()
+                return self.current_position()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        return position
 
     def retry_after_seconds(self) -> int:
         """1 s while the projections run; until the next retry while one is parked."""
@@ -287,6 +316,7 @@ class QueryApi(APIView):
                 position = None
         if position is not None:
             response[POSITION_HEADER] = str(position)
+        response[READ_FROM_HEADER] = "primary" if serving() == READ else serving()
         return response
 
     def paginated(self, queryset: Any, serializer_class: type[serializers.Serializer]) -> Response:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
-from django.db import connection, models
+from django.db import models
 
+from shop.databases import READ, read_connection
 from shop.eventstore import ShopApplication
 
 
@@ -45,19 +46,19 @@ class CheckpointQuerySet(models.QuerySet):
         sweep triggers it again. The bound is for the checkpoint only: the batch's own
         statements wait as usual.
         """
-        if connection.vendor != "postgresql":
+        if read_connection.vendor != "postgresql":
             self.get_or_create(projection=name, upstream=upstream)
             return self.select_for_update().get(projection=name, upstream=upstream)
         # One round trip (a catch-up runs after every command): set the bound, lock
         # the row, lift the bound. The statement is compiled once per process.
         fields, sql, params = _lock_statement(name, upstream)
         for _attempt in range(2):
-            with connection.cursor() as cursor:
+            with read_connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 cursor.nextset()  # the SELECT's rows
                 row = cursor.fetchone()
             if row is not None:
-                return Checkpoint.from_db(connection.alias, fields, row)
+                return Checkpoint.from_db(read_connection.alias, fields, row)
             self.get_or_create(projection=name, upstream=upstream)  # a projection's first run
         raise Checkpoint.DoesNotExist(name)  # pragma: no cover - created just above
 
@@ -68,7 +69,7 @@ def _lock_statement(name: str, upstream: str) -> tuple[list[str], str, tuple]:
     fields = [field.attname for field in Checkpoint._meta.concrete_fields]
     sql, params = (
         Checkpoint.objects.of(name, upstream).select_for_update().values_list(*fields).query
-        .sql_with_params()
+        .get_compiler(READ).as_sql()
     )
     return fields, (
         f"SET LOCAL lock_timeout = '5s'; {sql}; SET LOCAL lock_timeout TO DEFAULT"

@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import psycopg
-from django.db import connection
 from django.db.models import Model, Q
 from psycopg.types.json import Jsonb
 
@@ -42,6 +41,7 @@ from projections.runner import Projector, handles
 from shipping import domain as shipping
 from shipping.domain import Shipment
 from shop.accounts.domain import Customer
+from shop.databases import read_connection
 
 CENT = Decimal("0.01")
 
@@ -64,7 +64,7 @@ def upsert(
         return
     pk = model._meta.pk.name
     keys = unique_fields or [pk]
-    if connection.vendor == "postgresql":
+    if read_connection.vendor == "postgresql":
         _upsert_postgresql(model, rows, keys)
         return
     model.objects.bulk_create(
@@ -79,7 +79,7 @@ def upsert(
 
 def _upsert_postgresql(model: type[Model], rows: list[Model], keys: list[str]) -> None:
     """``INSERT … SELECT FROM unnest(<one array per column>) ON CONFLICT DO UPDATE``,
-    sent with server-side binding on Django's own connection (same transaction).
+    sent with server-side binding on the read database's connection (same transaction).
 
     Why not ``bulk_create``: Django's psycopg cursor binds parameters client-side, so
     every value of every row is quoted into the SQL text in Python, and the ORM
@@ -88,8 +88,8 @@ def _upsert_postgresql(model: type[Model], rows: list[Model], keys: list[str]) -
     """
     fields, statement = _upsert_statement(model, tuple(keys))
     values = [_column(f, rows) for f in fields]
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    read_connection.ensure_connection()
+    with psycopg.Cursor(read_connection.connection) as cursor:
         cursor.execute(statement, values)
 
 
@@ -102,9 +102,9 @@ def _upsert_statement(model: type[Model], keys: tuple[str, ...]) -> tuple[list[A
         f for f in meta.concrete_fields
         if not (f.primary_key and f.name not in keys and f.auto_created)
     ]
-    quote = connection.ops.quote_name
+    quote = read_connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
-    arrays = ", ".join(f"%b::{f.db_type(connection)}[]" for f in fields)
+    arrays = ", ".join(f"%b::{f.db_type(read_connection)}[]" for f in fields)
     conflict = ", ".join(quote(meta.get_field(name).column) for name in keys)
     updates = ", ".join(
         f"{quote(f.column)} = EXCLUDED.{quote(f.column)}"
@@ -130,7 +130,7 @@ def _column(field: Any, rows: list[Model]) -> list[Any]:
 def fetch(model: type[Model], *, match: str = "AND", **any_of: Iterable[Any]) -> list[Model]:
     """The rows of ``model`` whose fields take one of the given values
     (``fetch(OrderHistory, match="OR", order_id=ids, shipment_id=ids2)``), read in one
-    statement on Django's connection (same transaction), as ``upsert`` writes them.
+    statement on the read database's connection (same transaction), as ``upsert`` writes them.
 
     Why not ``filter(...__in=...)`` / ``in_bulk``: with Django's client-side binding
     every id is quoted into the SQL text in Python, and the query is compiled anew per
@@ -143,22 +143,22 @@ def fetch(model: type[Model], *, match: str = "AND", **any_of: Iterable[Any]) ->
     values = {name: list(dict.fromkeys(v)) for name, v in any_of.items()}
     if not (any if match == "OR" else all)(values.values()):
         return []  # no value can match
-    if connection.vendor != "postgresql":
+    if read_connection.vendor != "postgresql":
         each = [Q(**{f"{name}__in": v}) for name, v in values.items()]
         return list(model.objects.filter(
             functools.reduce(operator.or_ if match == "OR" else operator.and_, each)
         ))
     names, converters, statement = _fetch_statement(model, match, tuple(values))
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    read_connection.ensure_connection()
+    with psycopg.Cursor(read_connection.connection) as cursor:
         cursor.execute(statement, list(values.values()))
         rows = cursor.fetchall()
     if converters:
         rows = [list(row) for row in rows]
         for row in rows:
             for i, convert in converters:
-                row[i] = convert(row[i], None, connection)
-    return [model.from_db(connection.alias, names, row) for row in rows]
+                row[i] = convert(row[i], None, read_connection)
+    return [model.from_db(read_connection.alias, names, row) for row in rows]
 
 
 @functools.lru_cache(maxsize=64)
@@ -168,9 +168,9 @@ def _fetch_statement(
     """The field names, value converters and statement of ``fetch`` (built once)."""
     meta = model._meta
     fields = list(meta.concrete_fields)
-    quote = connection.ops.quote_name
+    quote = read_connection.ops.quote_name
     where = f" {match} ".join(
-        f"{quote(field.column)} = ANY(%b::{field.db_type(connection)}[])"
+        f"{quote(field.column)} = ANY(%b::{field.db_type(read_connection)}[])"
         for field in map(meta.get_field, lookups)
     )
     # The same conversions the ORM applies on the way out (jsonb arrives as text).
@@ -376,9 +376,9 @@ class OrderHistoryProjector(ProductNames, Projector):
 
     def _rename_in_past_orders(self, product_id: UUID, name: str) -> None:
         """Set ``product_name`` in every order line of the product: one UPDATE."""
-        table = connection.ops.quote_name(OrderHistory._meta.db_table)
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
+        table = read_connection.ops.quote_name(OrderHistory._meta.db_table)
+        with read_connection.cursor() as cursor:
+            if read_connection.vendor == "postgresql":
                 # @> uses the GIN index on lines; WITH ORDINALITY keeps line order.
                 cursor.execute(
                     f"""

@@ -7,13 +7,14 @@ in the same transaction as the read-model rows it covers.
 
 from __future__ import annotations
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 
 from projections.models import Checkpoint
+from shop.databases import READ, read_connection
 
-_TABLE = connection.ops.quote_name(Checkpoint._meta.db_table)
+_TABLE = read_connection.ops.quote_name(Checkpoint._meta.db_table)
 
 
 class DjangoTrackingRecorder(TrackingRecorder):
@@ -28,7 +29,7 @@ class DjangoTrackingRecorder(TrackingRecorder):
         """
         # The common case, one statement: the row exists and is behind. (Plain SQL: a
         # catch-up runs after every command, and the ORM compiles each query anew.)
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {_TABLE} SET position = %s, updated_at = %s"
                 " WHERE projection = %s AND upstream = %s AND position < %s",
@@ -37,7 +38,7 @@ class DjangoTrackingRecorder(TrackingRecorder):
             )
             if cursor.rowcount:
                 return
-        with transaction.atomic():
+        with transaction.atomic(using=READ):
             checkpoint, _ = Checkpoint.objects.select_for_update().get_or_create(
                 projection=self.projection,
                 upstream=tracking.application_name,

@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import Any, ClassVar, NamedTuple
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import Model
 from django.utils import timezone
 from eventsourcing.domain import DomainEvent
@@ -33,6 +33,7 @@ from eventsourcing.utils import get_topic
 
 from projections.models import Checkpoint
 from projections.recorder import DjangoTrackingRecorder
+from shop.databases import READ, read_connection
 from shop.eventstore import ShopApplication, get_app
 from shop.metadata import LEGACY, Metadata
 
@@ -221,8 +222,8 @@ def log_batch(projection: str, events: list[Logged], position: int) -> None:
 
 def _announce(name: str, position: int) -> None:
     """Tell ``wait_for`` waiters of the advance; PostgreSQL delivers it at commit."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+    if read_connection.vendor == "postgresql":
+        with read_connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [ADVANCED_CHANNEL, f"{name}:{position}"])
 
 
@@ -253,7 +254,8 @@ def _apply_events(
         except Exception as exc:
             raise _locate_failure(projector, events, exc) from exc
     try:
-        with transaction.atomic():  # a savepoint: a failed batch leaves the transaction usable
+        # A savepoint: a failed batch leaves the transaction usable.
+        with transaction.atomic(using=READ):
             projector.apply(events)
     except TRANSIENT_DATABASE_ERRORS:
         raise
@@ -271,7 +273,7 @@ def _locate_failure(
     """
     for item in events:
         try:
-            with transaction.atomic():
+            with transaction.atomic(using=READ):
                 projector.apply([item])
         except TRANSIENT_DATABASE_ERRORS:
             raise
@@ -292,7 +294,7 @@ def catch_up(projector: Projector, *, batch_size: int | None = None) -> int:
     savepoint = False  # until a batch fails in the database (see _apply_events)
     while True:
         try:
-            with transaction.atomic():
+            with transaction.atomic(using=READ):
                 checkpoint = Checkpoint.objects.lock(projector.name)
                 if checkpoint.is_failed and (
                     checkpoint.retry_at and checkpoint.retry_at > timezone.now()
@@ -317,7 +319,7 @@ def catch_up(projector: Projector, *, batch_size: int | None = None) -> int:
 def _park(projector: Projector, failure: ProjectionFailed, app: ShopApplication) -> int:
     """Commit what precedes the failing event, then record the failure."""
     processed = 0
-    with transaction.atomic():
+    with transaction.atomic(using=READ):
         checkpoint = Checkpoint.objects.lock(projector.name)
         if failure.notification_id <= checkpoint.position:
             # Another worker has applied that event meanwhile: nothing to park.
@@ -379,7 +381,7 @@ def rebuild(
     limit = batch_size or settings.PROJECTION_REBUILD_BATCH_SIZE
     app = get_app()
     processed_total = 0
-    with transaction.atomic():
+    with transaction.atomic(using=READ):
         checkpoint = Checkpoint.objects.lock(projector.name)
         projector.reset()
         checkpoint.position = 0
@@ -408,15 +410,15 @@ def wait_for(name: str, position: int, timeout: float) -> int:
     current = projection_position(name)
     if current >= position or timeout <= 0:
         return current
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+    if read_connection.vendor == "postgresql" and not read_connection.in_atomic_block:
         return _wait_listening(name, position, timeout)
     return _wait_polling(name, position, timeout)
 
 
 def _wait_listening(name: str, position: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
-    connection.ensure_connection()
-    with connection.cursor() as cursor:
+    read_connection.ensure_connection()
+    with read_connection.cursor() as cursor:
         cursor.execute(f"LISTEN {ADVANCED_CHANNEL}")
     try:
         current = projection_position(name)  # an advance before LISTEN is seen here
@@ -425,14 +427,14 @@ def _wait_listening(name: str, position: int, timeout: float) -> int:
             if remaining <= 0:
                 break
             # Re-read now and then as well, in case a notification was missed.
-            for notify in connection.connection.notifies(timeout=min(remaining, 0.5)):
+            for notify in read_connection.connection.notifies(timeout=min(remaining, 0.5)):
                 projection, _, advanced_to = notify.payload.rpartition(":")
                 if projection == name and int(advanced_to) >= position:
                     return int(advanced_to)
             current = projection_position(name)
         return current
     finally:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(f"UNLISTEN {ADVANCED_CHANNEL}")
 
 

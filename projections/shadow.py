@@ -41,12 +41,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, transaction
 from psycopg import sql
 
 from projections import runner
 from projections.models import Checkpoint
 from projections.runner import Progress, Projector, catch_up
+from shop.databases import READ, read_connection
 from shop.eventstore import get_app
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,13 @@ class ShadowUnsupported(Exception):
     """The live tables have something the swap cannot carry over to the new ones."""
 
 
+class ShadowDependents(ShadowUnsupported):
+    """Other objects (a view, a materialized view, a foreign key) depend on the live
+    tables: the swap would move them onto the retired tables and drop them with those."""
+
+
 def quote(name: str) -> str:
-    return connection.ops.quote_name(name)
+    return read_connection.ops.quote_name(name)
 
 
 def quote_role(name: str | None) -> str:
@@ -113,7 +119,7 @@ class Shadow:
         # resumed only by the same projector code (the rebuild may be for a fix).
         source = inspect.getsource(inspect.getmodule(type(projector)))
         self.fingerprint = "projector " + hashlib.sha256(source.encode()).hexdigest()[:16]
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute("SELECT current_schema(), current_setting('search_path')")
             self.live, self.search_path = cursor.fetchone()
 
@@ -127,7 +133,7 @@ class Shadow:
         a dead one.
         """
         key = (0x5EAD << 32) | zlib.crc32(self.schema.encode())
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s::bigint)", [key])
             if not cursor.fetchone()[0]:
                 raise ShadowBusy(
@@ -136,11 +142,11 @@ class Shadow:
         try:
             yield
         finally:
-            with connection.cursor() as cursor:
+            with read_connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s::bigint)", [key])
 
     def exists(self) -> bool:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.schema])
             return cursor.fetchone() is not None
 
@@ -153,7 +159,7 @@ class Shadow:
             return True
         self.drop()
         checkpoint = Checkpoint._meta.db_table
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(using=READ), read_connection.cursor() as cursor:
             cursor.execute(f"CREATE SCHEMA {quote(self.schema)}")
             cursor.execute(f"COMMENT ON SCHEMA {quote(self.schema)} IS %s", [self.fingerprint])
             cursor.execute(
@@ -174,12 +180,12 @@ class Shadow:
         return False
 
     def drop(self) -> None:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(f"DROP SCHEMA IF EXISTS {quote(self.schema)} CASCADE")
 
     def finish_indexes(self) -> None:
         """Build the indexes deferred until after the bulk load (if any)."""
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(using=READ), read_connection.cursor() as cursor:
             for table in self.tables:
                 have = {index.name for index in self._indexes(self.schema, table)}
                 for index in self._indexes(self.live, table):
@@ -191,14 +197,14 @@ class Shadow:
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Inside a transaction: the projector's tables and checkpoint are the shadow's."""
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 f"SET LOCAL search_path TO {quote(self.schema)}, {quote(self.live)}"
             )
         try:
             yield
         finally:
-            with connection.cursor() as cursor:
+            with read_connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('search_path', %s, true)", [self.search_path])
 
     def step(self, limit: int, stop: int | None = None) -> tuple[int, int, int]:
@@ -223,7 +229,7 @@ class Shadow:
         """Apply the log in committed batches until the head (or ``stop()``)."""
         total = 0
         while True:
-            with transaction.atomic():
+            with transaction.atomic(using=READ):
                 processed, head, position = self.step(limit, stop())
             total += processed
             if progress:
@@ -232,7 +238,7 @@ class Shadow:
                 return total
 
     def position(self) -> int:
-        with transaction.atomic(), self.writing():
+        with transaction.atomic(using=READ), self.writing():
             return runner.projection_position(self.projector.name)
 
     # --- switching -------------------------------------------------------------------
@@ -246,7 +252,7 @@ class Shadow:
         deadline = time.monotonic() + SWAP_DEADLINE_SECONDS
         while True:
             try:
-                with transaction.atomic():
+                with transaction.atomic(using=READ):
                     return self._swap(limit)
             except OperationalError as exc:  # a lock timeout: readers hold the tables
                 if time.monotonic() >= deadline:
@@ -264,7 +270,7 @@ class Shadow:
             if processed < limit:
                 break
         retired = f"retired_{name}"[:63]
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
             for table in self.tables:  # and keep them from changing shape until commit
                 cursor.execute(f"LOCK TABLE {self._in(self.live, table)} IN EXCLUSIVE MODE")
@@ -273,7 +279,15 @@ class Shadow:
                     f"The tables of {name} changed shape during the rebuild (a migration?);"
                     " run it again to rebuild them in their new shape."
                 )
-            cursor.execute(f"DROP SCHEMA IF EXISTS {quote(retired)} CASCADE")
+            dependents = self._dependents()
+            if dependents:
+                raise ShadowDependents(
+                    f"Cannot swap in the rebuilt {name}: {'; '.join(dependents)} depend"
+                    f"{'s' if len(dependents) == 1 else ''} on its live tables and would be"
+                    " dropped with the old ones. Drop them, rebuild, then create them again."
+                    " The live read model is unchanged; the rebuilt one waits in its shadow."
+                )
+            self._drop_schema(cursor, retired, if_exists=True)
             cursor.execute(f"CREATE SCHEMA {quote(retired)}")
             for table in self.tables:
                 cursor.execute(
@@ -283,14 +297,60 @@ class Shadow:
                     f"ALTER TABLE {self._in(self.schema, table)} SET SCHEMA {quote(self.live)}"
                 )
             self._take_over_privileges(cursor, retired)
-            cursor.execute(f"DROP SCHEMA {quote(retired)} CASCADE")
-            cursor.execute(f"DROP SCHEMA {quote(self.schema)} CASCADE")
+            # RESTRICT: whatever still depended on the old tables fails the swap (its
+            # transaction rolls back) rather than being dropped with them.
+            self._drop_schema(cursor, retired)
+            self._drop_schema(cursor, self.schema)
             cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
         Checkpoint.objects.filter(pk=live_checkpoint.pk).update(position=position)
         live_checkpoint.position = position
         runner._mark_recovered(live_checkpoint)
         runner._announce(name, position)
         return applied
+
+    def _drop_schema(self, cursor, schema: str, *, if_exists: bool = False) -> None:
+        """Drop a schema of this shadow's, its tables first, all with RESTRICT."""
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename",
+            [schema],
+        )
+        for (table,) in cursor.fetchall():
+            cursor.execute(f"DROP TABLE {self._in(schema, table)} RESTRICT")
+        exists = "IF EXISTS " if if_exists else ""
+        cursor.execute(f"DROP SCHEMA {exists}{quote(schema)} RESTRICT")
+
+    def _dependents(self) -> list[str]:
+        """The objects outside the projector's tables that depend on the live ones:
+        views and materialized views (by their rules), foreign keys of other tables."""
+        tables = [f"{self._in(self.live, table)}" for table in self.tables]
+        with read_connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT DISTINCT CASE
+                    WHEN d.classid = 'pg_rewrite'::regclass THEN
+                        (SELECT CASE c.relkind WHEN 'm' THEN 'materialized view '
+                                ELSE 'view ' END || c.oid::regclass::text
+                         FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+                         WHERE r.oid = d.objid)
+                    ELSE pg_describe_object(d.classid, d.objid, d.objsubid)
+                END
+                FROM pg_depend d
+                WHERE d.refclassid = 'pg_class'::regclass
+                  AND d.refobjid = ANY(%s::regclass[])
+                  AND d.deptype = 'n'
+                  AND NOT EXISTS (  -- the projector's tables' own constraints
+                      SELECT 1 FROM pg_constraint k
+                      WHERE d.classid = 'pg_constraint'::regclass AND k.oid = d.objid
+                        AND k.conrelid = ANY(%s::regclass[]))
+                  AND NOT EXISTS (  -- a view's rule on its own view
+                      SELECT 1 FROM pg_rewrite r
+                      WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+                        AND r.ev_class = ANY(%s::regclass[]))
+                ORDER BY 1
+                """,
+                [tables, tables, tables],
+            )
+            return [row[0] for row in cursor.fetchall()]
 
     def _take_over_privileges(self, cursor, retired: str) -> None:
         """Give the swapped-in tables the owner and privileges of those they replace.
@@ -376,7 +436,7 @@ class Shadow:
         first = columns[0]
         on = " AND ".join(f"l.{c} = s.{c}" for c in columns)
         keys = ", ".join(f"coalesce(l.{c}, s.{c})::text" for c in columns)
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 f"""
                 SELECT CASE WHEN l.{first} IS NULL THEN 'missing from the live model'
@@ -400,7 +460,7 @@ class Shadow:
         return f"{quote(schema)}.{quote(table)}"
 
     def _indexes(self, schema: str, table: str) -> list[Index]:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 """
                 SELECT i.relname, pg_get_indexdef(i.oid), c.conname, c.contype
@@ -433,8 +493,9 @@ class Shadow:
 
     def _fits(self) -> bool:
         """Whether the shadow was written by this projector code and its tables still
-        have the live tables' columns and indexes."""
-        with connection.cursor() as cursor:
+        have the live tables' shape: columns (types, nullability, defaults),
+        constraints (``pg_get_constraintdef``) and indexes (``pg_get_indexdef``)."""
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace"
                 " WHERE nspname = %s", [self.schema]
@@ -446,19 +507,39 @@ class Shadow:
             if self._columns(self.schema, table) != self._columns(self.live, table):
                 return False
         for table in self.tables:
-            names = {index.name for index in self._indexes(self.schema, table)}
-            wanted = {
-                index.name for index in self._indexes(self.live, table)
-                if index.constraint or not self.defer_indexes
-            }
-            if not wanted <= names:
+            if self._constraints(self.schema, table) != self._constraints(self.live, table):
                 return False
+            have = {index.name: self._shape(index, self.schema)
+                    for index in self._indexes(self.schema, table)}
+            for index in self._indexes(self.live, table):
+                if not (index.constraint or not self.defer_indexes):
+                    continue  # built after the fill, from the live definition
+                if have.get(index.name) != self._shape(index, self.live):
+                    return False
         return True
+
+    @staticmethod
+    def _shape(index: Index, schema: str) -> str:
+        """An index's definition (``pg_get_indexdef``) without its schema."""
+        return index.definition.replace(f" ON {quote(schema)}.", " ON ").replace(
+            f" ON {schema}.", " ON ")
+
+    def _constraints(self, schema: str, table: str) -> list[tuple]:
+        """Each constraint's name, kind and ``pg_get_constraintdef``."""
+        with read_connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT c.conname, c.contype, pg_get_constraintdef(c.oid)"
+                " FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid"
+                " JOIN pg_namespace n ON n.oid = t.relnamespace"
+                " WHERE n.nspname = %s AND t.relname = %s ORDER BY c.conname",
+                [schema, table],
+            )
+            return cursor.fetchall()
 
     def _privileges(self, *schemas: str) -> list[dict[str, Privileges]]:
         """The owner and privileges of the projector's tables in each schema."""
         found: dict[str, dict[str, Privileges]] = {schema: {} for schema in schemas}
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
                 """
                 WITH t AS (
@@ -511,9 +592,10 @@ class Shadow:
         return [found[schema] for schema in schemas]
 
     def _columns(self, schema: str, table: str) -> list[tuple]:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(
-                "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+                "SELECT column_name, data_type, is_nullable, column_default"
+                " FROM information_schema.columns"
                 " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
                 [schema, table],
             )
@@ -535,7 +617,7 @@ def rebuild(
     PostgreSQL: blue/green through a shadow (module docstring). Elsewhere: the
     single-transaction rebuild, fine for the embedded default's small data.
     """
-    if connection.vendor != "postgresql":
+    if read_connection.vendor != "postgresql":
         return runner.rebuild(projector, batch_size=batch_size, progress=progress)
     limit = batch_size or settings.PROJECTION_REBUILD_BATCH_SIZE
     if defer_indexes is None:
@@ -578,7 +660,7 @@ def verify(
     only; drops the shadow before returning.
     """
     limit = batch_size or settings.PROJECTION_REBUILD_BATCH_SIZE
-    if connection.vendor == "sqlite":
+    if read_connection.vendor == "sqlite":
         return verify_sqlite(projector, limit=limit, progress=progress)
     shadow = Shadow(projector, "verify")
     name = projector.name
@@ -588,8 +670,8 @@ def verify(
             # Never beyond the live position: the shadow must be able to meet it.
             shadow.fill(limit=limit, progress=progress,
                         stop=lambda: runner.projection_position(name))
-            with transaction.atomic():
-                with connection.cursor() as cursor:
+            with transaction.atomic(using=READ):
+                with read_connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     # Before the snapshot: no swap may replace these tables under it.
                     for table in shadow.tables:
@@ -630,9 +712,9 @@ def verify_sqlite(
     tables = [model._meta.db_table for model in projector.models]
     result: tuple[int, list[Drift]] = (0, [])
     try:
-        with transaction.atomic():
+        with transaction.atomic(using=READ):
             position = runner.projection_position(projector.name)
-            with connection.cursor() as cursor:
+            with read_connection.cursor() as cursor:
                 for table in [Checkpoint._meta.db_table, *tables]:
                     _temp_copy(cursor, table)
             total = 0
@@ -684,7 +766,7 @@ def _sqlite_differences(model: type) -> list[tuple[str, str]]:
                     if field.get_internal_type() == "JSONField"}
 
     def rows(schema: str) -> dict[tuple, tuple]:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute(f"SELECT * FROM {schema}.{quote(table)}")
             names = [column[0] for column in cursor.description]
             at = [names.index(column) for column in key_columns]
@@ -713,7 +795,7 @@ def _sqlite_differences(model: type) -> list[tuple[str, str]]:
 
 def leftover_shadows() -> list[str]:
     """Schemas of shadows (or retired tables) that exist now: none when idle."""
-    with connection.cursor() as cursor:
+    with read_connection.cursor() as cursor:
         cursor.execute(
             "SELECT nspname FROM pg_namespace"
             " WHERE nspname LIKE 'shadow\\_%%' OR nspname LIKE 'retired\\_%%' ORDER BY 1"

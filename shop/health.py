@@ -1,10 +1,12 @@
 """``/api/health/``: is the shop able to serve? Database, broker, projection lag.
 
-- ``down`` (503): the database or the event store cannot be reached.
-- ``degraded`` (200): the broker is down, or a module's check says unhealthy (the
-  projections: one is parked, or lags more than ``PROJECTION_LAG_ALERT_SECONDS``
-  behind the log, e.g. because no worker runs). Commands still work; the read side
-  is late.
+- ``down`` (503): neither database can be reached.
+- ``degraded`` (200): one side's database cannot be reached (the write side's, with the
+  event store: commands answer 503 while queries still answer; the read side's:
+  commands still answer while queries wait for it), the broker is down, or a module's
+  check says unhealthy (the projections: one is parked, or lags more than
+  ``PROJECTION_LAG_ALERT_SECONDS`` behind the log, e.g. because no worker runs).
+  ``reasons`` says why, in a sentence each.
 - ``ok`` (200) otherwise.
 
 Anyone may ask; only staff see the details (each part's report), since they reveal
@@ -29,15 +31,24 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from shop.api import enum_field
+from shop.databases import read_connection, replica_lags
 from shop.eventstore import head_position
 
 logger = logging.getLogger(__name__)
 
 
 def check_database() -> str:
+    """The write side: Django's default database and the event store."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     head_position()  # the event store, through its own pool
+    return "ok"
+
+
+def check_read_database() -> str:
+    """The read side's database (read models and checkpoints)."""
+    with read_connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
     return "ok"
 
 
@@ -76,7 +87,24 @@ class HealthSerializer(serializers.Serializer):
     # schema is generated (after every AppConfig.ready()).
 
     status = serializers.CharField()  # replaced by STATUS_FIELD below
-    database = serializers.CharField(required=False, help_text="Staff only: \"ok\".")
+    database = serializers.CharField(
+        required=False,
+        help_text='Staff only: the write side\'s database and the event store: "ok" or '
+        '"error: <exception>".',
+    )
+    read_database = serializers.CharField(
+        required=False,
+        help_text='Staff only: the read side\'s database: "ok" or "error: <exception>".',
+    )
+    replicas = serializers.DictField(
+        child=serializers.DictField(), required=False,
+        help_text="Staff only, with READ_REPLICA_URLS: each read replica's replay lag "
+        "(null: unreachable) and whether it serves queries.",
+    )
+    reasons = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="Staff only: why the status is not ok, a sentence each.",
+    )
     broker = serializers.CharField(
         required=False,
         help_text='Staff only: "ok", "not configured (…)" or "error: <exception>".',
@@ -101,8 +129,8 @@ class HealthSerializer(serializers.Serializer):
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
 STATUS_FIELD = enum_field(
     "HealthStatus", (OK, DEGRADED, DOWN), serializers.CharField,
-    description="ok; degraded (200): the read side is late or the broker is down; "
-    "down (503): a database is unreachable.",
+    description="ok; degraded (200): one database is unreachable, the read side is late "
+    "or the broker is down; down (503): both databases are unreachable.",
 )
 
 
@@ -128,6 +156,8 @@ class HealthApi(APIView):
                 {
                     "status": STATUS_FIELD,
                     "database": serializers.CharField(required=False, help_text="Staff only."),
+                    "read_database": serializers.CharField(
+                        required=False, help_text="Staff only."),
                 },
             ),
         },
@@ -141,22 +171,53 @@ class HealthApi(APIView):
 
     def check(self) -> tuple[dict[str, Any], int]:
         body: dict[str, Any] = {"status": OK}
-        try:
-            body["database"] = check_database()
-        except Exception as exc:
-            logger.warning("Health check: database down", exc_info=True)
-            return {"status": DOWN, "database": f"error: {exc.__class__.__name__}"}, 503
+        reasons: list[str] = []
+        for key, probe, why in (
+            ("database", check_database,
+             "The write side's database is unreachable: commands answer 503."),
+            ("read_database", check_read_database,
+             "The read side's database is unreachable: queries answer 503; commands "
+             "are still saved and projected once it is back."),
+        ):
+            try:
+                body[key] = probe()
+            except Exception as exc:
+                logger.warning("Health check: %s down", key, exc_info=True)
+                body[key] = f"error: {exc.__class__.__name__}"
+                reasons.append(why)
+        databases_ok = not reasons
+        if len(reasons) == 2:
+            return {"status": DOWN, "database": body["database"],
+                    "read_database": body["read_database"]}, 503
         try:
             body["broker"] = check_broker()
         except Exception as exc:
-            body["status"] = DEGRADED
             body["broker"] = f"error: {exc.__class__.__name__}"
-        for name, check in _contributions.items():
-            try:
-                body[name], healthy = check()
-            except Exception as exc:
-                logger.warning("Health check: %s failed", name, exc_info=True)
-                return {"status": DOWN, "database": f"error: {exc.__class__.__name__}"}, 503
-            if not healthy:
-                body["status"] = DEGRADED
+            reasons.append("The broker is unreachable: the read side catches up only "
+                           "on the sweep, or not at all.")
+        lags = replica_lags(fresh=True)
+        if lags:
+            limit = settings.READ_REPLICA_MAX_LAG_SECONDS
+            body["replicas"] = {
+                alias: {"lag_seconds": lag, "serving": lag is not None and lag <= limit}
+                for alias, lag in lags.items()}
+            for alias, lag in lags.items():
+                if lag is None or lag > limit:
+                    reasons.append(
+                        f"Read replica {alias} is "
+                        f"{'unreachable' if lag is None else f'{lag:.1f} s behind'}: "
+                        "the read primary serves its queries.")
+        if databases_ok:  # with a database down, the modules' checks would fail on it
+            for name, check in _contributions.items():
+                try:
+                    body[name], healthy = check()
+                except Exception as exc:
+                    logger.warning("Health check: %s failed", name, exc_info=True)
+                    reasons.append(f"The {name}' check failed: {exc.__class__.__name__}.")
+                    continue
+                if not healthy:
+                    reasons.append(f"The {name} report a problem (see {name}).")
+        if reasons:
+            body["status"] = DEGRADED
+            body["reasons"] = reasons
         return body, 200

@@ -131,12 +131,34 @@ class _ThisProcess:
         return ()
 
 
+class _Replicas(Collector):
+    """Each read replica's replay lag (``READ_REPLICA_URLS``), measured at the scrape."""
+
+    def collect(self) -> Iterable[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from shop.databases import replica_lags
+
+        lag = GaugeMetricFamily(
+            "shop_read_replica_lag_seconds",
+            "How far the read replica's replay is behind the read primary.",
+            labels=["replica"])
+        up = GaugeMetricFamily("shop_read_replica_up", "1 when the read replica answers.",
+                               labels=["replica"])
+        for alias, seconds in replica_lags(fresh=True).items():
+            up.add_metric([alias], 0 if seconds is None else 1)
+            if seconds is not None:
+                lag.add_metric([alias], seconds)
+        yield from (lag, up)
+
+
 def scrape_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_ThisProcess())
+    registry.register(_Replicas())
     for make in _scrape_collectors.values():
         registry.register(make())
     return registry

@@ -121,6 +121,40 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# The read side's database (read models, checkpoints, shadow tables; shop/databases.py).
+# Unset, the ``read`` alias is a second connection to DATABASE_URL's database.
+READ_DATABASE_URL = os.environ.get("READ_DATABASE_URL", "")
+DATABASES["read"] = (
+    dj_database_url.parse(
+        READ_DATABASE_URL,
+        conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
+        conn_health_checks=True,
+    )
+    if READ_DATABASE_URL
+    else {**DATABASES["default"], "OPTIONS": dict(DATABASES["default"].get("OPTIONS", {}))}
+)
+
+
+def _where(db: dict) -> tuple:
+    return (db["ENGINE"], db.get("HOST") or "", str(db.get("PORT") or ""), str(db["NAME"]))
+
+
+READ_DATABASE_SPLIT = _where(DATABASES["read"]) != _where(DATABASES["default"])
+if DATABASES["read"]["ENGINE"] != DATABASES["default"]["ENGINE"]:
+    raise ImproperlyConfigured("READ_DATABASE_URL must use DATABASE_URL's engine.")
+# Streaming replicas of the read database: query endpoints read from one that is up and
+# at most READ_REPLICA_MAX_LAG_SECONDS behind, else from the read primary.
+READ_REPLICA_URLS = env_list("READ_REPLICA_URLS", "")
+READ_REPLICA_MAX_LAG_SECONDS = float(os.environ.get("READ_REPLICA_MAX_LAG_SECONDS", "5"))
+for _number, _url in enumerate(READ_REPLICA_URLS, start=1):
+    DATABASES[f"replica{_number}"] = {
+        **dj_database_url.parse(_url, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
+                                conn_health_checks=True),
+        # A replica is read only, and no test database of its own is made for it.
+        "TEST": {"MIRROR": "read"},
+    }
+    DATABASES[f"replica{_number}"].setdefault("OPTIONS", {})["connect_timeout"] = 2
+DATABASE_ROUTERS = ["shop.databases.ReadSideRouter"]
 
 # A request body over 1 MiB is refused (413) before it is read (shop/middleware.py).
 MAX_REQUEST_BODY_BYTES = 1024 * 1024

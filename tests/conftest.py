@@ -11,6 +11,23 @@ import pytest
 
 from shop.eventstore import ShopApplication, get_app, reset_app
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the database gets both: the write side's (``default``) and
+    the read side's (``read``, a database of its own when READ_DATABASE_URL is set)."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        uses_db = {"db", "transactional_db", "live_server"} & set(
+            getattr(item, "fixturenames", ())
+        )
+        if marker is None and not uses_db:
+            continue
+        kwargs = dict(marker.kwargs) if marker else {}
+        kwargs["databases"] = "__all__"
+        item.add_marker(pytest.mark.django_db(*(marker.args if marker else ()), **kwargs),
+                        append=False)
+
+
 EVENT_TABLES = ("shop_events", "shop_snapshots", "shop_idempotency")
 
 

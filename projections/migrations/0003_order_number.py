@@ -13,8 +13,11 @@ def number_existing_orders(apps, schema_editor):
 
     A shop with no order rows (a new database, the test database) reads nothing.
     """
-    OrderHistory = apps.get_model("projections", "OrderHistory")
-    if not OrderHistory.objects.filter(number=None).exists():
+    # The database being migrated (the read side's: see shop/databases.py).
+    rows_of = apps.get_model("projections", "OrderHistory").objects.using(
+        schema_editor.connection.alias)
+    OrderHistory = rows_of.model
+    if not rows_of.filter(number=None).exists():
         return
     from shop.eventstore import get_app
 
@@ -29,11 +32,11 @@ def number_existing_orders(apps, schema_editor):
             rows.append(OrderHistory(order_id=notification.originator_id,
                                      number=notification.id))
         existing = set(
-            OrderHistory.objects.filter(
+            rows_of.filter(
                 order_id__in=[row.order_id for row in rows], number=None
             ).values_list("order_id", flat=True)
         )
-        OrderHistory.objects.bulk_update(
+        rows_of.bulk_update(
             [row for row in rows if row.order_id in existing], ["number"], batch_size=1000
         )
         if len(notifications) < PAGE:

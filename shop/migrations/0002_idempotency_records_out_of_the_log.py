@@ -51,7 +51,8 @@ def copy_live_records(apps, schema_editor):
                       json.dumps(body, default=str), (position,)),
             event.timestamp,
         )
-    for row in Rejection.objects.filter(created_at__gt=cutoff):
+    rejections = Rejection.objects.using(schema_editor.connection.alias)  # the migrated DB
+    for row in rejections.filter(created_at__gt=cutoff):
         if row.stream_id in last_run and last_run[row.stream_id][1].timestamp > cutoff:
             continue  # a live success of the same key came first
         recorder.insert_record(

@@ -63,6 +63,7 @@ def test_the_prefixed_variable_fails_the_system_check_of_every_command():
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
+        "READ_DATABASE_URL": "",
         "SHOP_POSTGRES_ENABLE_DB_FUNCTIONS": "yes",
         "DEBUG": "1",
         "CELERY_BROKER_URL": "",

@@ -4,12 +4,14 @@ projector, and given to rows projected before numbers existed by migration 0003.
 from __future__ import annotations
 
 import importlib
+from types import SimpleNamespace
 
 import pytest
 from django.apps import apps
 
 from orders.domain import Order
 from projections.models import OrderHistory
+from shop.databases import read_connection
 from shop.eventstore import get_app
 from tests.givens import place, project, register
 
@@ -55,7 +57,7 @@ def test_the_migration_numbers_rows_projected_before_numbers_existed(
     OrderHistory.objects.update(number=None)  # as rows were before the migration
     monkeypatch.setattr(migration, "PAGE", 3)  # several pages of the log
 
-    migration.number_existing_orders(apps, None)
+    migration.number_existing_orders(apps, SimpleNamespace(connection=read_connection))
 
     numbers = dict(OrderHistory.objects.values_list("order_id", "number"))
     assert set(numbers) == set(orders)

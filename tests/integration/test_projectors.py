@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from catalog.services import product_rename, product_reprice, product_restock
@@ -14,6 +13,7 @@ from projections.models import OrderHistory, OrderHistoryProduct, ProductCatalog
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import projection_position
 from shipping.services import shipment_change_status, shipment_create
+from shop.databases import read_connection
 from shop.eventstore import get_app, head_position
 from tests.givens import place, project, register, rows
 
@@ -182,10 +182,10 @@ def test_rename_updates_every_past_order_with_one_update(event_store, customer, 
     project("order_history")
     product_rename(product_id=mug, name="Azure mug")
 
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(read_connection) as queries:
         project("order_history")
 
-    table = connection.ops.quote_name(OrderHistory._meta.db_table)
+    table = read_connection.ops.quote_name(OrderHistory._meta.db_table)
     writes = [
         q["sql"] for q in queries.captured_queries
         if table in q["sql"] and not q["sql"].lstrip().upper().startswith("SELECT")

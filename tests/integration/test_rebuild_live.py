@@ -33,8 +33,9 @@ from tests.givens import place, project, register, rows
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def database_url() -> str:
-    db = settings.DATABASES["default"]
+def database_url(alias: str = "default") -> str:
+    """The URL of a test database: the write side's, or the read side's (``read``)."""
+    db = settings.DATABASES[alias]
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
@@ -47,6 +48,7 @@ def start_rebuild(*args: str, batch_size: int = 10) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
+        "READ_DATABASE_URL": database_url("read"),
         "DEBUG": "1",
         "CELERY_BROKER_URL": "",
         "PROJECTION_REBUILD_BATCH_SIZE": str(batch_size),
@@ -65,7 +67,7 @@ def start_rebuild(*args: str, batch_size: int = 10) -> subprocess.Popen:
 
 def hold_a_row(order_id) -> psycopg.Connection:
     """Another session that keeps one order-history row share-locked until closed."""
-    conn = psycopg.connect(database_url().replace("postgres://", "postgresql://"))
+    conn = psycopg.connect(database_url("read").replace("postgres://", "postgresql://"))
     conn.execute(
         f"SELECT 1 FROM {OrderHistory._meta.db_table} WHERE order_id = %s FOR SHARE",
         [order_id],
@@ -79,8 +81,9 @@ def wait_until_blocked_on(
     """Until a session (the rebuild) waits for a lock to use ``table``."""
     deadline = time.monotonic() + timeout
     # Autocommit: pg_stat_activity is a snapshot taken once per transaction.
+    alias = "default" if table.startswith("shop_") else "read"  # the log, or a read model
     with psycopg.connect(
-        database_url().replace("postgres://", "postgresql://"), autocommit=True
+        database_url(alias).replace("postgres://", "postgresql://"), autocommit=True
     ) as conn:
         while time.monotonic() < deadline:
             waiting = conn.execute(
@@ -227,7 +230,7 @@ def progress_position(line: str) -> int:
 
 def shadow_position(projection: str) -> int | None:
     """The checkpoint of the shadow a rebuild left behind (None if there is none)."""
-    with psycopg.connect(database_url().replace("postgres://", "postgresql://")) as conn:
+    with psycopg.connect(database_url("read").replace("postgres://", "postgresql://")) as conn:
         schema = f"shadow_rebuild_{projection}"
         exists = conn.execute(
             "SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]

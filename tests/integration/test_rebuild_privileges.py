@@ -15,6 +15,7 @@ from django.db import connection
 from projections.models import OrderHistory, OrderHistoryProduct, SalesDaily
 from projections.registry import get_projector
 from projections.shadow import ShadowUnsupported, leftover_shadows, rebuild
+from shop.databases import read_connection
 from tests.givens import place, project, register, rows
 
 pytestmark = [
@@ -30,7 +31,7 @@ DAILY = SalesDaily._meta.db_table
 
 
 def sql(statement: str, params=()) -> list[tuple]:
-    with connection.cursor() as cursor:
+    with read_connection.cursor() as cursor:
         cursor.execute(statement, params)
         return cursor.fetchall() if cursor.description else []
 
@@ -96,7 +97,7 @@ def shop(event_store, make_user, no_projection_trigger):
 def test_the_rebuilt_tables_keep_their_owner_and_privileges(shop, roles):
     reader, owner = roles["reader"], roles["owner"]
     # The read model belongs to another role than the one rebuilding (a superuser here).
-    schema = connection.ops.quote_name(sql("SELECT current_schema()")[0][0])
+    schema = read_connection.ops.quote_name(sql("SELECT current_schema()")[0][0])
     sql(f'GRANT CREATE ON SCHEMA {schema} TO "{owner}"')
     sql(f'ALTER TABLE {HISTORY} OWNER TO "{owner}"')
     sql(f'GRANT SELECT ON {HISTORY} TO "{reader}"')
@@ -162,8 +163,8 @@ def test_a_member_of_the_owner_role_rebuilds_and_hands_the_tables_to_it(shop, ro
     # Not a superuser: the role running the rebuild may move the live tables because it
     # is a member of their owner, and so may give the new ones to that owner.
     owner, rebuilder = roles["owner"], f"{roles['owner']}_rebuilder"
-    schema = connection.ops.quote_name(sql("SELECT current_schema()")[0][0])
-    database = connection.ops.quote_name(connection.settings_dict["NAME"])
+    schema = read_connection.ops.quote_name(sql("SELECT current_schema()")[0][0])
+    database = read_connection.ops.quote_name(read_connection.settings_dict["NAME"])
     sql(f'CREATE ROLE "{rebuilder}" NOLOGIN IN ROLE "{owner}"')
     try:
         sql(f'GRANT CREATE ON SCHEMA {schema} TO "{owner}", "{rebuilder}"')

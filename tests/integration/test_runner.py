@@ -20,8 +20,10 @@ from projections.models import Checkpoint, OrderHistory, ProductCatalog
 from projections.projectors import ProductCatalogProjector
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import catch_up, projection_position, rebuild, retry_now
+from shop.databases import read_connection
 from shop.eventstore import head_position
 from tests.givens import place, project, register, rows
+from tests.support.processes import read_database_url
 
 
 def checkpoint(name: str) -> Checkpoint:
@@ -118,7 +120,7 @@ def poisoned_restock(self, event):
 def poisoned_restock_in_the_database(self, event):
     """The same failure, raised by the database: it leaves the transaction unusable."""
     if event.quantity == POISON:
-        with connection.cursor() as cursor:
+        with read_connection.cursor() as cursor:
             cursor.execute("SELECT 1 / 0 AS poisoned_restock")
     ProductCatalogProjector.restocked(self, event)
 
@@ -212,6 +214,7 @@ def test_two_processes_catching_up_at_once_apply_each_event_exactly_once(
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "READ_DATABASE_URL": read_database_url(),
         "DEBUG": "1",
         "CELERY_BROKER_URL": "",
         # The tables exist. Two processes creating them at the same instant can fail

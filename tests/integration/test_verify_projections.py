@@ -17,6 +17,7 @@ from django.db import connection
 from catalog.services import product_rename
 from projections.models import Checkpoint, OrderHistory, ProductCatalog
 from projections.shadow import leftover_shadows
+from shop.databases import read_connection
 from shop.eventstore import head_position
 from tests.givens import place, project, register, rows
 from tests.support.processes import app_env
@@ -71,7 +72,7 @@ def test_a_healthy_read_model_passes_and_nothing_changes(shop):
 
 def test_a_corrupted_row_is_named_and_the_exit_code_is_1(shop):
     _john, mug, pen, orders = shop
-    with connection.cursor() as cursor:
+    with read_connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {OrderHistory._meta.db_table} SET status = 'delivered'"
             " WHERE order_id = %s", [orders[3]]
@@ -110,7 +111,7 @@ def test_a_live_model_behind_the_log_is_compared_at_its_own_position(shop):
 
 def test_the_command_exits_1_naming_the_key(shop):
     orders = shop[3]
-    with connection.cursor() as cursor:
+    with read_connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {OrderHistory._meta.db_table} SET total = total + 1"
             " WHERE order_id = %s", [orders[0]]
@@ -135,7 +136,7 @@ def test_any_projection_rebuilds_blue_green_and_verifies_by_its_own_keys(shop):
     assert rebuild(get_projector("sales"), batch_size=4) > 0
     assert rows(SalesProductDaily) == before
     assert leftover_shadows() == []
-    with connection.cursor() as cursor:
+    with read_connection.cursor() as cursor:
         cursor.execute(f"UPDATE {SalesProductDaily._meta.db_table} SET units = units + 1")
 
     code, output = run_verify("sales")
@@ -155,7 +156,7 @@ def test_a_shadow_is_resumed_only_by_the_code_that_wrote_it(shop):
     assert shadow.position() == 10
     assert shadow.prepare() is True and shadow.position() == 10  # resumed
     # Written by other projector code (a fix deployed since): started afresh.
-    with connection.cursor() as cursor:
+    with read_connection.cursor() as cursor:
         cursor.execute(f'COMMENT ON SCHEMA "{shadow.schema}" IS %s', ["projector 0123"])
     assert shadow.prepare() is False and shadow.position() == 0
     shadow.drop()
@@ -175,7 +176,7 @@ def test_side_by_side_jobs_rebuild_and_verify_every_projection(shop):
     assert leftover_shadows() == []
 
     orders = shop[3]
-    with connection.cursor() as cursor:
+    with read_connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {OrderHistory._meta.db_table} SET total = total + 1"
             " WHERE order_id = %s", [orders[0]]

@@ -18,9 +18,10 @@ import uuid
 
 import httpx
 import pytest
-from django.db import connection
+from django.conf import settings
+from django.db import connection, connections
 
-from tests.support.processes import ROOT, Services, app_env, wait_until
+from tests.support.processes import ROOT, Services, app_env, database_url, wait_until
 from tests.support.readside import wait_caught_up
 
 pytestmark = [
@@ -32,39 +33,51 @@ pytestmark = [
 LOG_TABLES = ("shop_events", "shop_snapshots")
 
 
-def sql(statement: str, params=()) -> list[tuple]:
-    with connection.cursor() as cursor:
+def sql(statement: str, params=(), *, alias: str = "default") -> list[tuple]:
+    with connections[alias].cursor() as cursor:
         cursor.execute(statement, params)
         return cursor.fetchall() if cursor.description else []
+
+
+def own_the_tables(role: str, alias: str) -> None:
+    """Let ``role`` connect to the database behind ``alias``, create schemas there, and
+    own its tables, but only read and append the log's."""
+    database = connection.ops.quote_name(connections[alias].settings_dict["NAME"])
+    sql(f'GRANT CREATE, CONNECT ON DATABASE {database} TO "{role}"', alias=alias)
+    sql(f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"', alias=alias)
+    tables = [name for (name,) in sql(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", alias=alias)]
+    for table in tables:
+        if table in LOG_TABLES:
+            sql(f'GRANT SELECT, INSERT ON {table} TO "{role}"', alias=alias)
+        else:
+            sql(f'ALTER TABLE {table} OWNER TO "{role}"', alias=alias)
 
 
 @pytest.fixture
 def app_role(live_db):
     """A login role that owns the shop's tables but may only read and append the log."""
     role = f"shop_app_test_{uuid.uuid4().hex[:8]}"
-    database = connection.ops.quote_name(connection.settings_dict["NAME"])
+    # Both databases: the read side's is another one when READ_DATABASE_URL is set.
+    aliases = ["default", "read"] if settings.READ_DATABASE_SPLIT else ["default"]
     sql(f'CREATE ROLE "{role}" LOGIN')
     try:
-        sql(f'GRANT CREATE, CONNECT ON DATABASE {database} TO "{role}"')
-        sql(f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"')
-        tables = [name for (name,) in sql(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-        for table in tables:
-            if table in LOG_TABLES:
-                sql(f'GRANT SELECT, INSERT ON {table} TO "{role}"')
-            else:
-                sql(f'ALTER TABLE {table} OWNER TO "{role}"')
+        for alias in aliases:
+            own_the_tables(role, alias)
         sql(f'GRANT USAGE ON SEQUENCE shop_events_notification_id_seq TO "{role}"')
         yield role
     finally:
-        sql(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
-        sql(f'DROP OWNED BY "{role}"')
+        for alias in aliases:  # ownership and grants are per database
+            sql(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER', alias=alias)
+            sql(f'DROP OWNED BY "{role}"', alias=alias)
         sql(f'DROP ROLE "{role}"')
 
 
 def as_role(role: str, redis_url: str) -> dict[str, str]:
     database = {**connection.settings_dict, "USER": role, "PASSWORD": ""}
-    return app_env(database=database, broker_url=redis_url, CREATE_TABLE="no")
+    read = {**connections["read"].settings_dict, "USER": role, "PASSWORD": ""}
+    return app_env(database=database, broker_url=redis_url, CREATE_TABLE="no",
+                   READ_DATABASE_URL=database_url(read))
 
 
 def manage(env: dict[str, str], *args: str) -> str:

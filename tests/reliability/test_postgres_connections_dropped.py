@@ -21,7 +21,7 @@ KILLS = 3
 THREADS = 3
 
 
-def terminate_sessions(settings_dict: dict) -> int:
+def terminate_sessions(settings_dict: dict, names: list[str]) -> int:
     """Terminate every session on the test database but this one (our own psycopg
     connection): gunicorn's, the worker's, beat's and the test process's own.
 
@@ -36,8 +36,8 @@ def terminate_sessions(settings_dict: dict) -> int:
     ) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            [settings_dict["NAME"]],
+            "WHERE datname = ANY(%s) AND pid <> pg_backend_pid()",
+            [names],
         ).fetchall()
     return len(rows)
 
@@ -54,21 +54,23 @@ def test_web_and_workers_recover_from_dropped_database_connections(services, api
     checks replace dead connections by themselves). Every accepted command's position
     is its event in the log; the projections catch up and equal a rebuild.
     """
-    from django.db import connection
+    from django.db import connection, connections
 
     shop = start_shop_under_load(services, api_users, prefix="PG", price="7.00", seed=5)
     web, make = shop.web, shop.make
     settings_dict = dict(connection.settings_dict)
+    # Both databases' sessions (the read side's is another database when split).
+    names = sorted({connections[alias].settings_dict["NAME"] for alias in ("default", "read")})
 
     terminated = []
     with CommandStream(web.base_url, make, threads=THREADS) as stream:
         for _ in range(KILLS):
             stream.wait_for(stream.count() + 15)
-            terminated.append(terminate_sessions(settings_dict))
+            terminated.append(terminate_sessions(settings_dict, names))
         recovered_from = stream.count() + THREADS  # skip requests in flight at the kill
         stream.wait_for(recovered_from + 60)
     responses = stream.snapshot()
-    connection.close()  # this process's own session was terminated too
+    connections.close_all()  # this process's own sessions were terminated too
 
     def logs() -> str:
         return services.logs(2500)  # gunicorn, worker and beat

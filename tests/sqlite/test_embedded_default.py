@@ -99,7 +99,8 @@ def run(args: list[str], env: dict[str, str]) -> str:
 
 
 def embedded_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in {
+        "DATABASE_URL", "READ_DATABASE_URL", "CELERY_BROKER_URL"}}
     env.update(DEBUG="1", ALLOWED_HOSTS="testserver", **extra)
     return env
 

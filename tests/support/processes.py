@@ -61,6 +61,13 @@ def database_url(db: dict) -> str:
     return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
 
 
+def read_database_url() -> str:
+    """The test run's read database (its ``read`` alias), as a URL."""
+    from django.db import connections
+
+    return database_url(connections["read"].settings_dict)
+
+
 class Process:
     """A subprocess in its own session (process group), logging to a file."""
 
@@ -275,11 +282,14 @@ class Gunicorn(Process):
 
 
 def app_env(*, database: dict, broker_url: str, **extra: str) -> dict[str, str]:
-    """The environment of an app process pointed at the test database and a broker."""
+    """The environment of an app process pointed at the test databases (``database``:
+    the write side's; the read side's is the test run's ``read`` alias, unless
+    ``READ_DATABASE_URL`` is given) and a broker."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_"))}
     env.update(
         DJANGO_SETTINGS_MODULE="tests.settings",
         DATABASE_URL=database_url(database),
+        READ_DATABASE_URL=read_database_url(),
         SECRET_KEY="reliability-tests-secret-key",
         DEBUG="0",
         CELERY_BROKER_URL=broker_url,

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from django.db import connection
+from django.db import connections
 
 from shop.eventstore import get_app, head_position
 
@@ -107,7 +107,7 @@ def wait_caught_up(timeout: float, *, what: str = "projections to catch up",
             )
         time.sleep(0.2)
         # A fresh connection per poll: a dropped session must not wedge the wait.
-        connection.close()
+        connections.close_all()
 
 
 def assert_accepted_are_durable(responses, belongs) -> dict[int, Any]:

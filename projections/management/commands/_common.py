@@ -13,11 +13,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
-from django.db import connection, connections
+from django.db import connections
 
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import Progress, Projector
-from projections.shadow import ShadowBusy, ShadowOutdated
+from projections.shadow import ShadowBusy, ShadowOutdated, ShadowUnsupported
+from shop.databases import read_connection
 from shop.eventstore import reset_app
 
 
@@ -131,7 +132,7 @@ class ReplayCommand(BaseCommand):
             raise CommandError(f"--jobs must be at least 1, not {jobs}.")
         projectors = projectors_named(names)
         lower_priority()
-        if jobs > 1 and len(projectors) > 1 and connection.vendor == "postgresql":
+        if jobs > 1 and len(projectors) > 1 and read_connection.vendor == "postgresql":
             yield from self._replay_side_by_side(projectors, interval, replayer, batch_size,
                                                  jobs)
             return
@@ -142,7 +143,7 @@ class ReplayCommand(BaseCommand):
             started = time.monotonic()
             try:
                 result = replayer(projector, batch_size=batch_size, progress=printer)
-            except (ShadowBusy, ShadowOutdated) as busy:
+            except (ShadowBusy, ShadowOutdated, ShadowUnsupported) as busy:
                 raise CommandError(str(busy)) from None
             printer.finish()
             yield projector, result, time.monotonic() - started
@@ -205,7 +206,7 @@ def _replay_in_child(
         outcome = replayer(get_projector(name), batch_size=batch_size, progress=progress)
         printer.finish()
         return name, outcome, time.monotonic() - started, None
-    except (ShadowBusy, ShadowOutdated) as busy:
+    except (ShadowBusy, ShadowOutdated, ShadowUnsupported) as busy:
         return name, None, 0.0, str(busy)
     except Exception as exc:
         return name, None, 0.0, f"{name} failed: {exc!r}\n{traceback.format_exc()}"

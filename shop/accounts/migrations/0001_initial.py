@@ -21,12 +21,13 @@ def claim_existing_usernames(apps, schema_editor):
     UsernameKey = apps.get_model("accounts", "UsernameKey")
     claimed: set[str] = set()
     keys = []
-    for user_id, username in User.objects.order_by("pk").values_list("pk", "username"):
+    db = schema_editor.connection.alias  # the database being migrated
+    for user_id, username in User.objects.using(db).order_by("pk").values_list("pk", "username"):
         key = username_key(username)
         if key not in claimed:
             claimed.add(key)
             keys.append(UsernameKey(user_id=user_id, key=key))
-    UsernameKey.objects.bulk_create(keys, batch_size=1000)
+    UsernameKey.objects.using(db).bulk_create(keys, batch_size=1000)
 
 
 def drop_plain_text_tokens(apps, schema_editor):
