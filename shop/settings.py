@@ -223,6 +223,7 @@ AXES_FAILURE_LIMIT = int(os.environ.get("ADMIN_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("ADMIN_LOCKOUT_MINUTES", "5")))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_USERNAME_CALLABLE = "shop.accounts.lockout.lockout_username"
+AXES_CLIENT_IP_CALLABLE = "shop.accounts.lockout.lockout_client_ip"  # NUM_PROXIES, as DRF
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "shop.accounts.lockout.lockout_response"
 AXES_VERBOSE = False
