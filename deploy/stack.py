@@ -83,12 +83,36 @@ def main() -> int:
     python = sys.executable
     commands = {
         "nginx": [nginx, "-e", "stderr", "-c", str(render_nginx(run, listen, app_port))],
-        "web": [python, "-m", "gunicorn", "shop.wsgi",
-                "-w", env.get("WEB_WORKERS", "2"), "--threads", env.get("WEB_THREADS", "4"),
-                "-b", f"127.0.0.1:{app_port}", "--timeout", "60", "--graceful-timeout", "10"],
+        "web": [
+            python,
+            "-m",
+            "gunicorn",
+            "shop.wsgi",
+            "-w",
+            env.get("WEB_WORKERS", "2"),
+            "--threads",
+            env.get("WEB_THREADS", "4"),
+            "-b",
+            f"127.0.0.1:{app_port}",
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "10",
+        ],
         "worker": [python, "-m", "celery", "-A", "shop", "worker", "-l", "INFO", "-c", "2"],
-        "beat": [python, "-m", "celery", "-A", "shop", "beat", "-l", "INFO",
-                 "-s", str(run / "celerybeat-schedule"), "--pidfile="],
+        "beat": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "shop",
+            "beat",
+            "-l",
+            "INFO",
+            "-s",
+            str(run / "celerybeat-schedule"),
+            "--pidfile=",
+        ],
     }
     manager = Manager(Printer(sys.stdout))
     for name in wanted:

@@ -20,14 +20,16 @@ PASSWORD = "correct-horse-battery"
 
 
 def chunked(body: bytes, size: int = 7) -> bytes:
-    parts = [body[i:i + size] for i in range(0, len(body), size)]
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
     return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
 
 
 def exchange(port: int, path: str, body: bytes, token: str) -> tuple[int, dict]:
-    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token {token}\r\n"
-               "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
-               "Connection: close\r\n\r\n").encode() + chunked(body)
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token {token}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + chunked(body)
     with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
         sock.sendall(request)
         data = b""
@@ -41,7 +43,7 @@ def exchange(port: int, path: str, body: bytes, token: str) -> tuple[int, dict]:
             size = int(size_line, 16)
             if size == 0:
                 break
-            decoded, rest = decoded + rest[:size], rest[size + 2:]
+            decoded, rest = decoded + rest[:size], rest[size + 2 :]
         payload = decoded
     return int(head.split()[1]), json.loads(payload)
 
@@ -52,11 +54,13 @@ def order_setup():
     from catalog.services import product_register
     from shop.accounts.services import token_issue
 
-    product = product_register(sku="MUG-1", name="Blue mug", price=Decimal("2.00"),
-                               stock=10).aggregate_id
+    product = product_register(
+        sku="MUG-1", name="Blue mug", price=Decimal("2.00"), stock=10
+    ).aggregate_id
     user = User.objects.create_user(username="alice", password=PASSWORD)
-    body = json.dumps({"lines": [{"product_id": str(product), "quantity": 2}],
-                       "shipping_address": "1 Main St"}).encode()
+    body = json.dumps(
+        {"lines": [{"product_id": str(product), "quantity": 2}], "shipping_address": "1 Main St"}
+    ).encode()
     return body, token_issue(user=user).token
 
 
@@ -99,17 +103,22 @@ def call(environ: dict) -> tuple[str, bytes, list]:
 
 
 def test_without_a_marked_end_a_chunked_body_is_411():
-    status, out, _ = call({"HTTP_TRANSFER_ENCODING": "chunked",
-                           "wsgi.input": io.BytesIO(b"{}")})
+    status, out, _ = call({"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input": io.BytesIO(b"{}")})
     assert status.startswith("411")
-    assert json.loads(out) == {"code": "length_required",
-                               "detail": "Send the body with a Content-Length header."}
+    assert json.loads(out) == {
+        "code": "length_required",
+        "detail": "Send the body with a Content-Length header.",
+    }
 
 
 def test_a_terminated_chunked_body_is_handed_on_with_its_length():
-    status, out, [seen] = call({"HTTP_TRANSFER_ENCODING": "chunked",
-                                "wsgi.input_terminated": True,
-                                "wsgi.input": io.BytesIO(b'{"a": 1}')})
+    status, out, [seen] = call(
+        {
+            "HTTP_TRANSFER_ENCODING": "chunked",
+            "wsgi.input_terminated": True,
+            "wsgi.input": io.BytesIO(b'{"a": 1}'),
+        }
+    )
     assert status.startswith("200") and out == b"ok"
     assert seen == {"length": "8", "body": b'{"a": 1}'}
 
@@ -124,7 +133,8 @@ def test_a_chunked_body_over_the_limit_is_413_unread_past_it():
 
     limit = settings.MAX_REQUEST_BODY_BYTES
     stream = io.BytesIO(b"x" * (limit + 10))
-    status, out, [seen] = call({"HTTP_TRANSFER_ENCODING": "chunked",
-                                "wsgi.input_terminated": True, "wsgi.input": stream})
+    status, out, [seen] = call(
+        {"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True, "wsgi.input": stream}
+    )
     assert status.startswith("413") and json.loads(out)["code"] == "request_too_large"
     assert seen == {} and stream.tell() == limit + 1

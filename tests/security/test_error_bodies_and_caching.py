@@ -50,8 +50,9 @@ def no_store(response) -> bool:
 
 
 def test_answers_that_depend_on_the_caller_are_no_store(customer):
-    token = APIClient().post("/api/auth/token/", {"username": "john", "password": PASSWORD},
-                             format="json")
+    token = APIClient().post(
+        "/api/auth/token/", {"username": "john", "password": PASSWORD}, format="json"
+    )
     assert token.status_code == 200, token.content
     assert no_store(token)  # a new token
 
@@ -64,8 +65,9 @@ def test_answers_that_depend_on_the_caller_are_no_store(customer):
 
     refused = APIClient(HTTP_AUTHORIZATION="Bearer nope").get("/api/queries/orders/")
     assert refused.status_code == 401 and no_store(refused)
-    failed = APIClient().post("/api/auth/token/", {"username": "john", "password": "x"},
-                              format="json")
+    failed = APIClient().post(
+        "/api/auth/token/", {"username": "john", "password": "x"}, format="json"
+    )
     assert failed.status_code == 401 and no_store(failed)
 
 
@@ -126,10 +128,19 @@ def test_the_proxys_own_errors_are_json(stack):  # noqa: F811
     import json
 
     cases = [
-        (b"POST /api/auth/register/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000"
-         b"\r\nConnection: close\r\n\r\n", 413, "request_too_large"),
-        (b"GET /api/health/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000
-         + b"\r\nConnection: close\r\n\r\n", 431, "invalid"),
+        (
+            b"POST /api/auth/register/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000"
+            b"\r\nConnection: close\r\n\r\n",
+            413,
+            "request_too_large",
+        ),
+        (
+            b"GET /api/health/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+            + b"a" * 20000
+            + b"\r\nConnection: close\r\n\r\n",
+            431,
+            "invalid",
+        ),
         (b"NONSENSE\r\n\r\n", 400, "invalid"),
     ]
     for request, status, code in cases:
@@ -138,7 +149,8 @@ def test_the_proxys_own_errors_are_json(stack):  # noqa: F811
         assert headers["content-type"].startswith("application/json"), headers
         assert json.loads(body)["code"] == code
     # The app's own errors pass through untouched.
-    got, headers, body = raw(stack.port, b"GET /api/nope HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                         b"Connection: close\r\n\r\n")
+    got, headers, body = raw(
+        stack.port, b"GET /api/nope HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
     assert got == 404 and json.loads(body)["code"] == "not_found"
     assert "x-request-id" in headers

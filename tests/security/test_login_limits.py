@@ -31,9 +31,7 @@ def login(username, password: str = "wrong-password", ip: str = "10.3.0.1"):
 
 
 def admin_login(username: str, password: str = "wrong-password", ip: str = "10.3.1.1"):
-    return APIClient(REMOTE_ADDR=ip).post(
-        ADMIN_LOGIN, {"username": username, "password": password}
-    )
+    return APIClient(REMOTE_ADDR=ip).post(ADMIN_LOGIN, {"username": username, "password": password})
 
 
 def test_the_key_is_the_name_as_login_reads_it():
@@ -106,3 +104,20 @@ def test_the_username_lockout_lasts_minutes(settings):
 
     assert settings.AXES_LOCKOUT_PARAMETERS == ["username", "ip_address"]
     assert timedelta(minutes=15) >= settings.AXES_COOLOFF_TIME
+
+
+def test_behind_the_proxy_the_lockout_counts_the_forwarded_address(admin, settings):
+    """With NUM_PROXIES=1 (deploy/nginx.conf) every login arrives from the proxy's
+    address: the lockout reads X-Forwarded-For as the throttles do, so one client's
+    failures do not lock out everybody behind the same proxy."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+
+    def via_proxy(username: str, password: str, client_ip: str):
+        return APIClient(
+            REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=f"203.0.113.9, {client_ip}"
+        ).post(ADMIN_LOGIN, {"username": username, "password": password})
+
+    answers = [via_proxy(f"user{n}", "wrong-password", "10.6.0.1").status_code for n in range(8)]
+    assert 429 in answers, answers
+    assert via_proxy("admin", PASSWORD, "10.6.0.1").status_code == 429
+    assert via_proxy("admin", PASSWORD, "10.6.0.2").status_code == 302

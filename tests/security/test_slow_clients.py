@@ -53,10 +53,16 @@ class Stack(Process):
     def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
         self.port, self.app_port = free_port(), free_port()
         super().__init__(
-            "stack", [sys.executable, str(ROOT / "deploy" / "stack.py")],
-            env={**env, "LISTEN": f"127.0.0.1:{self.port}", "APP_PORT": str(self.app_port),
-                 "STACK_RUN_DIR": str(log_dir / "stack"), "WEB_WORKERS": "2",
-                 "WEB_THREADS": "4"},
+            "stack",
+            [sys.executable, str(ROOT / "deploy" / "stack.py")],
+            env={
+                **env,
+                "LISTEN": f"127.0.0.1:{self.port}",
+                "APP_PORT": str(self.app_port),
+                "STACK_RUN_DIR": str(log_dir / "stack"),
+                "WEB_WORKERS": "2",
+                "WEB_THREADS": "4",
+            },
             log_dir=log_dir,
         )
 
@@ -82,8 +88,12 @@ def stack(live_db, redis_server, tmp_path):
 
     from tests.support.processes import app_env
 
-    env = app_env(database=connection.settings_dict, broker_url=redis_server.url,
-                  THROTTLE_RATES="user=off", NUM_PROXIES="1")
+    env = app_env(
+        database=connection.settings_dict,
+        broker_url=redis_server.url,
+        THROTTLE_RATES="user=off",
+        NUM_PROXIES="1",
+    )
     proc = Stack(tmp_path, env)
     try:
         yield proc.start()
@@ -91,12 +101,14 @@ def stack(live_db, redis_server, tmp_path):
         proc.stop(timeout=15)
 
 
-def get(port: int, path: str, *, timeout: float = REQUEST_TIMEOUT,
-        source: str = CLIENT_ADDRESS) -> tuple[int, float]:
+def get(
+    port: int, path: str, *, timeout: float = REQUEST_TIMEOUT, source: str = CLIENT_ADDRESS
+) -> tuple[int, float]:
     """One request on a new connection: (status, seconds); status 0 on a timeout."""
     started = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
-                                      source_address=(source, 0))
+    conn = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=timeout, source_address=(source, 0)
+    )
     try:
         conn.request("GET", path, headers={"Accept": "application/json"})
         response = conn.getresponse()
@@ -153,7 +165,10 @@ class Attack:
     def __enter__(self) -> Attack:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.security.test_slow_clients", str(self.port)],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         self.reader.start()
         return self
@@ -178,14 +193,17 @@ def attack(port: int) -> None:
     def connect(index: int) -> socket.socket | None:
         source = ATTACKER_ADDRESSES[index % len(ATTACKER_ADDRESSES)]
         try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=2,
-                                            source_address=(source, 0))
+            sock = socket.create_connection(
+                ("127.0.0.1", port), timeout=2, source_address=(source, 0)
+            )
             if kinds[index] == "headers":
                 sock.sendall(b"GET /api/health/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             else:
-                sock.sendall(b"POST /api/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                             b"Content-Type: application/json\r\n"
-                             b"Content-Length: 100000\r\n\r\n{\"username\": \"")
+                sock.sendall(
+                    b"POST /api/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/json\r\n"
+                    b'Content-Length: 100000\r\n\r\n{"username": "'
+                )
             return sock
         except OSError:
             return None
@@ -212,8 +230,11 @@ def test_slow_clients_do_not_starve_normal_requests(stack, within):
 
         with Attack(port) as attack:
             # Every attacking connection is open and holding before the measurement.
-            wait_until(lambda: attack.opened >= SLOW_HEADERS + SLOW_BODIES, timeout=30,
-                       what="the slow connections to open")
+            wait_until(
+                lambda: attack.opened >= SLOW_HEADERS + SLOW_BODIES,
+                timeout=30,
+                what="the slow connections to open",
+            )
             time.sleep(3)
             statuses, times = measure(port)  # 12 s or more: connections are cut, reopened
             held = attack.opened
@@ -221,12 +242,17 @@ def test_slow_clients_do_not_starve_normal_requests(stack, within):
         after_statuses, after_times = measure(port)  # the machine's load may drift
 
     quiet = max(p99(quiet_times), p99(after_times), QUIET_FLOOR)
-    report = json.dumps({
-        "quiet_p99_s": round(p99(quiet_times), 4), "after_p99_s": round(p99(after_times), 4),
-        "attack_p99_s": round(p99(times), 4), "ratio": round(p99(times) / quiet, 2),
-        "timeouts": statuses.count(0), "connections_opened": held,
-        "target": "gunicorn" if port == stack.app_port else "nginx",
-    })
+    report = json.dumps(
+        {
+            "quiet_p99_s": round(p99(quiet_times), 4),
+            "after_p99_s": round(p99(after_times), 4),
+            "attack_p99_s": round(p99(times), 4),
+            "ratio": round(p99(times) / quiet, 2),
+            "timeouts": statuses.count(0),
+            "connections_opened": held,
+            "target": "gunicorn" if port == stack.app_port else "nginx",
+        }
+    )
     print(report)
     assert statuses.count(0) == 0, f"normal requests timed out under attack: {report}"
     assert statuses.count(200) == NORMAL_REQUESTS, (statuses, report)

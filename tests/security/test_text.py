@@ -55,8 +55,12 @@ def test_every_string_field_of_every_endpoint_refuses_a_lone_surrogate(
 ):
     fields = string_fields(schema)
     paths = {path for _, path, _ in fields}
-    assert {"/api/auth/register/", "/api/auth/token/", "/api/commands/orders/",
-            "/api/commands/products/"} <= paths, paths
+    assert {
+        "/api/auth/register/",
+        "/api/auth/token/",
+        "/api/commands/orders/",
+        "/api/commands/products/",
+    } <= paths, paths
     assert len(fields) >= 10, fields
     client = client_for(staff)
     problems = []
@@ -66,18 +70,23 @@ def test_every_string_field_of_every_endpoint_refuses_a_lone_surrogate(
             for part in ("product_id", "order_id", "shipment_id"):
                 url = url.replace(part, str(uuid4()))
             for body in ({name: f"a{SURROGATE}b"}, {name: "ok", f"k{SURROGATE}": 1}):
-                response = client.generic(method, url, json_body(body),
-                                          content_type="application/json")
+                response = client.generic(
+                    method, url, json_body(body), content_type="application/json"
+                )
                 if response.status_code != 400 or response.json()["code"] != "invalid":
-                    problems.append(f"{method} {path} {name}: {response.status_code} "
-                                    f"{response.content[:200]!r}")
+                    problems.append(
+                        f"{method} {path} {name}: {response.status_code} {response.content[:200]!r}"
+                    )
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("path", ["/api/auth/token/", "/api/auth/register/"])
 def test_a_surrogate_username_is_400_not_500(db, path):
-    response = Client().post(path, json_body({"username": SURROGATE, "password": "x" * 12}),
-                             content_type="application/json")
+    response = Client().post(
+        path,
+        json_body({"username": SURROGATE, "password": "x" * 12}),
+        content_type="application/json",
+    )
     assert response.status_code == 400, response.content
     body = response.json()
     assert body["code"] == "invalid"
@@ -87,8 +96,12 @@ def test_a_surrogate_username_is_400_not_500(db, path):
 def test_a_surrogate_deep_in_a_body_is_named(customer, client_for, event_store):
     response = client_for(customer).post(
         "/api/commands/orders/",
-        json_body({"lines": [{"product_id": str(uuid4()), "quantity": 1, "note": SURROGATE}],
-                   "shipping_address": "1 Main St"}),
+        json_body(
+            {
+                "lines": [{"product_id": str(uuid4()), "quantity": 1, "note": SURROGATE}],
+                "shipping_address": "1 Main St",
+            }
+        ),
         content_type="application/json",
     )
     assert response.status_code == 400
@@ -97,30 +110,37 @@ def test_a_surrogate_deep_in_a_body_is_named(customer, client_for, event_store):
 
 def test_a_staff_shipment_status_with_a_surrogate_is_400(staff, client_for, event_store):
     response = client_for(staff).post(
-        f"/api/commands/shipments/{uuid4()}/status", json_body({"status": SURROGATE}),
+        f"/api/commands/shipments/{uuid4()}/status",
+        json_body({"status": SURROGATE}),
         content_type="application/json",
     )
     assert response.status_code == 400, response.content
     assert response.json()["code"] == "invalid"
 
 
-@pytest.mark.parametrize("query", [
-    "q=%ED%A0%80",  # a lone surrogate, UTF-8 encoded
-    "q=%FF%FE",  # not UTF-8 at all
-    "%ED%A0%80=1",  # in a name
-    "category=a%00b",  # a NUL byte
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "q=%ED%A0%80",  # a lone surrogate, UTF-8 encoded
+        "q=%FF%FE",  # not UTF-8 at all
+        "%ED%A0%80=1",  # in a name
+        "category=a%00b",  # a NUL byte
+    ],
+)
 def test_a_query_parameter_that_is_not_text_is_400(customer, client_for, query):
     response = client_for(customer).get(f"/api/queries/products/?{query}")
     assert response.status_code == 400, response.content
     assert response.json()["code"] == "invalid"
 
 
-@pytest.mark.parametrize("value", [
-    "\xed\xa0\x80",  # the bytes of an encoded surrogate, as WSGI hands them over (Latin-1)
-    "\xff",
-    "a\x00b",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\xed\xa0\x80",  # the bytes of an encoded surrogate, as WSGI hands them over (Latin-1)
+        "\xff",
+        "a\x00b",
+    ],
+)
 def test_a_header_that_is_not_text_is_400(db, value):
     response = Client().get("/api/health/", HTTP_X_NOTE=value)
     assert response.status_code == 400, response.content
@@ -131,8 +151,7 @@ def test_a_header_that_is_not_text_is_400(db, value):
 
 def test_utf8_text_in_headers_and_queries_is_fine(customer, client_for):
     client = client_for(customer)
-    response = client.get("/api/queries/products/?q=caf%C3%A9",
-                          HTTP_X_NOTE="caf\xc3\xa9")
+    response = client.get("/api/queries/products/?q=caf%C3%A9", HTTP_X_NOTE="caf\xc3\xa9")
     assert response.status_code == 200, response.content
 
 
@@ -150,9 +169,11 @@ HIDDEN = [
 def test_a_shipping_address_shows_what_it_holds(customer, client_for, event_store, address):
     product = register("MUG-1", "Blue mug")
     with log_unchanged():
-        response = client_for(customer).post("/api/commands/orders/", {
-            "lines": [{"product_id": str(product), "quantity": 1}],
-            "shipping_address": address}, format="json")
+        response = client_for(customer).post(
+            "/api/commands/orders/",
+            {"lines": [{"product_id": str(product), "quantity": 1}], "shipping_address": address},
+            format="json",
+        )
     assert response.status_code == 400, response.content
     assert "shipping_address" in response.json()["errors"]
 
@@ -160,26 +181,36 @@ def test_a_shipping_address_shows_what_it_holds(customer, client_for, event_stor
 @pytest.mark.parametrize("category", [c for c in HIDDEN if c.strip()])
 def test_a_category_shows_what_it_holds(staff, client_for, event_store, category):
     with log_unchanged():
-        response = client_for(staff).post("/api/commands/products/", {
-            "sku": "PEN-1", "name": "Pen", "price": "1.00", "stock": 1,
-            "category": category}, format="json")
+        response = client_for(staff).post(
+            "/api/commands/products/",
+            {"sku": "PEN-1", "name": "Pen", "price": "1.00", "stock": 1, "category": category},
+            format="json",
+        )
     assert response.status_code == 400, response.content
     assert "category" in response.json()["errors"]
 
 
-@pytest.mark.parametrize("address", [
-    "12 Harbour Road\nBristol BS1 4RN",  # lines
-    "\u05e8\u05d7\u05d5\u05d1 \u05d4\u05e0\u05de\u05dc 3, \u05d7\u05d9\u05e4\u05d4",  # Hebrew
-    "Family \U0001f468\u200d\U0001f469\u200d\U0001f467 house",  # an emoji ZWJ sequence
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "12 Harbour Road\nBristol BS1 4RN",  # lines
+        "\u05e8\u05d7\u05d5\u05d1 \u05d4\u05e0\u05de\u05dc 3, \u05d7\u05d9\u05e4\u05d4",  # Hebrew
+        "Family \U0001f468\u200d\U0001f469\u200d\U0001f467 house",  # an emoji ZWJ sequence
+    ],
+)
 def test_ordinary_addresses_are_fine(address):
     Order.place(customer_id=1, customer="john", lines=[], shipping_address=address)
 
 
 def test_the_domain_refuses_a_hidden_category():
     with pytest.raises(InvalidInput) as refused:
-        Product.register(sku="PEN-1", name="Pen", price=Decimal("1.00"), stock=1,
-                         category="Pens\u202e")
+        Product.register(
+            sku="PEN-1", name="Pen", price=Decimal("1.00"), stock=1, category="Pens\u202e"
+        )
     assert set(refused.value.errors) == {"category"}
-    assert Product.register(sku="PEN-1", name="Pen", price=Decimal("1.00"), stock=1,
-                            category="").category == ""
+    assert (
+        Product.register(
+            sku="PEN-1", name="Pen", price=Decimal("1.00"), stock=1, category=""
+        ).category
+        == ""
+    )
