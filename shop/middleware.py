@@ -85,7 +85,6 @@ class RequestLimitsMiddleware:
             error_body("invalid", "A query parameter contains a NUL byte.", errors), status=400
         )
 
-
     @staticmethod
     def header_refusal(request: HttpRequest) -> JsonResponse | None:
         """400 ``invalid`` for a header whose bytes are not UTF-8 text (WSGI hands
