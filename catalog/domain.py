@@ -6,13 +6,13 @@ only change state, so replaying the stream is pure.
 
 from __future__ import annotations
 
-import unicodedata
 from decimal import Decimal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from shop.errors import Conflict, InvalidInput
+from shop.text import check_visible_text
 
 SKU_NAMESPACE = uuid5(NAMESPACE_URL, "https://shop.example/sku")
 
@@ -161,31 +161,21 @@ def product_id_for_sku(sku: str) -> UUID:
     return uuid5(SKU_NAMESPACE, sku.casefold())
 
 
-# Characters that reorder the text around them (Trojan Source): a name with one can
-# show the shop and the customer something other than what is stored.
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-                          "\u2066\u2067\u2068\u2069")
-
-
 def check_name(name: str) -> None:
-    """A name shows at least one visible character (a letter, digit, punctuation or
-    symbol: not only spaces, marks or invisible ones such as U+FEFF), and holds no
-    bidirectional or other control character."""
-    if not any(unicodedata.category(char)[0] in "LNPS" for char in name):
-        raise InvalidInput.field("name", "Name needs at least one visible character.")
-    if any(char in BIDI_CONTROLS or unicodedata.category(char) == "Cc" for char in name):
-        raise InvalidInput.field(
-            "name", "Name cannot contain control or text-direction characters."
-        )
+    """A name follows the visible-text rule (``shop.text.check_visible_text``)."""
+    check_visible_text("name", name, label="Name")
 
 
 def check_category(category: str) -> str:
-    """A category is optional ("" for none), trimmed, at most CATEGORY_MAX_LENGTH."""
+    """A category is optional ("" for none), trimmed, at most CATEGORY_MAX_LENGTH,
+    and follows the visible-text rule (``shop.text.check_visible_text``)."""
     category = category.strip()
     if len(category) > CATEGORY_MAX_LENGTH:
         raise InvalidInput.field(
             "category", f"Category has at most {CATEGORY_MAX_LENGTH} characters."
         )
+    if category:
+        check_visible_text("category", category, label="Category")
     return category
 
 

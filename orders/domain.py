@@ -9,6 +9,7 @@ from eventsourcing.domain import Aggregate, event
 
 from shop.errors import InvalidState
 from shop.personal_data import Personal
+from shop.text import check_visible_text
 
 PLACED, CANCELLED, SHIPPED, DELIVERED = "placed", "cancelled", "shipped", "delivered"
 STATUSES = (PLACED, SHIPPED, DELIVERED, CANCELLED)
@@ -60,6 +61,8 @@ class Order(Aggregate):
     def place(
         cls, *, customer_id: int, customer: str, lines: list[dict], shipping_address: str
     ) -> Order:
+        check_visible_text("shipping_address", shipping_address, label="Shipping address",
+                           multiline=True)
         total = sum(
             (line["unit_price"] * line["quantity"] for line in lines), start=Decimal("0.00")
         )

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import DisallowedHost
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import InterfaceError as DjangoInterfaceError
 from django.db import OperationalError as DjangoOperationalError
@@ -189,6 +190,22 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 def json_not_found(request, exception=None) -> JsonResponse:
     """A ``handler404`` that answers JSON, so an unknown /api/ path is no HTML page."""
     return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def json_bad_request(request, exception=None) -> JsonResponse:
+    """A ``handler400`` that answers JSON: Django's own refusals before any view, such
+    as ``DisallowedHost`` (a ``Host`` not in ``ALLOWED_HOSTS``)."""
+    detail = "The request was refused."
+    if isinstance(exception, DisallowedHost):
+        detail = "The Host header names a host this server does not serve."
+    return JsonResponse(error_body("invalid", detail, {}), status=400)
+
+
+def json_permission_denied(request, exception=None) -> JsonResponse:
+    """A ``handler403`` that answers JSON."""
+    return JsonResponse(
+        error_body("permission_denied", "You do not have permission to do this."), status=403
+    )
 
 
 def json_server_error(request) -> JsonResponse:

@@ -1,15 +1,20 @@
 """Limits every request meets before any view runs (API.md, "Authentication, limits and
-abuse"): a body over ``MAX_REQUEST_BODY_BYTES`` is refused unread, a query string with
-a NUL byte or too many fields is refused, and a ``HEAD`` answer carries no body.
+abuse"): a body over ``MAX_REQUEST_BODY_BYTES`` is refused unread, a query string or a
+header that is not valid text (a NUL byte, bytes that are not UTF-8, such as an encoded
+lone surrogate) or has too many fields is refused, and a ``HEAD`` answer carries no
+body. Then what every answer carries: ``Cache-Control: private, no-store`` when it
+depends on the caller, and a Content-Security-Policy on the admin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import patch_cache_control
 
 from shop.api import error_body
 
@@ -29,7 +34,8 @@ class RequestLimitsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        refusal = self.body_refusal(request) or self.query_refusal(request)
+        refusal = (self.body_refusal(request) or self.query_refusal(request)
+                   or self.header_refusal(request))
         if refusal is not None:
             refusal["Connection"] = "close"  # the unread body must not be parsed as a request
             return refusal
@@ -61,6 +67,13 @@ class RequestLimitsMiddleware:
             params = request.GET
         except SuspiciousOperation as exc:  # e.g. more than DATA_UPLOAD_MAX_NUMBER_FIELDS
             return JsonResponse(error_body("invalid", str(exc), {}), status=400)
+        try:  # Django decodes leniently (U+FFFD for bad bytes): check the bytes strictly
+            parse_qsl(request.META.get("QUERY_STRING", ""), keep_blank_values=True,
+                      encoding="utf-8", errors="strict")
+        except UnicodeError:
+            message = "The query string is not valid UTF-8 text."
+            return JsonResponse(error_body("invalid", message, {"query": [message]}),
+                                status=400)
         errors = {
             name.replace("\x00", "\\x00"): ["A query parameter may not contain a NUL byte."]
             for name, values in params.lists()
@@ -71,6 +84,70 @@ class RequestLimitsMiddleware:
         return JsonResponse(
             error_body("invalid", "A query parameter contains a NUL byte.", errors), status=400
         )
+
+    @staticmethod
+    def header_refusal(request: HttpRequest) -> JsonResponse | None:
+        """400 ``invalid`` for a header whose bytes are not UTF-8 text (WSGI hands
+        them over as Latin-1) or that holds a NUL byte."""
+        for key, value in request.META.items():
+            if not key.startswith("HTTP_") or not isinstance(value, str):
+                continue
+            try:
+                ok = "\x00" not in value.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                ok = False
+            if not ok:
+                name = key[5:].replace("_", "-").title()
+                message = "The header is not valid UTF-8 text."
+                return JsonResponse(
+                    error_body("invalid", f"{name}: {message}", {name: [message]}), status=400
+                )
+        return None
+
+
+class PrivateResponsesMiddleware:
+    """``Cache-Control: private, no-store`` on every answer that depends on the caller:
+    to any request with credentials (a token, a session or other cookie) or from a
+    signed-in user, and to anything but ``GET``/``HEAD`` (a new token, a command's
+    outcome). Only anonymous reads may be kept by a cache."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if (
+            request.method not in ("GET", "HEAD")
+            or "HTTP_AUTHORIZATION" in request.META
+            or request.COOKIES
+            or (user is not None and user.is_authenticated)
+        ):
+            patch_cache_control(response, private=True, no_store=True)
+        return response
+
+
+class AdminContentSecurityPolicyMiddleware:
+    """A Content-Security-Policy on the admin's pages: scripts only from the shop
+    itself, never inline (Django's admin has none; the shop's pages load theirs from
+    static files), no plugins, no framing, forms posting only to the shop. Inline
+    ``style`` stays allowed: Django's admin templates and the dashboard's charts use
+    style attributes."""
+
+    POLICY = (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+        "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.path_info.startswith("/admin/"):
+            response.setdefault("Content-Security-Policy", self.POLICY)
+        return response
 
 
 class HeadWithoutBodyMiddleware:

@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "shop.middleware.HeadWithoutBodyMiddleware",
     # /api/ paths end in "/" (accepted without it) and errors there are JSON.
     "shop.middleware.ApiPathsMiddleware",
+    "shop.middleware.PrivateResponsesMiddleware",
+    "shop.middleware.AdminContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "shop.middleware.RequestLimitsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -228,7 +230,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON whose every string is valid text (a lone surrogate is 400 invalid).
+    "DEFAULT_PARSER_CLASSES": ["shop.parsers.TextJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -245,16 +248,21 @@ REST_FRAMEWORK = {
 }
 
 # The admin's login lockout (django-axes): AXES_FAILURE_LIMIT failures for one
-# username from one IP lock that pair out for AXES_COOLOFF_TIME. The API's login is
-# limited by the throttles above instead.
+# username (from any address; the name read as logging in reads it) lock that username
+# out, and as many failures from one address (for any usernames) lock that address
+# out, each for AXES_COOLOFF_TIME. The cool-off is minutes, not hours: whoever knows a
+# staff member's username can keep them locked out only while they keep failing, never
+# for longer than a few minutes after. The API's login is limited by the throttles above.
 AUTHENTICATION_BACKENDS = [
     "shop.accounts.lockout.AdminLockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_ONLY_ADMIN_SITE = True
 AXES_FAILURE_LIMIT = int(os.environ.get("ADMIN_LOGIN_FAILURE_LIMIT", "5"))
-AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("ADMIN_LOCKOUT_MINUTES", "15")))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("ADMIN_LOCKOUT_MINUTES", "5")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "shop.accounts.lockout.lockout_username"
+AXES_CLIENT_IP_CALLABLE = "shop.accounts.lockout.lockout_client_ip"  # NUM_PROXIES, as DRF
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "shop.accounts.lockout.lockout_response"
 AXES_VERBOSE = False

@@ -21,7 +21,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
-# Django's own 404/500 pages answer in the API's {code, detail} body (e.g. a malformed
+# Django's own 400/403/404/500 pages answer in the API's {code, detail} body (e.g. a malformed
 # UUID in a command path never reaches a view).
+handler400 = "shop.api.json_bad_request"
+handler403 = "shop.api.json_permission_denied"
 handler404 = "shop.api.json_not_found"
 handler500 = "shop.api.json_server_error"

@@ -24,11 +24,35 @@ from shop.request_id import request_id_of
 from shop.unit_of_work import UnitOfWork
 
 
-class UserRegisterApi(APIView):
-    """A new customer account (open to anyone); then obtain a token."""
+class CredentialsApi(APIView):
+    """Base of the open views that take a username and a password. Before any limit is
+    counted, each of ``credential_fields`` that is present must be a string: a JSON
+    number as a username would otherwise be counted under no name at all, then read
+    as one by the serializer (400 ``invalid``, nothing counted, nothing tried)."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    credential_fields: tuple[str, ...] = ("username", "password", "email")
+
+    def check_throttles(self, request) -> None:
+        data = request.data
+        if not hasattr(data, "get"):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Send a JSON object with username and password."]}
+            )
+        wrong = {
+            name: ["Must be a string."]
+            for name in self.credential_fields
+            if name in data and not isinstance(data.get(name), str)
+        }
+        if wrong:
+            raise serializers.ValidationError(wrong)
+        super().check_throttles(request)
+
+
+class UserRegisterApi(CredentialsApi):
+    """A new customer account (open to anyone); then obtain a token."""
+
     throttle_classes = REGISTER_THROTTLES
 
     class InputSerializer(serializers.Serializer):
@@ -60,11 +84,9 @@ class UserRegisterApi(APIView):
         return Response(self.OutputSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
-class TokenObtainApi(APIView):
+class TokenObtainApi(CredentialsApi):
     """A new API token for a username and password; it expires at ``expiry``."""
 
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
     throttle_classes = LOGIN_THROTTLES
 
     class InputSerializer(serializers.Serializer):

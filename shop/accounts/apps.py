@@ -17,3 +17,6 @@ class AccountsConfig(AppConfig):
         # normalised name claimed.
         post_save.connect(services.user_after_save, sender=User,
                           dispatch_uid="accounts.user_after_save")
+        # ... and an account deactivated, or without a password login, loses its tokens.
+        post_save.connect(services.user_tokens_end_with_account, sender=User,
+                          dispatch_uid="accounts.user_tokens_end_with_account")

@@ -9,6 +9,8 @@ from knox.auth import TokenAuthentication
 from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
 
+from shop.accounts.services import user_tokens_revoke
+
 #: The schemes accepted in the ``Authorization`` header; the first is the one
 #: advertised in ``WWW-Authenticate``.
 TOKEN_KEYWORDS = ("Token", "Bearer")
@@ -30,6 +32,18 @@ class TokenOrBearerAuthentication(TokenAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
         return self.authenticate_credentials(parts[1])
+
+    def validate_user(self, auth_token):
+        """A token is only as good as its account: an inactive account, or one whose
+        password login was revoked (an unusable password), ends every token it has,
+        here as well as when the account is saved (``user_tokens_end_with_account``),
+        so a change that skipped the signal (a queryset ``update``) still ends them,
+        and reactivating the account brings none back."""
+        user = auth_token.user
+        if not user.is_active or not user.has_usable_password():
+            user_tokens_revoke(user=user)
+            raise exceptions.AuthenticationFailed("User inactive or without a password login.")
+        return user, auth_token
 
     def authenticate_header(self, request) -> str:
         return TOKEN_KEYWORDS[0]

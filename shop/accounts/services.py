@@ -37,11 +37,13 @@ class IssuedToken:
 
 
 def username_key(username: str) -> str:
-    """The name as compared for uniqueness: ``ＪＯＨＮ``, ``John`` and ``john`` are one.
+    """The name as compared for uniqueness and counted by the login limits, exactly as
+    logging in reads it: ``ＪＯＨＮ``, ``John``, `` john `` and ``john`` are one.
 
-    NFKC, case fold, NFKC again (Unicode's NFKC_Casefold), so compatibility forms and
-    case variants meet."""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
+    Stripped (the login form and the API trim the name), then NFKC, case fold, NFKC
+    again (Unicode's NFKC_Casefold), so compatibility forms and case variants meet."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username.strip()))
+    return unicodedata.normalize("NFKC", folded.casefold()).strip()
 
 
 def user_register(*, username: str, password: str, email: str = "") -> User:
@@ -126,3 +128,13 @@ def user_after_save(sender, instance: User, created: bool, raw: bool = False,
     UsernameKey.objects.update_or_create(
         user=instance, defaults={"key": username_key(instance.get_username())}
     )
+
+
+def user_tokens_end_with_account(sender, instance: User, raw: bool = False, **kwargs) -> None:
+    """A user saved inactive, or with an unusable password (the admin's "revoke password
+    login"), loses every token at once; reactivation brings none back. A deleted user's
+    tokens go with it (their foreign key cascades)."""
+    if raw or instance.pk is None:
+        return
+    if not instance.is_active or not instance.has_usable_password():
+        user_tokens_revoke(user=instance)
