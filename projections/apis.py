@@ -46,10 +46,12 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import exceptions, serializers
+from rest_framework.pagination import Cursor
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils.urls import remove_query_param
 from rest_framework.views import APIView
 
 from orders.domain import STATUSES as ORDER_STATUSES
@@ -58,6 +60,7 @@ from projections.activity import sentence
 from projections.models import Checkpoint
 from projections.registry import PROJECTORS
 from projections.runner import wait_for
+from projections.search import SORTS, Search, search_parameters, search_products
 from projections.selectors import (
     activity_list,
     order_events,
@@ -363,12 +366,101 @@ def always_null() -> serializers.Field:
 # --- products ---------------------------------------------------------------------
 
 
+FACETS_SCHEMA = {
+    "type": "object",
+    "description": "Present when the request has a search parameter (q, search, category, "
+    "min_price, max_price, in_stock, sort). Counts of the filtered set, each facet without "
+    "its own filter.",
+    "required": ["category", "price"],
+    "properties": {
+        "category": {
+            "type": "array",
+            "description": "Products per category (non-zero counts), most first.",
+            "items": {
+                "type": "object",
+                "required": ["value", "count"],
+                "properties": {"value": {"type": "string"},
+                               "count": {"type": "integer", "minimum": 1}},
+            },
+        },
+        "price": {
+            "type": "array",
+            "description": "Products per price band [min, max) (max null: no upper bound), "
+            "every band, cheapest first.",
+            "items": {
+                "type": "object",
+                "required": ["min", "max", "count"],
+                "properties": {
+                    "min": {"type": "string", "format": "decimal"},
+                    "max": {"type": ["string", "null"], "format": "decimal"},
+                    "count": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+    },
+}
+
+
 class ProductPagination(QueryCursorPagination):
+    """By SKU with DRF's cursor; a search's results (ordered by rank or a ``sort``) are
+    paged by an offset in the same opaque cursor, up to ``max_offset`` results."""
+
     ordering = ("sku", "product_id")
+    max_offset = 1000
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        page = super().get_paginated_response_schema(schema)
+        page["properties"]["facets"] = FACETS_SCHEMA
+        return page
+
+    def search_page(self, rows: Any, request: Request) -> tuple[list, str | None, str | None]:
+        """One page of a search's ``rows``: the rows, and the next and previous links."""
+        self._model = rows.model
+        self.base_url = request.build_absolute_uri()
+        self.page_size = size = self.get_page_size(request)
+        cursor = self.decode_cursor(request)
+        offset = min(cursor.offset, self.max_offset) if cursor else 0
+        page = list(rows[offset:offset + size + 1])
+        following = offset + size
+        next_link = None
+        if len(page) > size and following <= self.max_offset:
+            next_link = self.encode_cursor(Cursor(offset=following, reverse=False, position=None))
+        previous_link = None
+        if offset > 0:
+            earlier = max(offset - size, 0)
+            previous_link = (
+                self.encode_cursor(Cursor(offset=earlier, reverse=False, position=None))
+                if earlier else remove_query_param(self.base_url, self.cursor_query_param)
+            )
+        return page[:size], next_link, previous_link
+
+
+class ProductSearchSerializer(serializers.Serializer):
+    q = serializers.CharField(max_length=200, required=False)
+    search = serializers.CharField(max_length=200, required=False)
+    category = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    min_price = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal(0), required=False)
+    max_price = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal(0), required=False)
+    in_stock = serializers.BooleanField(required=False, default=False)
+    sort = serializers.ChoiceField(SORTS, required=False)
+
+    class Meta:
+        ref_name = "ProductSearch"
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        low, high = attrs.get("min_price"), attrs.get("max_price")
+        if low is not None and high is not None and low > high:
+            raise serializers.ValidationError(
+                {"min_price": ["min_price must not be more than max_price."]})
+        q = attrs.pop("q", None)
+        alias = attrs.pop("search", None)
+        return {**attrs, "q": q if q is not None else alias}
 
 
 class ProductListApi(QueryApi):
-    """The catalog as shoppers see it, by SKU. Open to anyone."""
+    """The catalog as shoppers see it: by SKU, or searched. Open to anyone."""
 
     permission_classes = [AllowAny]
     pagination_class = ProductPagination
@@ -391,15 +483,47 @@ class ProductListApi(QueryApi):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("search", str, description="Matches SKU or name (icontains)."),
+            OpenApiParameter(
+                "q", {"type": "string", "minLength": 1, "maxLength": 200},
+                description="Ranked full-text search over name, SKU and category, "
+                "typo-tolerant (1-200 characters after stripping; no NUL).",
+            ),
+            OpenApiParameter(
+                "search", {"type": "string", "minLength": 1, "maxLength": 200},
+                description="An alias of q (q wins if both are given).",
+            ),
+            OpenApiParameter("category", {"type": "string", "maxLength": 100},
+                             description="Only this category (exact match)."),
+            OpenApiParameter("min_price", {"type": "string", "format": "decimal"},
+                             description="Only prices at least this (a decimal >= 0)."),
+            OpenApiParameter("max_price", {"type": "string", "format": "decimal"},
+                             description="Only prices at most this (>= min_price)."),
+            OpenApiParameter("in_stock", {"type": "boolean"},
+                             description="true: only products with stock_available > 0."),
+            OpenApiParameter(
+                "sort", {"type": "string", "enum": list(SORTS)},
+                description="relevance (the default with q), price, -price, name, -created "
+                "(newest first). Without q and sort: by SKU.",
+            ),
             *FRESHNESS_PARAMETERS,
         ],
         responses={200: OutputSerializer(many=True), **FRESHNESS_RESPONSES},
-        summary="The catalog, by SKU",
+        summary="The catalog, by SKU, or searched with filters, sorts and facets",
     )
     def get(self, request: Request) -> Response:
-        products = product_list(search=request.query_params.get("search"))
-        return self.paginated(products, self.OutputSerializer)
+        if not search_parameters(request.query_params):
+            return self.paginated(product_list(), self.OutputSerializer)
+        params = ProductSearchSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        found = search_products(Search(**params.validated_data))
+        page, next_link, previous_link = self.pagination_class().search_page(
+            found.rows, request)
+        return Response({
+            "next": next_link,
+            "previous": previous_link,
+            "results": self.OutputSerializer(page, many=True).data,
+            "facets": found.facets,
+        })
 
 
 # --- orders -----------------------------------------------------------------------

@@ -29,6 +29,7 @@ from orders.domain import CANCELLED, DELIVERED, PLACED, SHIPPED, Order
 from projections.models import (
     Activity,
     ActivitySubject,
+    CatalogWord,
     OrderHistory,
     OrderHistoryProduct,
     ProductCatalog,
@@ -39,6 +40,7 @@ from projections.models import (
     SalesProductDaily,
 )
 from projections.runner import Projector, handles
+from projections.search import words
 from shipping import domain as shipping
 from shipping.domain import Shipment
 from shop.accounts.domain import Customer
@@ -187,11 +189,12 @@ class ProductCatalogProjector(Projector):
     """``ProductCatalog``: each product's name, price and the stock a shopper can buy."""
 
     name = "product_catalog"
-    models = (ProductCatalog,)
+    models = (ProductCatalog, CatalogWord)
 
     def begin(self) -> None:
         self.rows: dict[UUID, ProductCatalog] = {}
         self.changed: set[UUID] = set()
+        self.words: set[str] = set()  # the search's vocabulary, added to
 
     def preload(self, events: list[Any]) -> None:
         self.rows = {row.pk: row for row in fetch(
@@ -199,6 +202,10 @@ class ProductCatalogProjector(Projector):
 
     def flush(self) -> None:
         upsert(ProductCatalog, (self.rows[pk] for pk in self.changed))
+        if self.words:
+            CatalogWord.objects.bulk_create(
+                [CatalogWord(word=word) for word in sorted(self.words)], ignore_conflicts=True
+            )
 
     def _newer(self, event: Any) -> ProductCatalog | None:
         """The product's row if ``event`` is newer than what it shows, else None."""
@@ -226,14 +233,17 @@ class ProductCatalogProjector(Projector):
             price=event.price,
             stock=event.stock,
             reserved=0,
+            created_at=event.timestamp,
         )
         self.rows[row.product_id] = row
+        self.words.update(words(row.sku, row.name, row.category))
         self._changed(row, event)
 
     @handles(Product.Renamed)
     def renamed(self, event: Product.Renamed) -> None:
         if row := self._newer(event):
             row.name = event.name
+            self.words.update(words(row.name))
             self._changed(row, event)
 
     @handles(Product.Repriced)

@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 
 from orders.domain import Order
 from projections.models import (
@@ -38,11 +38,9 @@ User = AbstractBaseUser | AnonymousUser
 EVENT_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
 
-def product_list(*, search: str | None = None) -> QuerySet[ProductCatalog]:
-    products = ProductCatalog.objects.all()
-    if search:
-        products = products.filter(Q(sku__icontains=search) | Q(name__icontains=search))
-    return products
+def product_list() -> QuerySet[ProductCatalog]:
+    """The whole catalog (a search: ``projections.search.search_products``)."""
+    return ProductCatalog.objects.all()
 
 
 def order_list(

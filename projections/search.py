@@ -1,0 +1,254 @@
+"""Product search: ranked full-text search, filters, sorts and facet counts over the
+catalog read model (``ProductCatalog``).
+
+Why columns of the catalog rather than a read model of its own: search shows exactly
+the catalog's rows, fed by the same events; a second table would only copy them. The
+search structures are the database's own, kept by the database from the row: on
+PostgreSQL a generated ``tsvector`` column with a GIN index and a trigram GIN index on
+the generated ``search_text``; on SQLite an FTS5 table kept by triggers (migration
+0009). The projector adds only the vocabulary (``CatalogWord``).
+
+How ``q`` matches, on PostgreSQL:
+
+1. ``websearch_to_tsquery('simple', q)`` (quotes, ``or``; SKUs such as ``MUG-1``), OR
+2. every word of ``q`` as a prefix (``mu`` finds "mug") or, for a word of 3+ letters the
+   catalog does not have, any catalog word one edit away (``mgu`` finds "mug"): the
+   edits are listed here and looked up in ``CatalogWord`` with one indexed query.
+3. Only when 1 and 2 find nothing: trigram similarity of ``q`` to the product's text
+   (``pg_trgm``'s ``%`` operator and index), best first.
+
+Ranking: ``ts_rank`` of (1) counted twice plus ``ts_rank`` of (2), so what was typed
+outranks what it was corrected to; ties by SKU. SQLite answers (2) with FTS5 ``MATCH``
+(prefix queries and the same corrections) ranked by FTS5's ``bm25``; it has no (1)'s
+query syntax and no trigram fallback.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models.expressions import RawSQL
+
+from projections.models import CatalogWord, ProductCatalog
+
+WORD = re.compile(r"[^\W_]+")
+#: Words shorter than this are only prefixes, never corrected (too many neighbours).
+MIN_CORRECTED = 3
+#: At most this many words of ``q`` are used (a longer query searches its first ones).
+MAX_WORDS = 8
+EDIT_ALPHABET = string.ascii_lowercase + string.digits
+
+#: The price facet's bands: [min, max), the last one open-ended.
+PRICE_BANDS: list[tuple[Decimal, Decimal | None]] = [
+    (Decimal("0.00"), Decimal("10.00")),
+    (Decimal("10.00"), Decimal("25.00")),
+    (Decimal("25.00"), Decimal("50.00")),
+    (Decimal("50.00"), Decimal("100.00")),
+    (Decimal("100.00"), None),
+]
+
+SORTS = ("relevance", "price", "-price", "name", "-created")
+
+
+def words(*texts: str) -> set[str]:
+    """The vocabulary words of ``texts``: lower-cased runs of letters and digits, 3+ long."""
+    return {w for text in texts for w in WORD.findall(text.lower()) if len(w) >= MIN_CORRECTED}
+
+
+def edits(word: str) -> set[str]:
+    """Every string one edit (delete, swap of neighbours, replace, insert) from ``word``."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    alphabet = set(EDIT_ALPHABET) | set(word)
+    return (
+        {a + b[1:] for a, b in splits if b}
+        | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+        | {a + c + b[1:] for a, b in splits if b for c in alphabet}
+        | {a + c + b for a, b in splits for c in alphabet}
+    ) - {word}
+
+
+def corrections(query_words: list[str]) -> dict[str, list[str]]:
+    """For each word of 3+ characters that is not a catalog word: the catalog words one
+    edit away (one query over ``CatalogWord``'s primary key)."""
+    wanted = {w: edits(w) for w in query_words if len(w) >= MIN_CORRECTED}
+    if not wanted:
+        return {}
+    lookup = set(wanted).union(*wanted.values())
+    known = set(CatalogWord.objects.filter(word__in=lookup).values_list("word", flat=True))
+    return {
+        w: sorted(candidates & known)
+        for w, candidates in wanted.items()
+        if w not in known
+    }
+
+
+@dataclass(frozen=True)
+class Search:
+    """A validated product search (``ProductSearchSerializer``)."""
+
+    q: str | None = None
+    category: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    in_stock: bool = False
+    sort: str | None = None
+
+    @property
+    def order(self) -> str:
+        if self.sort and (self.sort != "relevance" or self.q):
+            return self.sort
+        return "relevance" if self.q else "sku"
+
+
+@dataclass
+class Results:
+    """One search's rows (ordered, not yet paged) and its facet counts."""
+
+    rows: QuerySet[ProductCatalog]
+    facets: dict[str, list[dict[str, Any]]]
+
+
+def search_products(search: Search) -> Results:
+    """The products ``search`` finds, in its order, with the facets of the filtered set."""
+    matched = ProductCatalog.objects.all()
+    rank = None
+    if search.q:
+        matched, rank = _match(matched, search.q)
+    if search.in_stock:
+        matched = matched.filter(stock_available__gt=0)
+    category = Q(category=search.category) if search.category is not None else Q()
+    price = Q()
+    if search.min_price is not None:
+        price &= Q(price__gte=search.min_price)
+    if search.max_price is not None:
+        price &= Q(price__lte=search.max_price)
+    rows = matched.filter(category & price)
+    if rank is not None:
+        rows = rows.annotate(rank=rank)
+    return Results(rows=rows.order_by(*ORDERINGS[search.order]),
+                   facets=facets(matched, category, price))
+
+
+ORDERINGS: dict[str, tuple[Any, ...]] = {
+    "sku": ("sku", "product_id"),
+    "relevance": ("-rank", "sku", "product_id"),
+    "price": ("price", "product_id"),
+    "-price": ("-price", "product_id"),
+    "name": ("name", "product_id"),
+    "-created": (F("created_at").desc(nulls_last=True), "product_id"),
+}
+
+
+def _match(products: QuerySet[ProductCatalog], q: str) -> tuple[QuerySet, RawSQL]:
+    """``products`` matching ``q``, and the rank expression (higher is better)."""
+    query_words = WORD.findall(q.lower())[:MAX_WORDS]
+    fixes = corrections(query_words)
+    if connection.vendor == "postgresql":
+        return _match_postgresql(products, q, query_words, fixes)
+    return _match_sqlite(products, query_words, fixes)
+
+
+def _match_postgresql(
+    products: QuerySet, q: str, query_words: list[str], fixes: dict[str, list[str]]
+) -> tuple[QuerySet, RawSQL]:
+    # Each word: itself as a prefix, or a correction. Words are [^\W_]+: no tsquery syntax.
+    loose = " & ".join(
+        "(" + " | ".join([f"{w}:*", *fixes.get(w, [])]) + ")" for w in query_words
+    )
+    typed = "websearch_to_tsquery('simple', %s)"
+    found = products.extra(
+        where=[f"search_vector @@ ({typed} || to_tsquery('simple', %s))"], params=[q, loose]
+    )
+    rank = RawSQL(
+        f"ts_rank(search_vector, {typed}) * 2 + ts_rank(search_vector, to_tsquery('simple', %s))",
+        (q, loose),
+    )
+    if found.exists():
+        return found, rank
+    # Nothing by words: the closest texts by trigrams (a typo in a short word, a SKU).
+    similar = products.extra(where=["search_text %% %s"], params=[q.lower()])
+    return similar, RawSQL("similarity(search_text, %s)", (q.lower(),))
+
+
+def _match_sqlite(
+    products: QuerySet, query_words: list[str], fixes: dict[str, list[str]]
+) -> tuple[QuerySet, RawSQL]:
+    if not query_words:
+        return products.none(), RawSQL("0", ())
+    # FTS5 syntax: quoted strings, * for a prefix; the words are [^\W_]+ (no quotes).
+    match = " AND ".join(
+        "(" + " OR ".join([f'"{w}" *', *(f'"{c}"' for c in fixes.get(w, []))]) + ")"
+        for w in query_words
+    )
+    table = ProductCatalog._meta.db_table
+    found = products.extra(
+        where=[f"{table}.rowid IN (SELECT rowid FROM projections_productsearch "
+               "WHERE projections_productsearch MATCH %s)"],
+        params=[match],
+    )
+    # bm25 is lower for a better match: its negation ranks like PostgreSQL's.
+    rank = RawSQL(
+        "(SELECT -bm25(projections_productsearch) FROM projections_productsearch "
+        f"WHERE projections_productsearch MATCH %s AND rowid = {table}.rowid)",
+        (match,),
+    )
+    return found, rank
+
+
+def price_band() -> Case:
+    """The index in ``PRICE_BANDS`` of a row's price."""
+    return Case(
+        *(When(price__lt=high, then=Value(i)) for i, (_low, high) in enumerate(PRICE_BANDS)
+          if high is not None),
+        default=Value(len(PRICE_BANDS) - 1),
+        output_field=IntegerField(),
+    )
+
+
+def facets(matched: QuerySet, category: Q, price: Q) -> dict[str, list[dict[str, Any]]]:
+    """Counts per category and per price band of the filtered set, each facet without
+    its own filter: one GROUP BY over the set matched by ``q`` and ``in_stock``."""
+    groups = (
+        matched.order_by()
+        .values("category", band=price_band())
+        .annotate(
+            # Count of the rows in the price filter, and in the category filter.
+            in_price=Count("pk", filter=price) if price else Count("pk"),
+            in_category=Count("pk", filter=category) if category else Count("pk"),
+        )
+    )
+    per_category: dict[str, int] = {}
+    per_band = [0] * len(PRICE_BANDS)
+    for group in groups:
+        per_category[group["category"]] = (
+            per_category.get(group["category"], 0) + group["in_price"]
+        )
+        per_band[group["band"]] += group["in_category"]
+    return {
+        "category": [
+            {"value": value, "count": count}
+            for value, count in sorted(per_category.items(), key=lambda kv: (-kv[1], kv[0]))
+            if count
+        ],
+        "price": [
+            {"min": str(low), "max": None if high is None else str(high), "count": count}
+            for (low, high), count in zip(PRICE_BANDS, per_band, strict=True)
+        ],
+    }
+
+
+def search_parameters(params: Iterable[str]) -> bool:
+    """Whether a request names any search parameter (else it is the plain list)."""
+    return any(name in SEARCH_PARAMETERS for name in params)
+
+
+SEARCH_PARAMETERS = frozenset(
+    {"q", "search", "category", "min_price", "max_price", "in_stock", "sort"}
+)
