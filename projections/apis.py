@@ -449,6 +449,15 @@ class ProductSearchSerializer(serializers.Serializer):
     class Meta:
         ref_name = "ProductSearch"
 
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # DRF reads an empty query parameter as absent; here it is a mistake (400),
+        # except ``category=`` (the products without a category).
+        blank = {name: ["This field may not be blank."] for name in self.fields
+                 if name != "category" and data.get(name) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         low, high = attrs.get("min_price"), attrs.get("max_price")
         if low is not None and high is not None and low > high:
