@@ -357,9 +357,10 @@ def job_catalog(args: argparse.Namespace) -> dict:
         )
         cursor.execute("ANALYZE projections_productcatalog")
     vocabulary = words(*COLORS, *MATERIALS, *NOUNS, *CATEGORIES, "cat")
-    vocabulary |= {str(i) for i in range(have, args.products) if i >= 100}
     CatalogWord.objects.bulk_create([CatalogWord(word=w) for w in vocabulary],
                                     ignore_conflicts=True, batch_size=5000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE projections_catalogword")
     return {"products": ProductCatalog.objects.count(),
             "seconds": time.perf_counter() - started}
 

@@ -58,8 +58,10 @@ SORTS = ("relevance", "price", "-price", "name", "-created")
 
 
 def words(*texts: str) -> set[str]:
-    """The vocabulary words of ``texts``: lower-cased runs of letters and digits, 3+ long."""
-    return {w for text in texts for w in WORD.findall(text.lower()) if len(w) >= MIN_CORRECTED}
+    """The vocabulary words of ``texts``: lower-cased runs of letters and digits, 3+ long,
+    not only digits (a number is not corrected: 1243 is not a typo of 1234)."""
+    return {w for text in texts for w in WORD.findall(text.lower())
+            if len(w) >= MIN_CORRECTED and not w.isdigit()}
 
 
 def edits(word: str) -> set[str]:
@@ -75,13 +77,29 @@ def edits(word: str) -> set[str]:
 
 
 def corrections(query_words: list[str]) -> dict[str, list[str]]:
-    """For each word of 3+ characters that is not a catalog word: the catalog words one
-    edit away (one query over ``CatalogWord``'s primary key)."""
-    wanted = {w: edits(w) for w in query_words if len(w) >= MIN_CORRECTED}
+    """For each word of 3+ characters that is neither a catalog word nor the start of
+    one (``stee`` of "steel" is a prefix, not a typo): the catalog words one edit away.
+    One query over ``CatalogWord``'s primary key."""
+    wanted = {w: edits(w) for w in query_words if len(w) >= MIN_CORRECTED and not w.isdigit()}
     if not wanted:
         return {}
-    lookup = set(wanted).union(*wanted.values())
-    known = set(CatalogWord.objects.filter(word__in=lookup).values_list("word", flat=True))
+    lookup = sorted(set(wanted).union(*wanted.values()))
+    table = CatalogWord._meta.db_table
+    if connection.vendor == "postgresql":
+        # One array parameter: binding hundreds of IN placeholders costs more than the
+        # index lookups themselves. A query word that starts a catalog word counts as
+        # known ('~' sorts after every ASCII letter and digit).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT word FROM {table} WHERE word = ANY(%s) UNION ALL "
+                f"SELECT w FROM unnest(%s::text[]) AS w WHERE EXISTS (SELECT 1 FROM {table} "
+                "WHERE word > w AND word < w || '~')",
+                [lookup, list(wanted)],
+            )
+            known = {row[0] for row in cursor.fetchall()}
+    else:
+        known = set(CatalogWord.objects.filter(word__in=lookup).values_list("word", flat=True))
+        known |= {w for w in wanted if CatalogWord.objects.filter(word__startswith=w).exists()}
     return {
         w: sorted(candidates & known)
         for w, candidates in wanted.items()

@@ -68,7 +68,8 @@ def vocabulary(apps, schema_editor):
     word = apps.get_model("projections", "CatalogWord")
     words = set()
     for row in catalog.objects.values_list("sku", "name", "category"):
-        words.update(w for w in WORD.findall(" ".join(row).lower()) if len(w) >= 3)
+        words.update(w for w in WORD.findall(" ".join(row).lower())
+                     if len(w) >= 3 and not w.isdigit())
     word.objects.bulk_create([word(word=w) for w in sorted(words)], ignore_conflicts=True)
 
 
