@@ -333,7 +333,7 @@ def job_catalog(args: argparse.Namespace) -> dict:
     from django.db import connection
 
     from projections.models import CatalogWord, ProductCatalog
-    from projections.search import words
+    from projections.search import recount_facets, words
 
     started = time.perf_counter()
     have = ProductCatalog.objects.filter(sku__startswith="CAT-").count()
@@ -359,6 +359,7 @@ def job_catalog(args: argparse.Namespace) -> dict:
     vocabulary = words(*COLORS, *MATERIALS, *NOUNS, *CATEGORIES, "cat")
     CatalogWord.objects.bulk_create([CatalogWord(word=w) for w in vocabulary],
                                     ignore_conflicts=True, batch_size=5000)
+    recount_facets()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE projections_catalogword")
     return {"products": ProductCatalog.objects.count(),

@@ -225,6 +225,22 @@ class ProductCatalog(models.Model):
         return f"{self.sku}: {self.name}"
 
 
+class CatalogFacet(models.Model):
+    """How many products of a category fall in a price band (``projections.search.
+    PRICE_BANDS``, by index), in stock or not: the facet counts of a search without
+    ``q``, summed from a few dozen rows instead of counted over the catalog. Kept by the
+    catalog projector (a row at 0 is deleted)."""
+
+    pk = models.CompositePrimaryKey("category", "band", "in_stock")
+    category = models.CharField(max_length=100)
+    band = models.SmallIntegerField()
+    in_stock = models.BooleanField()
+    count = models.IntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.category} band {self.band} ({'in stock' if self.in_stock else 'out'})"
+
+
 class CatalogWord(models.Model):
     """Every word (3+ letters or digits, lower-cased) of the catalog's SKUs, names and
     categories: the vocabulary a misspelt search word is corrected against

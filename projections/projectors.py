@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, date
 from decimal import Decimal
@@ -29,6 +30,7 @@ from orders.domain import CANCELLED, DELIVERED, PLACED, SHIPPED, Order
 from projections.models import (
     Activity,
     ActivitySubject,
+    CatalogFacet,
     CatalogWord,
     OrderHistory,
     OrderHistoryProduct,
@@ -40,7 +42,7 @@ from projections.models import (
     SalesProductDaily,
 )
 from projections.runner import Projector, handles
-from projections.search import words
+from projections.search import facet_key, words
 from shipping import domain as shipping
 from shipping.domain import Shipment
 from shop.accounts.domain import Customer
@@ -189,7 +191,7 @@ class ProductCatalogProjector(Projector):
     """``ProductCatalog``: each product's name, price and the stock a shopper can buy."""
 
     name = "product_catalog"
-    models = (ProductCatalog, CatalogWord)
+    models = (ProductCatalog, CatalogWord, CatalogFacet)
 
     def begin(self) -> None:
         self.rows: dict[UUID, ProductCatalog] = {}
@@ -199,13 +201,38 @@ class ProductCatalogProjector(Projector):
     def preload(self, events: list[Any]) -> None:
         self.rows = {row.pk: row for row in fetch(
             ProductCatalog, product_id=(e.originator_id for e in events))}
+        # Which facet count each row is in before the batch (CatalogFacet).
+        self.facet_before = {pk: facet_key(row) for pk, row in self.rows.items()}
 
     def flush(self) -> None:
         upsert(ProductCatalog, (self.rows[pk] for pk in self.changed))
+        self._count_facets()
         if self.words:
             CatalogWord.objects.bulk_create(
                 [CatalogWord(word=word) for word in sorted(self.words)], ignore_conflicts=True
             )
+
+    def _count_facets(self) -> None:
+        """Move each changed product from its old facet count to its new one."""
+        delta: Counter[tuple[str, int, bool]] = Counter()
+        for pk in self.changed:
+            before, after = self.facet_before.get(pk), facet_key(self.rows[pk])
+            if before != after:
+                if before is not None:
+                    delta[before] -= 1
+                delta[after] += 1
+        changes = [(*key, n) for key, n in sorted(delta.items()) if n]
+        if not changes:
+            return
+        table = CatalogFacet._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {table} (category, band, in_stock, count) VALUES (%s, %s, %s, %s) "
+                f"ON CONFLICT (category, band, in_stock) DO UPDATE "
+                f"SET count = {table}.count + excluded.count",
+                changes,
+            )
+            cursor.execute(f"DELETE FROM {table} WHERE count = 0")
 
     def _newer(self, event: Any) -> ProductCatalog | None:
         """The product's row if ``event`` is newer than what it shows, else None."""

@@ -33,10 +33,22 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.expressions import RawSQL
 
-from projections.models import CatalogWord, ProductCatalog
+from projections.models import CatalogFacet, CatalogWord, ProductCatalog
 
 WORD = re.compile(r"[^\W_]+")
 #: Words shorter than this are only prefixes, never corrected (too many neighbours).
@@ -44,6 +56,7 @@ MIN_CORRECTED = 3
 #: At most this many words of ``q`` are used (a longer query searches its first ones).
 MAX_WORDS = 8
 EDIT_ALPHABET = string.ascii_lowercase + string.digits
+CENT = Decimal("0.01")
 
 #: The price facet's bands: [min, max), the last one open-ended.
 PRICE_BANDS: list[tuple[Decimal, Decimal | None]] = [
@@ -150,8 +163,11 @@ def search_products(search: Search) -> Results:
     rows = matched.filter(category & price)
     if rank is not None:
         rows = rows.annotate(rank=rank)
-    return Results(rows=rows.order_by(*ORDERINGS[search.order]),
-                   facets=facets(matched, category, price))
+    counted = (
+        facets(matched, category, price) if search.q
+        else facets_without_q(search, matched, category, price)
+    )
+    return Results(rows=rows.order_by(*ORDERINGS[search.order]), facets=counted)
 
 
 ORDERINGS: dict[str, tuple[Any, ...]] = {
@@ -249,6 +265,54 @@ def facets(matched: QuerySet, category: Q, price: Q) -> dict[str, list[dict[str,
             per_category.get(group["category"], 0) + group["in_price"]
         )
         per_band[group["band"]] += group["in_category"]
+    return facet_lists(per_category, per_band)
+
+
+def facets_without_q(
+    search: Search, matched: QuerySet, category: Q, price: Q
+) -> dict[str, list[dict[str, Any]]]:
+    """The same counts for a search without ``q``, from the precomputed ``CatalogFacet``
+    rows: always for the price facet; for the category facet when there is no price
+    filter or one on band edges, otherwise counted over the rows in the price range
+    (the ``price`` index)."""
+    counts = CatalogFacet.objects.all()
+    if search.in_stock:
+        counts = counts.filter(in_stock=True)
+    bands = aligned_bands(search.min_price, search.max_price)
+    if bands is not None:
+        per_category = dict(
+            counts.filter(band__in=bands).values("category").annotate(n=Sum("count"))
+            .values_list("category", "n")
+        )
+    else:
+        per_category = dict(
+            matched.filter(price).order_by().values("category").annotate(n=Count("pk"))
+            .values_list("category", "n")
+        )
+    per_band = [0] * len(PRICE_BANDS)
+    if search.category is not None:
+        counts = counts.filter(category=search.category)
+    for band, n in counts.values("band").annotate(n=Sum("count")).values_list("band", "n"):
+        per_band[band] += n
+    return facet_lists(per_category, per_band)
+
+
+def aligned_bands(low: Decimal | None, high: Decimal | None) -> list[int] | None:
+    """The bands a price filter covers exactly (prices have two places, so ``max_price``
+    24.99 ends the band below 25.00), or None if it cuts through one."""
+    lows = [band_low for band_low, _ in PRICE_BANDS]
+    highs = [band_high for _, band_high in PRICE_BANDS]
+    first = 0 if low is None else (lows.index(low) if low in lows else None)
+    last = len(PRICE_BANDS) - 1
+    if high is not None:
+        top = high + CENT
+        last = highs.index(top) if top in highs else None
+    if first is None or last is None:
+        return None
+    return list(range(first, last + 1))
+
+
+def facet_lists(per_category: dict[str, int], per_band: list[int]) -> dict[str, list]:
     return {
         "category": [
             {"value": value, "count": count}
@@ -260,6 +324,35 @@ def facets(matched: QuerySet, category: Q, price: Q) -> dict[str, list[dict[str,
             for (low, high), count in zip(PRICE_BANDS, per_band, strict=True)
         ],
     }
+
+
+def band_of(price: Decimal) -> int:
+    """The index in ``PRICE_BANDS`` of ``price`` (as :func:`price_band` in SQL)."""
+    return next((i for i, (_low, high) in enumerate(PRICE_BANDS)
+                 if high is not None and price < high), len(PRICE_BANDS) - 1)
+
+
+def facet_key(row: ProductCatalog) -> tuple[str, int, bool]:
+    """The ``CatalogFacet`` row that counts ``row``."""
+    return (row.category, band_of(Decimal(row.price)), row.stock_available > 0)
+
+
+def recount_facets() -> None:
+    """``CatalogFacet`` counted again from the catalog (for rows written outside the
+    projector: the benchmark's generated catalog)."""
+    groups = (
+        ProductCatalog.objects.order_by()
+        .values("category", band=price_band(),
+                in_stock=ExpressionWrapper(Q(stock_available__gt=0),
+                                           output_field=BooleanField()))
+        .annotate(n=Count("pk"))
+    )
+    CatalogFacet.objects.all().delete()
+    CatalogFacet.objects.bulk_create([
+        CatalogFacet(category=g["category"], band=g["band"], in_stock=g["in_stock"],
+                     count=g["n"])
+        for g in groups
+    ])
 
 
 def search_parameters(params: Iterable[str]) -> bool:
