@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import string
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -89,7 +90,43 @@ def edits(word: str) -> set[str]:
     ) - {word}
 
 
+#: How long a process reuses what the vocabulary said of a query word: a product
+#: registered since is found at once by its words, but a typo of a word that only it
+#: has is corrected up to this many seconds later.
+VOCABULARY_CACHE_SECONDS = 10.0
+_cache: dict[str, tuple[float, list[str] | None]] = {}
+_CACHE_SIZE = 10_000
+_clock = time.monotonic
+
+
 def corrections(query_words: list[str]) -> dict[str, list[str]]:
+    """:func:`lookup_corrections`, each word's answer reused for
+    ``VOCABULARY_CACHE_SECONDS`` (``None``: the word is known, not corrected)."""
+    now = _clock()
+    answers: dict[str, list[str] | None] = {}
+    missing = []
+    for word in query_words:
+        cached = _cache.get(word)
+        if cached is not None and cached[0] > now:
+            answers[word] = cached[1]
+        else:
+            missing.append(word)
+    if missing:
+        found = lookup_corrections(missing)
+        if len(_cache) > _CACHE_SIZE:
+            _cache.clear()
+        for word in missing:
+            answers[word] = found.get(word)
+            _cache[word] = (now + VOCABULARY_CACHE_SECONDS, answers[word])
+    return {word: fixes for word, fixes in answers.items() if fixes is not None}
+
+
+def forget_vocabulary() -> None:
+    """Empty this process's cache of vocabulary answers (tests: a new catalog)."""
+    _cache.clear()
+
+
+def lookup_corrections(query_words: list[str]) -> dict[str, list[str]]:
     """For each word of 3+ characters that is neither a catalog word nor the start of
     one (``stee`` of "steel" is a prefix, not a typo): the catalog words one edit away.
     One query over ``CatalogWord``'s primary key."""
@@ -148,25 +185,25 @@ class Results:
 
 def search_products(search: Search) -> Results:
     """The products ``search`` finds, in its order, with the facets of the filtered set."""
-    matched = ProductCatalog.objects.all()
-    rank = None
-    if search.q:
-        matched, rank = _match(matched, search.q)
-    if search.in_stock:
-        matched = matched.filter(stock_available__gt=0)
     category = Q(category=search.category) if search.category is not None else Q()
     price = Q()
     if search.min_price is not None:
         price &= Q(price__gte=search.min_price)
     if search.max_price is not None:
         price &= Q(price__lte=search.max_price)
-    rows = matched.filter(category & price)
-    if rank is not None:
-        rows = rows.annotate(rank=rank)
-    counted = (
-        facets(matched, category, price) if search.q
-        else facets_without_q(search, matched, category, price)
-    )
+    products = ProductCatalog.objects.all()
+    if search.in_stock:
+        products = products.filter(stock_available__gt=0)
+    if not search.q:
+        rows = products.filter(category & price).order_by(*ORDERINGS[search.order])
+        return Results(rows=rows, facets=facets_without_q(search, products, category, price))
+    matched, rank = _match(products, search.q)
+    # The facets' GROUP BY also says whether anything matched: no separate EXISTS.
+    counted, total = facets(matched, category, price)
+    if not total and connection.vendor == "postgresql":
+        matched, rank = _similar(products, search.q)
+        counted, total = facets(matched, category, price)
+    rows = matched.filter(category & price).annotate(rank=rank)
     return Results(rows=rows.order_by(*ORDERINGS[search.order]), facets=counted)
 
 
@@ -204,9 +241,12 @@ def _match_postgresql(
         f"ts_rank(search_vector, {typed}) * 2 + ts_rank(search_vector, to_tsquery('simple', %s))",
         (q, loose),
     )
-    if found.exists():
-        return found, rank
-    # Nothing by words: the closest texts by trigrams (a typo in a short word, a SKU).
+    return found, rank
+
+
+def _similar(products: QuerySet, q: str) -> tuple[QuerySet, RawSQL]:
+    """PostgreSQL, when words found nothing: the closest texts by trigrams (a typo in a
+    short word, a SKU), by the trigram index."""
     similar = products.extra(where=["search_text %% %s"], params=[q.lower()])
     return similar, RawSQL("similarity(search_text, %s)", (q.lower(),))
 
@@ -246,9 +286,10 @@ def price_band() -> Case:
     )
 
 
-def facets(matched: QuerySet, category: Q, price: Q) -> dict[str, list[dict[str, Any]]]:
+def facets(matched: QuerySet, category: Q, price: Q) -> tuple[dict[str, list], int]:
     """Counts per category and per price band of the filtered set, each facet without
-    its own filter: one GROUP BY over the set matched by ``q`` and ``in_stock``."""
+    its own filter: one GROUP BY over the set matched by ``q`` and ``in_stock``. Also
+    the size of that set."""
     groups = (
         matched.order_by()
         .values("category", band=price_band())
@@ -256,16 +297,19 @@ def facets(matched: QuerySet, category: Q, price: Q) -> dict[str, list[dict[str,
             # Count of the rows in the price filter, and in the category filter.
             in_price=Count("pk", filter=price) if price else Count("pk"),
             in_category=Count("pk", filter=category) if category else Count("pk"),
+            rows=Count("pk"),
         )
     )
     per_category: dict[str, int] = {}
     per_band = [0] * len(PRICE_BANDS)
+    total = 0
     for group in groups:
+        total += group["rows"]
         per_category[group["category"]] = (
             per_category.get(group["category"], 0) + group["in_price"]
         )
         per_band[group["band"]] += group["in_category"]
-    return facet_lists(per_category, per_band)
+    return facet_lists(per_category, per_band), total
 
 
 def facets_without_q(

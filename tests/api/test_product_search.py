@@ -155,3 +155,22 @@ def test_hostile_search_parameters_are_400_naming_the_field(client_for, catalog,
 def test_query_syntax_in_q_never_breaks_the_search(client_for, catalog, q):
     response = client_for().get(URL, {"q": q})
     assert response.status_code == 200, response.content
+
+
+def test_a_new_product_is_found_at_once_and_its_typos_once_the_cache_expires(
+    client_for, catalog, monkeypatch
+):
+    """The vocabulary answers a process caches (``VOCABULARY_CACHE_SECONDS``) never hide
+    a new product from its own words; only a typo of a word that only it has waits."""
+    from projections import search
+
+    client = client_for()
+    assert skus(client, q="trmpet") == []  # cached: no catalog word is one edit away
+    register("HORN-1", "Brass trumpet", price="300.00", stock=1, category="music")
+    project()
+    assert skus(client, q="trumpet") == ["HORN-1"]
+    assert skus(client, q="trump") == ["HORN-1"]
+    assert skus(client, q="trmpet") == []  # the cached answer, for a while
+    later = search._clock() + search.VOCABULARY_CACHE_SECONDS + 1
+    monkeypatch.setattr(search, "_clock", lambda: later)
+    assert skus(client, q="trmpet") == ["HORN-1"]
