@@ -57,7 +57,9 @@ from rest_framework.views import APIView
 from orders.domain import STATUSES as ORDER_STATUSES
 from projections.activity import TYPES as ACTIVITY_TYPES
 from projections.activity import sentence
+from projections.documents import documents
 from projections.models import Checkpoint
+from projections.pages import DOCUMENT_RENDERERS, StoredDocument, StoredPage
 from projections.registry import PROJECTORS
 from projections.runner import wait_for
 from projections.search import SORTS, Search, search_parameters, search_products
@@ -218,6 +220,8 @@ def validated(serializer_class: type[serializers.Serializer], request: Request) 
 class QueryApi(APIView):
     """Base of every query view: the freshness header and the ``min_position`` wait."""
 
+    renderer_classes = DOCUMENT_RENDERERS
+
     #: The projections whose tables the view reads; the position is the slowest one's.
     projections: ClassVar[tuple[str, ...]]
 
@@ -297,6 +301,16 @@ class QueryApi(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, self.request, view=self)
         return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+    def stored_page(self, queryset: Any) -> Response:
+        """One page of ``queryset``'s stored documents (``projections.pages``): only the
+        ordering's columns and the documents are read."""
+        paginator = self.pagination_class()
+        columns = {name.lstrip("-") for name in paginator.ordering}
+        page = paginator.paginate_queryset(
+            queryset.only(*columns, "document"), self.request, view=self)
+        return Response(StoredPage(paginator.get_next_link(), paginator.get_previous_link(),
+                                   documents(page)))
 
 
 def unpaginated(results: list) -> Response:
@@ -521,18 +535,14 @@ class ProductListApi(QueryApi):
     )
     def get(self, request: Request) -> Response:
         if not search_parameters(request.query_params):
-            return self.paginated(product_list(), self.OutputSerializer)
+            return self.stored_page(product_list())
         params = ProductSearchSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         found = search_products(Search(**params.validated_data))
         page, next_link, previous_link = self.pagination_class().search_page(
-            found.rows, request)
-        return Response({
-            "next": next_link,
-            "previous": previous_link,
-            "results": self.OutputSerializer(page, many=True).data,
-            "facets": found.facets,
-        })
+            found.rows.only("product_id", "document"), request)
+        return Response(StoredPage(next_link, previous_link, documents(page),
+                                   {"facets": found.facets}))
 
 
 # --- orders -----------------------------------------------------------------------
@@ -700,8 +710,7 @@ class OrderListApi(QueryApi):
     )
     def get(self, request: Request) -> Response:
         filters = validated(self.FilterSerializer, request)
-        orders = order_list(user=request.user, **filters)
-        return self.paginated(orders, self.OutputSerializer)
+        return self.stored_page(order_list(user=request.user, **filters))
 
 
 class OrderDetailApi(QueryApi):
@@ -717,8 +726,8 @@ class OrderDetailApi(QueryApi):
         summary="One order (owner or staff)",
     )
     def get(self, request: Request, order_id) -> Response:
-        order = order_get(user=request.user, order_id=order_id)
-        return Response(self.OutputSerializer(order).data)
+        order = order_get(user=request.user, order_id=order_id, only=("document",))
+        return Response(StoredDocument(documents([order])[0]))
 
 
 class EventActorSerializer(serializers.Serializer):

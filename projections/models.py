@@ -147,6 +147,9 @@ class OrderHistory(models.Model):
     shipment_updated_at = models.DateTimeField(null=True, blank=True)
     # The shipment aggregate's version, so a re-applied shipment event is skipped.
     shipment_version = models.PositiveIntegerField(null=True, blank=True)
+    # The order as the API shows it, JSON text rendered by the projector
+    # (``projections.documents``) and served as stored.
+    document = models.TextField(null=True, blank=True)
 
     class Meta:
         verbose_name = "order"
@@ -205,6 +208,8 @@ class ProductCatalog(models.Model):
     version = models.PositiveIntegerField()
     # When the product was registered (its ``Registered`` event's time): ``sort=-created``.
     created_at = models.DateTimeField(null=True, blank=True)
+    # The product as the API lists it, JSON text (``projections.documents``).
+    document = models.TextField(null=True, blank=True)
     # Search (``projections.search``): on PostgreSQL the table also has two generated
     # columns, ``search_text`` (lower-cased SKU, name and category) with a trigram GIN
     # index and ``search_vector`` (its ``simple`` tsvector) with a GIN index; on SQLite

@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 
 from catalog.domain import Product
 from orders.domain import CANCELLED, DELIVERED, PLACED, SHIPPED, Order
+from projections.documents import render, rerender
 from projections.models import (
     Activity,
     ActivitySubject,
@@ -205,6 +206,8 @@ class ProductCatalogProjector(Projector):
         self.facet_before = {pk: facet_key(row) for pk, row in self.rows.items()}
 
     def flush(self) -> None:
+        for pk in self.changed:
+            self.rows[pk].document = render(self.rows[pk])
         upsert(ProductCatalog, (self.rows[pk] for pk in self.changed))
         self._count_facets()
         if self.words:
@@ -383,12 +386,18 @@ class OrderHistoryProjector(ProductNames, Projector):
 
     def flush(self) -> None:
         upsert(OrderHistoryProduct, (self.products[pk] for pk in self.changed_products))
+        for pk in self.changed_orders:
+            self.orders[pk].document = render(self.orders[pk])
         upsert(OrderHistory, (self.orders[pk] for pk in self.changed_orders))
+        # Rows the bulk UPDATEs change outside this batch get their documents again.
+        stale: set[UUID] = set()
         for product_id, name in self.renamed.items():
-            self._rename_in_past_orders(product_id, name)
+            stale.update(self._rename_in_past_orders(product_id, name))
         if self.forgotten:
-            OrderHistory.objects.filter(customer_id__in=self.forgotten).update(
-                customer=FORGOTTEN_CUSTOMER, shipping_address=None)
+            forgotten = OrderHistory.objects.filter(customer_id__in=self.forgotten)
+            stale.update(forgotten.values_list("order_id", flat=True))
+            forgotten.update(customer=FORGOTTEN_CUSTOMER, shipping_address=None)
+        rerender(OrderHistory, sorted(stale - self.changed_orders))
 
     def _keep(self, row: OrderHistory) -> None:
         self.orders[row.order_id] = row
@@ -411,8 +420,9 @@ class OrderHistoryProjector(ProductNames, Projector):
                 if line["product_id"] == product_id:
                     line["product_name"] = event.name
 
-    def _rename_in_past_orders(self, product_id: UUID, name: str) -> None:
-        """Set ``product_name`` in every order line of the product: one UPDATE."""
+    def _rename_in_past_orders(self, product_id: UUID, name: str) -> list[UUID]:
+        """Set ``product_name`` in every order line of the product: one UPDATE. The
+        ids of the orders it changed."""
         table = connection.ops.quote_name(OrderHistory._meta.db_table)
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
@@ -428,6 +438,7 @@ class OrderHistoryProjector(ProductNames, Projector):
                         FROM jsonb_array_elements(o.lines) WITH ORDINALITY AS l(line, position)
                     )
                     WHERE o.lines @> %(contains)s::jsonb
+                    RETURNING o.order_id
                     """,
                     {
                         "product_id": str(product_id),
@@ -450,9 +461,11 @@ class OrderHistoryProjector(ProductNames, Projector):
                         SELECT 1 FROM json_each({table}.lines) AS line
                         WHERE json_extract(line.value, '$.product_id') = %s
                     )
+                    RETURNING order_id
                     """,
                     [str(product_id), name, str(product_id)],
                 )
+            return [UUID(str(row[0])) for row in cursor.fetchall()]
 
     # --- orders ----------------------------------------------------------------------
 

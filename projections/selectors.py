@@ -60,9 +60,11 @@ def order_list(
     return orders
 
 
-def order_get(*, user: User, order_id: UUID) -> OrderHistory:
-    """One order the user may see; another customer's order is not found."""
-    order = order_list(user=user).filter(order_id=order_id).first()
+def order_get(*, user: User, order_id: UUID, only: Iterable[str] = ()) -> OrderHistory:
+    """One order the user may see; another customer's order is not found. ``only``:
+    read just these columns."""
+    orders = order_list(user=user).filter(order_id=order_id)
+    order = (orders.only(*only) if only else orders).first()
     if order is None:
         raise NotFound(f"Order {order_id} was not found.")
     return order
