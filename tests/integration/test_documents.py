@@ -60,6 +60,9 @@ ORDER_CASES: dict[str, Callable] = {
     "product renamed after": lambda c, mug, pen: (
         place(c, (mug, 1), (pen, 1)), product_rename(product_id=mug, name="Sky mug \u2028 ü")),
     "customer forgotten": lambda c, mug, pen: (place(c, (mug, 1)), forget(c)),
+    "customer forgotten later": lambda c, mug, pen: (place(c, (mug, 1)), project(), forget(c)),
+    "renamed later": lambda c, mug, pen: (
+        place(c, (pen, 1)), project(), product_rename(product_id=pen, name="Ink pen")),
     "forgotten, then shipped": lambda c, mug, pen: ship(
         (place(c, (mug, 1)), forget(c))[0], "dispatched"),
 }
