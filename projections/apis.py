@@ -35,6 +35,8 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
+from django.db.models import Subquery
+from django.db.models.functions import Coalesce
 from django.http import QueryDict
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -226,11 +228,16 @@ class QueryApi(APIView):
     projections: ClassVar[tuple[str, ...]]
 
     position: int | None = None
+    #: The view reads the position in the same statement as its page
+    #: (:meth:`stored_page`): no separate checkpoint read unless ``min_position``.
+    position_with_page: ClassVar[bool] = False
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication and permissions first
         params = validated(FreshnessSerializer, request)
         min_position = params.get("min_position")
+        if min_position is None and self.position_with_page:
+            return
         self.position = self.current_position()
         if min_position is None or self.position >= min_position:
             return
@@ -304,11 +311,25 @@ class QueryApi(APIView):
 
     def stored_page(self, queryset: Any) -> Response:
         """One page of ``queryset``'s stored documents (``projections.pages``): only the
-        ordering's columns and the documents are read."""
+        ordering's columns and the documents are read.
+
+        Unless ``initial`` read the position already, the page's own statement reads it
+        (one snapshot: the rows are exactly that fresh). An empty page carries no
+        position: then the position is read first and the page again."""
+        columns = {name.lstrip("-") for name in self.pagination_class.ordering}
+        rows = queryset.only(*columns, "document")
+        if self.position is None:
+            [name] = self.projections
+            rows = rows.annotate(read_position=Coalesce(Subquery(
+                Checkpoint.objects.of(name).values("position")[:1]), 0))
         paginator = self.pagination_class()
-        columns = {name.lstrip("-") for name in paginator.ordering}
-        page = paginator.paginate_queryset(
-            queryset.only(*columns, "document"), self.request, view=self)
+        page = paginator.paginate_queryset(rows, self.request, view=self)
+        if self.position is None and page:
+            self.position = page[0].read_position
+        elif self.position is None:
+            self.position = self.current_position()
+            paginator = self.pagination_class()
+            page = paginator.paginate_queryset(rows, self.request, view=self)
         return Response(StoredPage(paginator.get_next_link(), paginator.get_previous_link(),
                                    documents(page)))
 
@@ -488,6 +509,7 @@ class ProductListApi(QueryApi):
     permission_classes = [AllowAny]
     pagination_class = ProductPagination
     projections = ("product_catalog",)
+    position_with_page = True
 
     class OutputSerializer(serializers.Serializer):
         product_id = serializers.UUIDField()
@@ -536,6 +558,8 @@ class ProductListApi(QueryApi):
     def get(self, request: Request) -> Response:
         if not search_parameters(request.query_params):
             return self.stored_page(product_list())
+        if self.position is None:  # a search reads it first, as other views do
+            self.position = self.current_position()
         params = ProductSearchSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         found = search_products(Search(**params.validated_data))
@@ -685,6 +709,7 @@ class OrderListApi(QueryApi):
     permission_classes = [IsAuthenticated]
     pagination_class = OrderPagination
     projections = ("order_history",)
+    position_with_page = True
     OutputSerializer = OrderOutputSerializer
 
     class FilterSerializer(serializers.Serializer):

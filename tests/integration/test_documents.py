@@ -203,3 +203,51 @@ def test_documents_stay_exact_under_racing_renames_forgets_and_placements(
     assert OrderHistory.objects.count() >= 30
     assert mismatches(OrderHistory) == []
     assert mismatches(ProductCatalog) == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+def test_a_page_is_at_least_as_fresh_as_its_position_while_orders_project(
+    event_store, make_user, no_projection_trigger
+):
+    """The order list reads its position in its page's own statement (no checkpoint
+    read first): under orders placed and projected meanwhile, every order placed at or
+    before a response's X-Projection-Position is in that response."""
+    from rest_framework.test import APIClient
+
+    customer = make_user("racer")
+    mug = register("MUG-1", "Blue mug", price="2.00", stock=10_000)
+    project()
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def orders_and_catch_ups() -> None:
+        try:
+            for _ in range(25):
+                place(customer, (mug, 1))
+                catch_up(get_projector("order_history"), batch_size=2)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            done.set()
+            connections.close_all()
+
+    writer = threading.Thread(target=orders_and_catch_ups)
+    writer.start()
+    client = APIClient()
+    client.force_authenticate(customer)
+    seen = []
+    while not done.is_set() or len(seen) < 5:
+        response = client.get("/api/queries/orders/", {"page_size": 100})
+        assert response.status_code == 200
+        seen.append((int(response["X-Projection-Position"]),
+                     {row["order_id"] for row in response.json()["results"]}))
+    writer.join(timeout=60)
+    connections.close_all()
+    assert failures == []
+    project()
+    numbers = dict(OrderHistory.objects.values_list("order_id", "number"))
+    assert len(numbers) == 25
+    for position, ids in seen:
+        due = {str(order) for order, number in numbers.items() if number <= position}
+        assert due <= ids, (position, due - ids)
