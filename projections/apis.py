@@ -59,8 +59,8 @@ from rest_framework.views import APIView
 from orders.domain import STATUSES as ORDER_STATUSES
 from projections.activity import TYPES as ACTIVITY_TYPES
 from projections.activity import sentence
-from projections.documents import documents
-from projections.models import Checkpoint
+from projections.documents import documents, renders
+from projections.models import Checkpoint, OrderHistory, ProductCatalog
 from projections.pages import DOCUMENT_RENDERERS, StoredDocument, StoredPage
 from projections.registry import PROJECTORS
 from projections.runner import wait_for
@@ -511,6 +511,7 @@ class ProductListApi(QueryApi):
     projections = ("product_catalog",)
     position_with_page = True
 
+    @renders(ProductCatalog)
     class OutputSerializer(serializers.Serializer):
         product_id = serializers.UUIDField()
         sku = serializers.CharField()
@@ -676,6 +677,7 @@ class OrderShipmentSerializer(RowSerializer):
         return None if order.shipment_id is None else super().to_representation(order)
 
 
+@renders(OrderHistory)
 class OrderOutputSerializer(RowSerializer):
     # The hot path of the order history: the row holds the lines exactly as the API
     # shows them, so they are sent as stored (no field serializer per line).

@@ -12,14 +12,15 @@ those UPDATEs touched (:func:`rerender`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import connection
 from django.db.models import Model
 from rest_framework.renderers import JSONRenderer
+from rest_framework.serializers import Serializer
 
-from projections.models import OrderHistory, ProductCatalog
+from projections.models import OrderHistory
 
 RERENDER_BATCH = 500
 
@@ -34,12 +35,18 @@ def render_json(data: Any) -> str:
     return _renderer().render(data).decode()
 
 
-@functools.cache
-def _serializers() -> dict[type[Model], Any]:
-    # Imported when first used: the API module imports the projectors' registry.
-    from projections.apis import OrderOutputSerializer, ProductListApi
+#: The serializer of each model's documents, registered by the query API's module with
+#: :func:`renders` (imported by ``ProjectionsConfig.ready`` in every process: web,
+#: worker, commands), so this module needs no import of the API's.
+SERIALIZERS: dict[type[Model], type[Serializer]] = {}
 
-    return {OrderHistory: OrderOutputSerializer, ProductCatalog: ProductListApi.OutputSerializer}
+
+def renders(model: type[Model]) -> Callable[[type[Serializer]], type[Serializer]]:
+    """Class decorator: this serializer renders ``model``'s documents."""
+    def register(serializer: type[Serializer]) -> type[Serializer]:
+        SERIALIZERS[model] = serializer
+        return serializer
+    return register
 
 
 def render(row: Model) -> str:
@@ -48,7 +55,7 @@ def render(row: Model) -> str:
     orders an object's keys), as the API has always sent them."""
     if isinstance(row, OrderHistory):
         row.lines = [as_stored(line) for line in row.lines]
-    return render_json(_serializers()[type(row)](row).data)
+    return render_json(SERIALIZERS[type(row)](row).data)
 
 
 def as_stored(line: dict[str, Any]) -> dict[str, Any]:
