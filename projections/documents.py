@@ -38,13 +38,14 @@ def render_json(data: Any) -> str:
 #: The serializer of each model's documents, registered by the query API's module with
 #: :func:`renders` (imported by ``ProjectionsConfig.ready`` in every process: web,
 #: worker, commands), so this module needs no import of the API's.
-SERIALIZERS: dict[type[Model], type[Serializer]] = {}
+#: Keyed by model label, so that a migration's historical models render too.
+SERIALIZERS: dict[str, type[Serializer]] = {}
 
 
 def renders(model: type[Model]) -> Callable[[type[Serializer]], type[Serializer]]:
     """Class decorator: this serializer renders ``model``'s documents."""
     def register(serializer: type[Serializer]) -> type[Serializer]:
-        SERIALIZERS[model] = serializer
+        SERIALIZERS[model._meta.label] = serializer
         return serializer
     return register
 
@@ -53,9 +54,9 @@ def render(row: Model) -> str:
     """The row's document: its serializer's output, rendered. An order's lines are
     first put in the key order the database gives them back in (PostgreSQL's ``jsonb``
     orders an object's keys), as the API has always sent them."""
-    if isinstance(row, OrderHistory):
+    if row._meta.label == OrderHistory._meta.label:
         row.lines = [as_stored(line) for line in row.lines]
-    return render_json(SERIALIZERS[type(row)](row).data)
+    return render_json(SERIALIZERS[row._meta.label](row).data)
 
 
 def as_stored(line: dict[str, Any]) -> dict[str, Any]:

@@ -4,12 +4,12 @@ from django.db import migrations, models
 
 
 def render_documents(apps, schema_editor):
-    """Every row's document, rendered by the API's own serializers (the current models:
-    a document is what today's code makes of the row)."""
+    """Every row's document, rendered by the API's own serializers (registered when the
+    app loaded) from the historical models' rows."""
     from projections.documents import rerender
-    from projections.models import OrderHistory, ProductCatalog
 
-    for model in (OrderHistory, ProductCatalog):
+    for name in ("OrderHistory", "ProductCatalog"):
+        model = apps.get_model("projections", name)
         rerender(model, model.objects.values_list("pk", flat=True).order_by("pk"))
 
 

@@ -251,3 +251,27 @@ def test_a_page_is_at_least_as_fresh_as_its_position_while_orders_project(
     for position, ids in seen:
         due = {str(order) for order, number in numbers.items() if number <= position}
         assert due <= ids, (position, due - ids)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_renders_the_documents_of_rows_that_had_none(
+    event_store, customer, no_projection_trigger
+):
+    """Deploying documents to a shop with history: migration 0010 adds the column and
+    renders every order's and product's document from the historical models."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    def migrate(target):
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(target)
+
+    mug = register("MUG-1", "Blue mug", price="12.50", category="kitchen")
+    ship(place(customer, (mug, 2)), "dispatched")
+    project()
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("projections")
+    migrate([("projections", "0009_product_search")])  # before documents
+    migrate(latest)
+    assert OrderHistory.objects.filter(document__isnull=False).count() == 1
+    assert ProductCatalog.objects.filter(document__isnull=False).count() == 1
+    assert mismatches(OrderHistory) == mismatches(ProductCatalog) == []
