@@ -7,6 +7,7 @@
     python bench/jobs.py rebuild               time `rebuild_projections`, report peak RSS
     python bench/jobs.py verify                time `verify_projections` (the drift check)
     python bench/jobs.py sync                  catch every projection up to the head
+    python bench/jobs.py catalog --products N  grow the catalog read model to N products
 
 Each job prints one JSON object on its last stdout line. The environment (DATABASE_URL,
 DJANGO_SETTINGS_MODULE=bench.settings, ...) is set by ``run.py``.
@@ -41,6 +42,7 @@ from django.core.management.base import CommandError  # noqa: E402
 from eventsourcing.application import AggregateNotFoundError  # noqa: E402
 
 from bench.baseline.models import BenchCustomerOrder, BenchRow  # noqa: E402
+from bench.search_catalog import CATEGORIES, COLORS, MATERIALS, NOUNS  # noqa: E402
 from catalog.domain import Product, product_id_for_sku  # noqa: E402
 from orders.domain import Order  # noqa: E402
 from projections.registry import PROJECTORS, get_projector  # noqa: E402
@@ -324,6 +326,49 @@ def job_sync(args: argparse.Namespace) -> dict:
             "head": head_position()}
 
 
+def job_catalog(args: argparse.Namespace) -> dict:
+    """Grow the catalog read model to ``--products`` rows with one INSERT (products
+    i = current..N-1, deterministic), then its search vocabulary. Search reads only
+    the read model, so its rows are written directly, not through 100,000 commands."""
+    from projections.documents import rerender
+    from projections.models import CatalogWord, ProductCatalog
+    from projections.search import recount_facets, words
+    from shop.databases import read_connection as connection
+
+    started = time.perf_counter()
+    have = ProductCatalog.objects.filter(sku__startswith="CAT-").count()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO projections_productcatalog (product_id, sku, name, category, price,
+                stock, reserved, stock_available, version, created_at)
+            SELECT md5('bench-catalog-' || i)::uuid, 'CAT-' || i,
+                   initcap((%(colors)s::text[])[1 + i %% 12]) || ' '
+                   || (%(materials)s::text[])[1 + (i / 12) %% 9] || ' '
+                   || (%(nouns)s::text[])[1 + (i / 108) %% 40] || ' ' || i,
+                   (%(categories)s::text[])[1 + (i * 7 + i / 40) %% 20],
+                   round((1 + (i * 37 %% 49999) / 100.0)::numeric, 2),
+                   i %% 5 * 10, 0, i %% 5 * 10, 1,
+                   timestamp '2026-01-01' + i * interval '1 minute'
+            FROM generate_series(%(start)s, %(stop)s - 1) AS i
+            """,
+            {"colors": COLORS, "materials": MATERIALS, "nouns": NOUNS,
+             "categories": CATEGORIES, "start": have, "stop": args.products},
+        )
+        cursor.execute("ANALYZE projections_productcatalog")
+    vocabulary = words(*COLORS, *MATERIALS, *NOUNS, *CATEGORIES, "cat")
+    CatalogWord.objects.bulk_create([CatalogWord(word=w) for w in vocabulary],
+                                    ignore_conflicts=True, batch_size=5000)
+    recount_facets()
+    # Their documents, as the projector would have rendered them.
+    rerender(ProductCatalog, ProductCatalog.objects.filter(document=None)
+             .order_by("pk").values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE projections_catalogword")
+    return {"products": ProductCatalog.objects.count(),
+            "seconds": time.perf_counter() - started}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="job", required=True)
@@ -341,6 +386,8 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--jobs", type=int, default=1)
     sub.add_parser("sync")
+    p = sub.add_parser("catalog")
+    p.add_argument("--products", type=int, required=True)
     args = parser.parse_args()
     job = {
         "seed": job_seed,
@@ -350,6 +397,7 @@ def main() -> None:
         "rebuild": job_rebuild,
         "verify": job_verify,
         "sync": job_sync,
+        "catalog": job_catalog,
     }[args.job]
     result = job(args)
     sys.stdout.write("\n" + json.dumps(result, default=str) + "\n")

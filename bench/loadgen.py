@@ -17,6 +17,7 @@ WRK_MISSING = (
 _LUA = r"""
 local method = "%(method)s"
 local path = "%(path)s"
+local paths = {%(paths)s}
 local tokens = {%(tokens)s}
 local bodies = {%(bodies)s}
 local idempotency_keys = %(idempotency_keys)s
@@ -41,7 +42,9 @@ end
 function request()
   counter = counter + 1
   local headers = {}
-  headers["Authorization"] = "Token " .. tokens[(counter %% #tokens) + 1]
+  if #tokens > 0 then
+    headers["Authorization"] = "Token " .. tokens[(counter %% #tokens) + 1]
+  end
   headers["Accept"] = "application/json"
   local body = nil
   if #bodies > 0 then
@@ -51,7 +54,11 @@ function request()
   if idempotency_keys then
     headers["Idempotency-Key"] = "bench-" .. run_id .. "-" .. thread_id .. "-" .. counter
   end
-  return wrk.format(method, path, headers, body)
+  local target = path
+  if #paths > 0 then
+    target = paths[(counter %% #paths) + 1]
+  end
+  return wrk.format(method, target, headers, body)
 end
 
 function done(summary, latency, requests)
@@ -72,8 +79,10 @@ def lua_string(text: str) -> str:
 
 
 def write_script(directory: Path, name: str, method: str, path: str, tokens: list[str],
-                 bodies: list[dict] | None = None, *, idempotency_keys: bool = False) -> Path:
-    """A wrk script; ``idempotency_keys``: a fresh Idempotency-Key on every request."""
+                 bodies: list[dict] | None = None, *, idempotency_keys: bool = False,
+                 paths: list[str] | None = None) -> Path:
+    """A wrk script; ``idempotency_keys``: a fresh Idempotency-Key on every request;
+    ``paths``: requests cycle through these instead of ``path``."""
     script = directory / f"{name}.lua"
     script.write_text(
         _LUA
@@ -83,6 +92,7 @@ def write_script(directory: Path, name: str, method: str, path: str, tokens: lis
             "tokens": ", ".join(lua_string(t) for t in tokens),
             "bodies": ", ".join(lua_string(json.dumps(b)) for b in bodies or []),
             "idempotency_keys": "true" if idempotency_keys else "false",
+            "paths": ", ".join(lua_string(p) for p in paths or []),
         }
     )
     return script

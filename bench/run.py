@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """The shop's benchmark: one command, every metric a ratio to a baseline of the same run.
 
-    python bench/run.py [--quick] [--keep]
+    python bench/run.py [--quick] [--keep] [--only PHASE[,PHASE...]]
+
+Phases: http, freshness, log, rebuild_freshness, search. ``--only`` runs some of them
+and writes ``bench/results/only-<phases>.json`` (``latest.json`` is a whole run's).
 
 Runs against real PostgreSQL (its own databases ``shop_bench`` and ``shop_bench_log``,
 created and dropped here), its own redis-server on a free port, gunicorn (gthread) and
@@ -41,21 +44,25 @@ from bench.procs import (  # noqa: E402
     start_gunicorn,
     start_redis,
 )
+from bench.search_catalog import search_queries  # noqa: E402
 from tests.support.processes import free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-HTTP_DB, LOG_DB = "shop_bench", "shop_bench_log"
+HTTP_DB, LOG_DB, SEARCH_DB = "shop_bench", "shop_bench_log", "shop_bench_search"
+PHASES = ("http", "freshness", "log", "rebuild_freshness", "search")
 
 PROFILES = {
     "quick": {
         "rounds": 3, "wrk_seconds": 3, "wrk_warmup": 1, "latency_requests": 8,
         "freshness_rounds": 2, "freshness_seconds": 7, "rate": 100,
         "log_events": 100_000, "backlog": 30_000, "catch_up_rounds": 3,
+        "search_small": 2_000, "search_large": 20_000,
     },
     "full": {
         "rounds": 5, "wrk_seconds": 10, "wrk_warmup": 3, "latency_requests": 30,
         "freshness_rounds": 3, "freshness_seconds": 30, "rate": 100,
         "log_events": 1_000_000, "backlog": 100_000, "catch_up_rounds": 5,
+        "search_small": 10_000, "search_large": 100_000,
     },
 }
 CONNECTIONS = 8
@@ -65,9 +72,11 @@ CELERY_CONCURRENCY = 2
 
 # name: [(field, operator, target)], field is "value" or "ratio".
 GOALS = {
-    "query_history_rps": [("ratio", ">=", 0.7)],
-    "query_vs_write_model_5": [("ratio", ">=", 3)],
-    "query_vs_write_model_50": [("ratio", ">=", 15)],
+    "query_history_rps": [("ratio", ">=", 0.9)],
+    "query_vs_write_model_5": [("ratio", ">=", 5)],
+    "query_vs_write_model_50": [("ratio", ">=", 30)],
+    "search_rps": [("ratio", ">=", 0.6)],
+    "search_p99_ms": [("ratio", "<=", 1.5)],
     "command_place_order_rps": [("ratio", ">=", 0.35)],
     "flash_sale_rps": [("ratio", ">=", 0.7)],
     "idempotent_command_rps": [("ratio", ">=", 0.85)],
@@ -397,6 +406,37 @@ def phase_rebuild_freshness(procs: Processes, log_url: str, cfg: dict, tmp: Path
             "during": during["rounds"]}
 
 
+def phase_search(procs: Processes, cfg: dict, tmp: Path) -> dict:
+    """Search over a catalog of ``search_large`` products (its own database, written by
+    ``jobs.py catalog``): wrk over 50 queries (each a typo, a filter or a sort) against
+    the plain product list's first page, and the search's p99 at ``search_small`` then
+    at ``search_large`` products (one gunicorn, the catalog grown in between)."""
+    url = recreate_database(SEARCH_DB)
+    env = django_env(url)
+    migrate(env)
+    search = loadgen.write_script(tmp, "search", "GET", "/", [],
+                                  paths=[f"/api/queries/products/?{q}" for q in search_queries()])
+    plain = loadgen.write_script(tmp, "products", "GET", "/api/queries/products/", [])
+    small, large = cfg["search_small"], cfg["search_large"]
+    job("catalog", "--products", str(small), env=env)
+    base = start_gunicorn(procs, free_port(), env, GUNICORN_WORKERS, GUNICORN_THREADS)
+    say(f"search_p99_ms at {small:,} products")
+    loadgen.run_wrk(base, search, connections=CONNECTIONS, duration=cfg["wrk_warmup"])
+    at_small = [loadgen.run_wrk(base, search, connections=CONNECTIONS,
+                                duration=cfg["wrk_seconds"]) for _ in range(cfg["rounds"])]
+    job("catalog", "--products", str(large), env=env)
+    say(f"search_rps: 50 searches vs the plain product list, {large:,} products")
+    pair = wrk_pair(base, cfg, search, plain, "search_rps")
+    procs.stop("gunicorn")
+    p99_small = median([r["latency_p99_us"] / 1000 for r in at_small])
+    p99_large = median([r["latency_p99_us"] / 1000 for r in pair["target_runs"]])
+    say(f"  search p99: {p99_large:.1f} ms at {large:,} products, {p99_small:.1f} ms at "
+        f"{small:,}")
+    return {"search_rps": pair, "small_runs": at_small, "p99_small_ms": p99_small,
+            "p99_large_ms": p99_large, "products": [small, large],
+            "queries": search_queries()}
+
+
 def head_of(env: dict[str, str]) -> int:
     return int(psql("SELECT coalesce(max(notification_id), 0) FROM shop_events",
                     env["DATABASE_URL"].rsplit("/", 1)[1]))
@@ -410,7 +450,39 @@ def metric(value: float, unit: str, baseline: float) -> dict:
             "ratio": round(value / baseline, 3) if baseline else None}
 
 
-def build_metrics(http: dict, fresh: dict, log: dict, rebuild_fresh: dict) -> dict:
+def build_metrics(http: dict | None, fresh: dict | None, log: dict | None,
+                  rebuild_fresh: dict | None, search: dict | None = None) -> dict:
+    """The metrics of the phases that ran (``None``: a phase left out by ``--only``)."""
+    metrics = {}
+    if http:
+        metrics.update(http_metrics(http))
+    if log:
+        metrics.update(log_metrics(log))
+    if rebuild_fresh:
+        during, before = rebuild_fresh["during"], rebuild_fresh["baseline"]
+        metrics["rebuild_freshness_p99_ms"] = {
+            **metric(median([r["p99_ms"] for r in during]), "ms",
+                     median([r["p99_ms"] for r in before])),
+            "behind_503": sum(r["behind_503"] for r in during),
+            # The same count without a rebuild: a saturated machine's own 503s.
+            "baseline_behind_503": sum(r["behind_503"] for r in before),
+        }
+    if fresh:
+        rounds = fresh["rounds"]
+        metrics["freshness_p50_ms"] = metric(
+            median([r["p50_ms"] for r in rounds]), "ms",
+            median([r["plain_p50_ms"] for r in rounds]))
+        metrics["freshness_p99_ms"] = metric(
+            median([r["p99_ms"] for r in rounds]), "ms",
+            median([r["plain_p99_ms"] for r in rounds]))
+    if search:
+        metrics["search_rps"] = metric(search["search_rps"]["value"], "req/s",
+                                       search["search_rps"]["baseline"])
+        metrics["search_p99_ms"] = metric(search["p99_large_ms"], "ms", search["p99_small_ms"])
+    return metrics
+
+
+def http_metrics(http: dict) -> dict:
     metrics = {}
     metrics["query_history_rps"] = metric(
         http["query_history_rps"]["value"], "req/s", http["query_history_rps"]["baseline"])
@@ -422,6 +494,11 @@ def build_metrics(http: dict, fresh: dict, log: dict, rebuild_fresh: dict) -> di
         http["command_place_order_rps"]["baseline"])
     for name in ("idempotent_command_rps", "flash_sale_rps"):
         metrics[name] = metric(http[name]["value"], "req/s", http[name]["baseline"])
+    return metrics
+
+
+def log_metrics(log: dict) -> dict:
+    metrics = {}
     metrics["projection_catch_up_eps"] = metric(
         median([r["applied_per_s"] for r in log["catch_up"]]), "events/s",
         median([r["decoded_per_s"] for r in log["catch_up"]]))
@@ -433,19 +510,6 @@ def build_metrics(http: dict, fresh: dict, log: dict, rebuild_fresh: dict) -> di
     metrics["verify_eps"] = metric(
         log["verify_full"]["log_events_per_s"], "events/s",
         log["decode_full"]["log_events_per_s"])
-    during, before = rebuild_fresh["during"], rebuild_fresh["baseline"]
-    metrics["rebuild_freshness_p99_ms"] = {
-        **metric(median([r["p99_ms"] for r in during]), "ms",
-                 median([r["p99_ms"] for r in before])),
-        "behind_503": sum(r["behind_503"] for r in during),
-        # The same count without a rebuild: a saturated machine's own 503s.
-        "baseline_behind_503": sum(r["behind_503"] for r in before),
-    }
-    rounds = fresh["rounds"]
-    metrics["freshness_p50_ms"] = metric(
-        median([r["p50_ms"] for r in rounds]), "ms", median([r["plain_p50_ms"] for r in rounds]))
-    metrics["freshness_p99_ms"] = metric(
-        median([r["p99_ms"] for r in rounds]), "ms", median([r["plain_p99_ms"] for r in rounds]))
     return metrics
 
 
@@ -473,6 +537,8 @@ BASELINES = {
     "rebuild_freshness_p99_ms": "same p99, no rebuild",
     "freshness_p50_ms": "plain query p50",
     "freshness_p99_ms": "plain query p99",
+    "search_rps": "plain product list, same catalog",
+    "search_p99_ms": "same searches at 1/10 the catalog",
 }
 
 
@@ -494,55 +560,77 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts, under 3 minutes")
     parser.add_argument("--keep", action="store_true",
                         help="keep the bench databases and logs for inspection")
+    parser.add_argument("--only", type=phase_list, default=PHASES,
+                        help=f"comma-separated phases to run, of {', '.join(PHASES)}")
     args = parser.parse_args()
     preflight()
     mode = "quick" if args.quick else "full"
     cfg = PROFILES[mode]
+    only = args.only
     started_at, t0 = datetime.now(UTC), time.monotonic()
     tmp = loadgen.scratch_dir()
     procs = Processes(tmp)
     machine = machine_info()
-    say(f"{mode} run; scratch dir {tmp}; {machine['cpu']}, {machine['cores']} cores")
+    say(f"{mode} run of {', '.join(only)}; scratch dir {tmp}; {machine['cpu']}, "
+        f"{machine['cores']} cores")
+    http = fresh = fresh_half = log = rebuild_fresh = search = None
+    databases = []
     try:
-        http_url, log_url = recreate_database(HTTP_DB), recreate_database(LOG_DB)
-        broker = start_redis(procs, free_port())
-        env, log_env = django_env(http_url, broker), django_env(log_url)
-        say("migrating the bench databases")
-        migrate(env)
-        migrate(log_env)
-        say("seeding users, products and order histories")
-        seed = job("seed", env=env)
-        base = start_gunicorn(procs, free_port(), env, GUNICORN_WORKERS, GUNICORN_THREADS)
-        start_celery(procs, env, CELERY_CONCURRENCY)
-        http = phase_http(base, seed, cfg, tmp)
-        job("sync", env=env)  # let the workers start the freshness run with no backlog
-        fresh = phase_freshness(base, seed, cfg, tmp, cfg["rate"], cfg["freshness_rounds"],
-                                "target")
-        # The same at half the measured command capacity: the propagation delay itself,
-        # without the queueing of a saturated machine.
-        half = max(10.0, round(http["command_place_order_rps"]["value"] / 2))
-        job("sync", env=env)
-        fresh_half = phase_freshness(base, seed, cfg, tmp, half, 1, "half_capacity")
-        procs.stop("celery-beat")
-        procs.stop("celery-worker")
-        procs.stop("gunicorn")
-        procs.stop("redis")
-        log = phase_log(log_env, cfg)
-        # The rebuild under traffic runs as by default (--jobs 1): its window is that run's.
-        rebuild_fresh = phase_rebuild_freshness(
-            procs, log_url, cfg, tmp, log["rebuild_full_one_job"]["seconds"]
-        )
+        if "http" in only or "freshness" in only:
+            databases.append(HTTP_DB)
+            http_url = recreate_database(HTTP_DB)
+            broker = start_redis(procs, free_port())
+            env = django_env(http_url, broker)
+            say("migrating the bench database")
+            migrate(env)
+            say("seeding users, products and order histories")
+            seed = job("seed", env=env)
+            base = start_gunicorn(procs, free_port(), env, GUNICORN_WORKERS, GUNICORN_THREADS)
+            start_celery(procs, env, CELERY_CONCURRENCY)
+            if "http" in only:
+                http = phase_http(base, seed, cfg, tmp)
+            if "freshness" in only:
+                job("sync", env=env)  # let the workers start the freshness run with no backlog
+                fresh = phase_freshness(base, seed, cfg, tmp, cfg["rate"],
+                                        cfg["freshness_rounds"], "target")
+                # The same at half the measured command capacity: the propagation delay
+                # itself, without the queueing of a saturated machine.
+                capacity = http["command_place_order_rps"]["value"] if http else cfg["rate"]
+                half = max(10.0, round(capacity / 2))
+                job("sync", env=env)
+                fresh_half = phase_freshness(base, seed, cfg, tmp, half, 1, "half_capacity")
+            procs.stop("celery-beat")
+            procs.stop("celery-worker")
+            procs.stop("gunicorn")
+            procs.stop("redis")
+        if "log" in only or "rebuild_freshness" in only:
+            databases.append(LOG_DB)
+            log_url = recreate_database(LOG_DB)
+            log_env = django_env(log_url)
+            migrate(log_env)
+            log = phase_log(log_env, cfg)
+            if "rebuild_freshness" in only:
+                # The rebuild under traffic runs as by default (--jobs 1): its window is
+                # that run's.
+                rebuild_fresh = phase_rebuild_freshness(
+                    procs, log_url, cfg, tmp, log["rebuild_full_one_job"]["seconds"]
+                )
+            if "log" not in only:
+                log = None
+        if "search" in only:
+            databases.append(SEARCH_DB)
+            search = phase_search(procs, cfg, tmp)
     finally:
         procs.stop_all()
         if not args.keep:
-            for name in (HTTP_DB, LOG_DB):
+            for name in databases:
                 try:
                     drop_database(name)
                 except Exception as exc:  # noqa: BLE001
                     say(f"could not drop {name}: {exc}")
             shutil.rmtree(tmp, ignore_errors=True)
 
-    metrics = build_metrics(http, fresh, log, rebuild_fresh)
+    metrics = build_metrics(http, fresh, log, rebuild_fresh, search)
     seconds = time.monotonic() - t0
     goals = {}
     for name, m in metrics.items():
@@ -552,6 +640,7 @@ def main() -> None:
         "machine": machine,
         "run": {
             "mode": mode,
+            "phases": list(only),
             "started_at": started_at.isoformat(timespec="seconds"),
             "seconds": round(seconds, 1),
             "config": {**cfg, "connections": CONNECTIONS, "gunicorn_workers": GUNICORN_WORKERS,
@@ -564,26 +653,41 @@ def main() -> None:
         "baselines": BASELINES,
         "details": {
             "http": http,
-            "freshness": {"rate": fresh["rate"], "rounds": fresh["rounds"]},  # the metric
-            "freshness_half_capacity": {"rate": fresh_half["rate"],
-                                        "rounds": fresh_half["rounds"]},
+            "freshness": fresh and {"rate": fresh["rate"], "rounds": fresh["rounds"]},
+            "freshness_half_capacity": fresh_half and {"rate": fresh_half["rate"],
+                                                       "rounds": fresh_half["rounds"]},
             "log": log,
             "rebuild_freshness": rebuild_fresh,
+            "search": search,
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    plot_freshness(
-        fresh["samples"], fresh["plain"], RESULTS / "freshness.png",
-        f"Freshness at {cfg['rate']} commands/s ({mode} run, {len(fresh['samples'])} "
-        f"commands, {machine['cores']} cores)",
-        extra=(f"freshness at {fresh_half['rate']:g}/s (half capacity)", fresh_half["samples"]),
-    )
+    whole = tuple(only) == PHASES
+    output = RESULTS / ("latest.json" if whole else f"only-{'-'.join(only)}.json")
+    output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    written = [output]
+    if fresh:
+        plot_freshness(
+            fresh["samples"], fresh["plain"], RESULTS / "freshness.png",
+            f"Freshness at {cfg['rate']} commands/s ({mode} run, {len(fresh['samples'])} "
+            f"commands, {machine['cores']} cores)",
+            extra=(f"freshness at {fresh_half['rate']:g}/s (half capacity)",
+                   fresh_half["samples"]),
+        )
+        written.append(RESULTS / "freshness.png")
     print()
     print(table(metrics))
     print()
-    say(f"done in {seconds:.0f} s; wrote {RESULTS / 'latest.json'} and "
-        f"{RESULTS / 'freshness.png'}")
+    say(f"done in {seconds:.0f} s; wrote {' and '.join(str(p) for p in written)}")
+
+
+def phase_list(text: str) -> tuple[str, ...]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PHASES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown phase(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PHASES)}")
+    return tuple(name for name in PHASES if name in names)
 
 
 if __name__ == "__main__":

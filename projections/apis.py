@@ -35,6 +35,8 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
+from django.db.models import Subquery
+from django.db.models.functions import Coalesce
 from django.http import QueryDict
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -46,18 +48,23 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import exceptions, serializers
+from rest_framework.pagination import Cursor
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils.urls import remove_query_param
 from rest_framework.views import APIView
 
 from orders.domain import STATUSES as ORDER_STATUSES
 from projections.activity import TYPES as ACTIVITY_TYPES
 from projections.activity import sentence
-from projections.models import Checkpoint
+from projections.documents import documents, renders
+from projections.models import Checkpoint, OrderHistory, ProductCatalog
+from projections.pages import DOCUMENT_RENDERERS, StoredDocument, StoredPage
 from projections.registry import PROJECTORS
 from projections.runner import wait_for
+from projections.search import SORTS, Search, search_parameters, search_products
 from projections.selectors import (
     activity_list,
     order_events,
@@ -225,10 +232,15 @@ def validated(serializer_class: type[serializers.Serializer], request: Request) 
 class QueryApi(APIView):
     """Base of every query view: the freshness header and the ``min_position`` wait."""
 
+    renderer_classes = DOCUMENT_RENDERERS
+
     #: The projections whose tables the view reads; the position is the slowest one's.
     projections: ClassVar[tuple[str, ...]]
 
     position: int | None = None
+    #: The view reads the position in the same statement as its page
+    #: (:meth:`stored_page`): no separate checkpoint read unless ``min_position``.
+    position_with_page: ClassVar[bool] = False
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         """The whole request reads one database: a usable replica, else the primary."""
@@ -239,6 +251,8 @@ class QueryApi(APIView):
         super().initial(request, *args, **kwargs)  # authentication and permissions first
         params = validated(FreshnessSerializer, request)
         min_position = params.get("min_position")
+        if min_position is None and self.position_with_page:
+            return
         self.position = self.current_position()
         if min_position is None or self.position >= min_position:
             return
@@ -325,6 +339,30 @@ class QueryApi(APIView):
         page = paginator.paginate_queryset(queryset, self.request, view=self)
         return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
+    def stored_page(self, queryset: Any) -> Response:
+        """One page of ``queryset``'s stored documents (``projections.pages``): only the
+        ordering's columns and the documents are read.
+
+        Unless ``initial`` read the position already, the page's own statement reads it
+        (one snapshot: the rows are exactly that fresh). An empty page carries no
+        position: then the position is read first and the page again."""
+        columns = {name.lstrip("-") for name in self.pagination_class.ordering}
+        rows = queryset.only(*columns, "document")
+        if self.position is None:
+            [name] = self.projections
+            rows = rows.annotate(read_position=Coalesce(Subquery(
+                Checkpoint.objects.of(name).values("position")[:1]), 0))
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(rows, self.request, view=self)
+        if self.position is None and page:
+            self.position = page[0].read_position
+        elif self.position is None:
+            self.position = self.current_position()
+            paginator = self.pagination_class()
+            page = paginator.paginate_queryset(rows, self.request, view=self)
+        return Response(StoredPage(paginator.get_next_link(), paginator.get_previous_link(),
+                                   documents(page)))
+
 
 def unpaginated(results: list) -> Response:
     """A short list in the same shape as a paginated one."""
@@ -393,17 +431,117 @@ def always_null() -> serializers.Field:
 # --- products ---------------------------------------------------------------------
 
 
+FACETS_SCHEMA = {
+    "type": "object",
+    "description": "Present when the request has a search parameter (q, search, category, "
+    "min_price, max_price, in_stock, sort). Counts of the filtered set, each facet without "
+    "its own filter.",
+    "required": ["category", "price"],
+    "properties": {
+        "category": {
+            "type": "array",
+            "description": "Products per category (non-zero counts), most first.",
+            "items": {
+                "type": "object",
+                "required": ["value", "count"],
+                "properties": {"value": {"type": "string"},
+                               "count": {"type": "integer", "minimum": 1}},
+            },
+        },
+        "price": {
+            "type": "array",
+            "description": "Products per price band [min, max) (max null: no upper bound), "
+            "every band, cheapest first.",
+            "items": {
+                "type": "object",
+                "required": ["min", "max", "count"],
+                "properties": {
+                    "min": {"type": "string", "format": "decimal"},
+                    "max": {"type": ["string", "null"], "format": "decimal"},
+                    "count": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+    },
+}
+
+
 class ProductPagination(QueryCursorPagination):
+    """By SKU with DRF's cursor; a search's results (ordered by rank or a ``sort``) are
+    paged by an offset in the same opaque cursor, up to ``max_offset`` results."""
+
     ordering = ("sku", "product_id")
+    max_offset = 1000
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        page = super().get_paginated_response_schema(schema)
+        page["properties"]["facets"] = FACETS_SCHEMA
+        return page
+
+    def search_page(self, rows: Any, request: Request) -> tuple[list, str | None, str | None]:
+        """One page of a search's ``rows``: the rows, and the next and previous links."""
+        self._model = rows.model
+        self.base_url = request.build_absolute_uri()
+        self.page_size = size = self.get_page_size(request)
+        cursor = self.decode_cursor(request)
+        offset = min(cursor.offset, self.max_offset) if cursor else 0
+        page = list(rows[offset:offset + size + 1])
+        following = offset + size
+        next_link = None
+        if len(page) > size and following <= self.max_offset:
+            next_link = self.encode_cursor(Cursor(offset=following, reverse=False, position=None))
+        previous_link = None
+        if offset > 0:
+            earlier = max(offset - size, 0)
+            previous_link = (
+                self.encode_cursor(Cursor(offset=earlier, reverse=False, position=None))
+                if earlier else remove_query_param(self.base_url, self.cursor_query_param)
+            )
+        return page[:size], next_link, previous_link
+
+
+class ProductSearchSerializer(serializers.Serializer):
+    q = serializers.CharField(max_length=200, required=False)
+    search = serializers.CharField(max_length=200, required=False)
+    category = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    min_price = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal(0), required=False)
+    max_price = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal(0), required=False)
+    in_stock = serializers.BooleanField(required=False, default=False)
+    sort = serializers.ChoiceField(SORTS, required=False)
+
+    class Meta:
+        ref_name = "ProductSearch"
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # DRF reads an empty query parameter as absent; here it is a mistake (400),
+        # except ``category=`` (the products without a category).
+        blank = {name: ["This field may not be blank."] for name in self.fields
+                 if name != "category" and data.get(name) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        low, high = attrs.get("min_price"), attrs.get("max_price")
+        if low is not None and high is not None and low > high:
+            raise serializers.ValidationError(
+                {"min_price": ["min_price must not be more than max_price."]})
+        q = attrs.pop("q", None)
+        alias = attrs.pop("search", None)
+        return {**attrs, "q": q if q is not None else alias}
 
 
 class ProductListApi(QueryApi):
-    """The catalog as shoppers see it, by SKU. Open to anyone."""
+    """The catalog as shoppers see it: by SKU, or searched. Open to anyone."""
 
     permission_classes = [AllowAny]
     pagination_class = ProductPagination
     projections = ("product_catalog",)
+    position_with_page = True
 
+    @renders(ProductCatalog)
     class OutputSerializer(serializers.Serializer):
         product_id = serializers.UUIDField()
         sku = serializers.CharField()
@@ -421,15 +559,45 @@ class ProductListApi(QueryApi):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("search", str, description="Matches SKU or name (icontains)."),
+            OpenApiParameter(
+                "q", {"type": "string", "minLength": 1, "maxLength": 200},
+                description="Ranked full-text search over name, SKU and category, "
+                "typo-tolerant (1-200 characters after stripping; no NUL).",
+            ),
+            OpenApiParameter(
+                "search", {"type": "string", "minLength": 1, "maxLength": 200},
+                description="An alias of q (q wins if both are given).",
+            ),
+            OpenApiParameter("category", {"type": "string", "maxLength": 100},
+                             description="Only this category (exact match)."),
+            OpenApiParameter("min_price", {"type": "string", "format": "decimal"},
+                             description="Only prices at least this (a decimal >= 0)."),
+            OpenApiParameter("max_price", {"type": "string", "format": "decimal"},
+                             description="Only prices at most this (>= min_price)."),
+            OpenApiParameter("in_stock", {"type": "boolean"},
+                             description="true: only products with stock_available > 0."),
+            OpenApiParameter(
+                "sort", {"type": "string", "enum": list(SORTS)},
+                description="relevance (the default with q), price, -price, name, -created "
+                "(newest first). Without q and sort: by SKU.",
+            ),
             *FRESHNESS_PARAMETERS,
         ],
         responses={200: OutputSerializer(many=True), **FRESHNESS_RESPONSES},
-        summary="The catalog, by SKU",
+        summary="The catalog, by SKU, or searched with filters, sorts and facets",
     )
     def get(self, request: Request) -> Response:
-        products = product_list(search=request.query_params.get("search"))
-        return self.paginated(products, self.OutputSerializer)
+        if not search_parameters(request.query_params):
+            return self.stored_page(product_list())
+        if self.position is None:  # a search reads it first, as other views do
+            self.position = self.current_position()
+        params = ProductSearchSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        found = search_products(Search(**params.validated_data))
+        page, next_link, previous_link = self.pagination_class().search_page(
+            found.rows.only("product_id", "document"), request)
+        return Response(StoredPage(next_link, previous_link, documents(page),
+                                   {"facets": found.facets}))
 
 
 # --- orders -----------------------------------------------------------------------
@@ -539,6 +707,7 @@ class OrderShipmentSerializer(RowSerializer):
         return None if order.shipment_id is None else super().to_representation(order)
 
 
+@renders(OrderHistory)
 class OrderOutputSerializer(RowSerializer):
     # The hot path of the order history: the row holds the lines exactly as the API
     # shows them, so they are sent as stored (no field serializer per line).
@@ -572,6 +741,7 @@ class OrderListApi(QueryApi):
     permission_classes = [IsAuthenticated]
     pagination_class = OrderPagination
     projections = ("order_history",)
+    position_with_page = True
     OutputSerializer = OrderOutputSerializer
 
     class FilterSerializer(serializers.Serializer):
@@ -597,8 +767,7 @@ class OrderListApi(QueryApi):
     )
     def get(self, request: Request) -> Response:
         filters = validated(self.FilterSerializer, request)
-        orders = order_list(user=request.user, **filters)
-        return self.paginated(orders, self.OutputSerializer)
+        return self.stored_page(order_list(user=request.user, **filters))
 
 
 class OrderDetailApi(QueryApi):
@@ -614,8 +783,8 @@ class OrderDetailApi(QueryApi):
         summary="One order (owner or staff)",
     )
     def get(self, request: Request, order_id) -> Response:
-        order = order_get(user=request.user, order_id=order_id)
-        return Response(self.OutputSerializer(order).data)
+        order = order_get(user=request.user, order_id=order_id, only=("document",))
+        return Response(StoredDocument(documents([order])[0]))
 
 
 class EventActorSerializer(serializers.Serializer):

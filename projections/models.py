@@ -148,6 +148,9 @@ class OrderHistory(models.Model):
     shipment_updated_at = models.DateTimeField(null=True, blank=True)
     # The shipment aggregate's version, so a re-applied shipment event is skipped.
     shipment_version = models.PositiveIntegerField(null=True, blank=True)
+    # The order as the API shows it, JSON text rendered by the projector
+    # (``projections.documents``) and served as stored.
+    document = models.TextField(null=True, blank=True)
 
     class Meta:
         verbose_name = "order"
@@ -204,13 +207,56 @@ class ProductCatalog(models.Model):
     stock_available = models.IntegerField()
     # The product aggregate's version: that of the latest Product event applied.
     version = models.PositiveIntegerField()
+    # When the product was registered (its ``Registered`` event's time): ``sort=-created``.
+    created_at = models.DateTimeField(null=True, blank=True)
+    # The product as the API lists it, JSON text (``projections.documents``).
+    document = models.TextField(null=True, blank=True)
+    # Search (``projections.search``): on PostgreSQL the table also has two generated
+    # columns, ``search_text`` (lower-cased SKU, name and category) with a trigram GIN
+    # index and ``search_vector`` (its ``simple`` tsvector) with a GIN index; on SQLite
+    # an FTS5 table ``projections_productsearch`` kept by triggers. Both are made by
+    # migration 0009, not declared here: no projector writes them.
 
     class Meta:
         verbose_name = "product"
         verbose_name_plural = "products"
+        indexes = [
+            models.Index(fields=["price", "product_id"], name="catalog_price"),
+            models.Index(fields=["name", "product_id"], name="catalog_name"),
+            models.Index(fields=["created_at", "product_id"], name="catalog_created"),
+            models.Index(fields=["category", "price"], name="catalog_category_price"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.sku}: {self.name}"
+
+
+class CatalogFacet(models.Model):
+    """How many products of a category fall in a price band (``projections.search.
+    PRICE_BANDS``, by index), in stock or not: the facet counts of a search without
+    ``q``, summed from a few dozen rows instead of counted over the catalog. Kept by the
+    catalog projector (a row at 0 is deleted)."""
+
+    pk = models.CompositePrimaryKey("category", "band", "in_stock")
+    category = models.CharField(max_length=100)
+    band = models.SmallIntegerField()
+    in_stock = models.BooleanField()
+    count = models.IntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.category} band {self.band} ({'in stock' if self.in_stock else 'out'})"
+
+
+class CatalogWord(models.Model):
+    """Every word (3+ letters or digits, lower-cased) of the catalog's SKUs, names and
+    categories: the vocabulary a misspelt search word is corrected against
+    (``projections.search.corrections``). Written by the catalog projector; a word
+    a rename left behind stays (a correction to it then only finds nothing)."""
+
+    word = models.CharField(max_length=200, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.word
 
 
 class SalesOrder(models.Model):

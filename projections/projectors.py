@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, date
 from decimal import Decimal
@@ -25,9 +26,12 @@ from psycopg.types.json import Jsonb
 
 from catalog.domain import Product
 from orders.domain import CANCELLED, DELIVERED, PLACED, SHIPPED, Order
+from projections.documents import render, rerender
 from projections.models import (
     Activity,
     ActivitySubject,
+    CatalogFacet,
+    CatalogWord,
     OrderHistory,
     OrderHistoryProduct,
     ProductCatalog,
@@ -38,6 +42,7 @@ from projections.models import (
     SalesProductDaily,
 )
 from projections.runner import Projector, handles
+from projections.search import facet_key, words
 from shipping import domain as shipping
 from shipping.domain import Shipment
 from shop.accounts.domain import Customer
@@ -187,18 +192,50 @@ class ProductCatalogProjector(Projector):
     """``ProductCatalog``: each product's name, price and the stock a shopper can buy."""
 
     name = "product_catalog"
-    models = (ProductCatalog,)
+    models = (ProductCatalog, CatalogWord, CatalogFacet)
 
     def begin(self) -> None:
         self.rows: dict[UUID, ProductCatalog] = {}
         self.changed: set[UUID] = set()
+        self.words: set[str] = set()  # the search's vocabulary, added to
 
     def preload(self, events: list[Any]) -> None:
         self.rows = {row.pk: row for row in fetch(
             ProductCatalog, product_id=(e.originator_id for e in events))}
+        # Which facet count each row is in before the batch (CatalogFacet).
+        self.facet_before = {pk: facet_key(row) for pk, row in self.rows.items()}
 
     def flush(self) -> None:
+        for pk in self.changed:
+            self.rows[pk].document = render(self.rows[pk])
         upsert(ProductCatalog, (self.rows[pk] for pk in self.changed))
+        self._count_facets()
+        if self.words:
+            CatalogWord.objects.bulk_create(
+                [CatalogWord(word=word) for word in sorted(self.words)], ignore_conflicts=True
+            )
+
+    def _count_facets(self) -> None:
+        """Move each changed product from its old facet count to its new one."""
+        delta: Counter[tuple[str, int, bool]] = Counter()
+        for pk in self.changed:
+            before, after = self.facet_before.get(pk), facet_key(self.rows[pk])
+            if before != after:
+                if before is not None:
+                    delta[before] -= 1
+                delta[after] += 1
+        changes = [(*key, n) for key, n in sorted(delta.items()) if n]
+        if not changes:
+            return
+        table = CatalogFacet._meta.db_table
+        with read_connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {table} (category, band, in_stock, count) VALUES (%s, %s, %s, %s) "
+                f"ON CONFLICT (category, band, in_stock) DO UPDATE "
+                f"SET count = {table}.count + excluded.count",
+                changes,
+            )
+            cursor.execute(f"DELETE FROM {table} WHERE count = 0")
 
     def _newer(self, event: Any) -> ProductCatalog | None:
         """The product's row if ``event`` is newer than what it shows, else None."""
@@ -226,14 +263,17 @@ class ProductCatalogProjector(Projector):
             price=event.price,
             stock=event.stock,
             reserved=0,
+            created_at=event.timestamp,
         )
         self.rows[row.product_id] = row
+        self.words.update(words(row.sku, row.name, row.category))
         self._changed(row, event)
 
     @handles(Product.Renamed)
     def renamed(self, event: Product.Renamed) -> None:
         if row := self._newer(event):
             row.name = event.name
+            self.words.update(words(row.name))
             self._changed(row, event)
 
     @handles(Product.Repriced)
@@ -346,12 +386,18 @@ class OrderHistoryProjector(ProductNames, Projector):
 
     def flush(self) -> None:
         upsert(OrderHistoryProduct, (self.products[pk] for pk in self.changed_products))
+        for pk in self.changed_orders:
+            self.orders[pk].document = render(self.orders[pk])
         upsert(OrderHistory, (self.orders[pk] for pk in self.changed_orders))
+        # Rows the bulk UPDATEs change outside this batch get their documents again.
+        stale: set[UUID] = set()
         for product_id, name in self.renamed.items():
-            self._rename_in_past_orders(product_id, name)
+            stale.update(self._rename_in_past_orders(product_id, name))
         if self.forgotten:
-            OrderHistory.objects.filter(customer_id__in=self.forgotten).update(
-                customer=FORGOTTEN_CUSTOMER, shipping_address=None)
+            forgotten = OrderHistory.objects.filter(customer_id__in=self.forgotten)
+            stale.update(forgotten.values_list("order_id", flat=True))
+            forgotten.update(customer=FORGOTTEN_CUSTOMER, shipping_address=None)
+        rerender(OrderHistory, sorted(stale - self.changed_orders))
 
     def _keep(self, row: OrderHistory) -> None:
         self.orders[row.order_id] = row
@@ -374,8 +420,9 @@ class OrderHistoryProjector(ProductNames, Projector):
                 if line["product_id"] == product_id:
                     line["product_name"] = event.name
 
-    def _rename_in_past_orders(self, product_id: UUID, name: str) -> None:
-        """Set ``product_name`` in every order line of the product: one UPDATE."""
+    def _rename_in_past_orders(self, product_id: UUID, name: str) -> list[UUID]:
+        """Set ``product_name`` in every order line of the product: one UPDATE. The
+        ids of the orders it changed."""
         table = read_connection.ops.quote_name(OrderHistory._meta.db_table)
         with read_connection.cursor() as cursor:
             if read_connection.vendor == "postgresql":
@@ -391,6 +438,7 @@ class OrderHistoryProjector(ProductNames, Projector):
                         FROM jsonb_array_elements(o.lines) WITH ORDINALITY AS l(line, position)
                     )
                     WHERE o.lines @> %(contains)s::jsonb
+                    RETURNING o.order_id
                     """,
                     {
                         "product_id": str(product_id),
@@ -413,9 +461,11 @@ class OrderHistoryProjector(ProductNames, Projector):
                         SELECT 1 FROM json_each({table}.lines) AS line
                         WHERE json_extract(line.value, '$.product_id') = %s
                     )
+                    RETURNING order_id
                     """,
                     [str(product_id), name, str(product_id)],
                 )
+            return [UUID(str(row[0])) for row in cursor.fetchall()]
 
     # --- orders ----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 
 from orders.domain import Order
 from projections.models import (
@@ -38,11 +38,9 @@ User = AbstractBaseUser | AnonymousUser
 EVENT_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
 
-def product_list(*, search: str | None = None) -> QuerySet[ProductCatalog]:
-    products = ProductCatalog.objects.all()
-    if search:
-        products = products.filter(Q(sku__icontains=search) | Q(name__icontains=search))
-    return products
+def product_list() -> QuerySet[ProductCatalog]:
+    """The whole catalog (a search: ``projections.search.search_products``)."""
+    return ProductCatalog.objects.all()
 
 
 def order_list(
@@ -62,9 +60,11 @@ def order_list(
     return orders
 
 
-def order_get(*, user: User, order_id: UUID) -> OrderHistory:
-    """One order the user may see; another customer's order is not found."""
-    order = order_list(user=user).filter(order_id=order_id).first()
+def order_get(*, user: User, order_id: UUID, only: Iterable[str] = ()) -> OrderHistory:
+    """One order the user may see; another customer's order is not found. ``only``:
+    read just these columns."""
+    orders = order_list(user=user).filter(order_id=order_id)
+    order = (orders.only(*only) if only else orders).first()
     if order is None:
         raise NotFound(f"Order {order_id} was not found.")
     return order

@@ -49,6 +49,10 @@ def truncate_event_tables(app: ShopApplication) -> None:
     # Aggregates cached in memory belonged to the log just emptied (product ids are
     # derived from SKUs, so a later test would otherwise load a stale product).
     app.forget_cached_aggregates()
+    # So did the search's cached answers about catalog words.
+    from projections.search import forget_vocabulary
+
+    forget_vocabulary()
 
 
 @pytest.fixture

@@ -23,9 +23,10 @@ from shop.eventstore import head_position
 
 
 def register(sku: str = "MUG-1", name: str | None = None, price: str = "10.00",
-             stock: int = 100) -> UUID:
+             stock: int = 100, category: str = "") -> UUID:
     """Register a product (named after its SKU unless ``name``); its id."""
-    saved = product_register(sku=sku, name=name or sku, price=Decimal(price), stock=stock)
+    saved = product_register(sku=sku, name=name or sku, price=Decimal(price), stock=stock,
+                             category=category)
     return saved.aggregate_id
 
 

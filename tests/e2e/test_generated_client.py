@@ -106,7 +106,7 @@ def test_a_generated_client_drives_the_customer_and_staff_flows(
     admin = signed_in(staff.username, "pass-word-123")
     mug = api("commands.product_register").sync_detailed(
         client=admin, body=model("ProductRegisterInputRequest")(
-            sku="MUG-1", name="Blue mug", price="19.99", stock=10),
+            sku="MUG-1", name="Blue mug", price="19.99", stock=10, category="kitchen"),
     )
     assert mug.status_code == 201, mug.content
     product_id = mug.parsed.product_id
@@ -144,6 +144,18 @@ def test_a_generated_client_drives_the_customer_and_staff_flows(
     [listed] = catalog.results
     assert (listed.name, listed.price, listed.stock_available) == ("Blue cup", "17.50", 15)
     assert catalog.next_ is None and catalog.previous is None
+    # Search with every parameter the schema declares, and the facets it describes.
+    found = api("queries.product_list").sync(
+        client=anonymous, q="bleu cpu", category="kitchen", min_price="10",
+        max_price="20", in_stock=True, sort=model("ProductListSort")("relevance"),
+    )
+    assert [p.sku for p in found.results] == ["MUG-1"]
+    assert [(f.value, f.count) for f in found.facets.category] == [("kitchen", 1)]
+    assert [(b.min_, b.max_, b.count) for b in found.facets.price if b.count] == [
+        ("10.00", "25.00", 1)]
+    refused = api("queries.product_list").sync_detailed(
+        client=anonymous, min_price="5", max_price="1")
+    assert refused.status_code == 400 and "min_price" in refused.parsed.errors.to_dict()
 
     line = model("OrderLineInputRequest")(product_id=product_id, quantity=2)
     place = api("commands.order_place")

@@ -122,3 +122,37 @@ def test_the_tracking_recorder_passes_the_library_contract_on_sqlite():
         embedded_env(),
     )
     assert "2 passed" in output
+
+
+SEARCH = textwrap.dedent(
+    """
+    from decimal import Decimal
+
+    from rest_framework.test import APIClient
+
+    from catalog.services import product_register
+    from tests.search_cases import CATALOG, check
+
+    for sku, name, price, stock, category in CATALOG:
+        product_register(sku=sku, name=name, price=Decimal(price), stock=stock,
+                         category=category)
+    client = APIClient()
+
+    def skus(params):
+        response = client.get("/api/queries/products/", params)
+        assert response.status_code == 200, response.content[:300]
+        return [row["sku"] for row in response.json()["results"]]
+
+    failures = check(skus)
+    assert failures == [], failures
+    assert client.get("/api/queries/products/", {"q": "'\\"*("}).status_code == 200
+    print("search ok")
+    """
+)
+
+
+def test_search_answers_q_usefully_on_sqlite(tmp_path: Path):
+    """The same relevance table as on PostgreSQL, through FTS5 (tests/search_cases.py)."""
+    env = embedded_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    run(["manage.py", "migrate", "--no-input"], env)
+    assert "search ok" in run(["manage.py", "shell", "-c", SEARCH], env)

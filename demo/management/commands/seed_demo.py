@@ -46,18 +46,18 @@ CUSTOMERS = {
     "priya": ("Priya", "Natarajan", "221 MG Road, Bengaluru 560001, India"),
 }
 
-# sku, name, price, stock
+# sku, name, price, stock, category
 PRODUCTS = [
-    ("MUG-1", "Blue mug", "12.50", 120),
-    ("MUG-2", "Red mug", "12.50", 80),
-    ("TEE-S", "Logo T-shirt, small", "19.99", 50),
-    ("TEE-M", "Logo T-shirt, medium", "19.99", 60),
-    ("HOOD-M", "Zip hoodie, medium", "49.00", 25),
-    ("CAP-1", "Baseball cap", "15.00", 40),
-    ("BAG-1", "Canvas tote bag", "9.90", 200),
-    ("BOTTLE-1", "Steel water bottle", "24.00", 70),
-    ("NOTE-A5", "A5 dotted notebook", "6.50", 300),
-    ("PEN-3", "Gel pens, pack of 3", "4.20", 500),
+    ("MUG-1", "Blue mug", "12.50", 120, "kitchen"),
+    ("MUG-2", "Red mug", "12.50", 80, "kitchen"),
+    ("TEE-S", "Logo T-shirt, small", "19.99", 50, "clothing"),
+    ("TEE-M", "Logo T-shirt, medium", "19.99", 60, "clothing"),
+    ("HOOD-M", "Zip hoodie, medium", "49.00", 25, "clothing"),
+    ("CAP-1", "Baseball cap", "15.00", 40, "clothing"),
+    ("BAG-1", "Canvas tote bag", "9.90", 200, "bags"),
+    ("BOTTLE-1", "Steel water bottle", "24.00", 70, "kitchen"),
+    ("NOTE-A5", "A5 dotted notebook", "6.50", 300, "stationery"),
+    ("PEN-3", "Gel pens, pack of 3", "4.20", 500, "stationery"),
 ]
 
 # days ago, customer, [(sku, quantity)], what happens next: [(days ago, action)]
@@ -203,10 +203,10 @@ class Command(BaseCommand):
 
         ids: dict[str, UUID] = {}
         with event_clock(at(95, 9)):
-            for sku, name, price, stock in PRODUCTS:
+            for sku, name, price, stock, category in PRODUCTS:
                 ids[sku] = product_register(
                     uow=by(users[STAFF[0]]), sku=sku, name=name, price=Decimal(price),
-                    stock=stock,
+                    stock=stock, category=category,
                 ).aggregate_id
         self.stdout.write(f"Registered {len(PRODUCTS)} products.")
 

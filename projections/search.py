@@ -1,0 +1,410 @@
+"""Product search: ranked full-text search, filters, sorts and facet counts over the
+catalog read model (``ProductCatalog``).
+
+Why columns of the catalog rather than a read model of its own: search shows exactly
+the catalog's rows, fed by the same events; a second table would only copy them. The
+search structures are the database's own, kept by the database from the row: on
+PostgreSQL a generated ``tsvector`` column with a GIN index and a trigram GIN index on
+the generated ``search_text``; on SQLite an FTS5 table kept by triggers (migration
+0009). The projector adds only the vocabulary (``CatalogWord``).
+
+How ``q`` matches, on PostgreSQL:
+
+1. ``websearch_to_tsquery('simple', q)`` (quotes, ``or``; SKUs such as ``MUG-1``), OR
+2. every word of ``q`` as a prefix (``mu`` finds "mug") or, for a word of 3+ letters the
+   catalog does not have, any catalog word one edit away (``mgu`` finds "mug"): the
+   edits are listed here and looked up in ``CatalogWord`` with one indexed query.
+3. Only when 1 and 2 find nothing: trigram similarity of ``q`` to the product's text
+   (``pg_trgm``'s ``%`` operator and index), best first.
+
+Ranking: ``ts_rank`` of (1) counted twice plus ``ts_rank`` of (2), so what was typed
+outranks what it was corrected to; ties by SKU. SQLite answers (2) with FTS5 ``MATCH``
+(prefix queries and the same corrections) ranked by FTS5's ``bm25``; it has no (1)'s
+query syntax and no trigram fallback.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import connections
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.expressions import RawSQL
+
+from projections.models import CatalogFacet, CatalogWord, ProductCatalog
+from shop.databases import read_connection, serving
+
+WORD = re.compile(r"[^\W_]+")
+#: Words shorter than this are only prefixes, never corrected (too many neighbours).
+MIN_CORRECTED = 3
+#: At most this many words of ``q`` are used (a longer query searches its first ones).
+MAX_WORDS = 8
+EDIT_ALPHABET = string.ascii_lowercase + string.digits
+CENT = Decimal("0.01")
+
+#: The price facet's bands: [min, max), the last one open-ended.
+PRICE_BANDS: list[tuple[Decimal, Decimal | None]] = [
+    (Decimal("0.00"), Decimal("10.00")),
+    (Decimal("10.00"), Decimal("25.00")),
+    (Decimal("25.00"), Decimal("50.00")),
+    (Decimal("50.00"), Decimal("100.00")),
+    (Decimal("100.00"), None),
+]
+
+SORTS = ("relevance", "price", "-price", "name", "-created")
+
+
+def words(*texts: str) -> set[str]:
+    """The vocabulary words of ``texts``: lower-cased runs of letters and digits, 3+ long,
+    not only digits (a number is not corrected: 1243 is not a typo of 1234)."""
+    return {w for text in texts for w in WORD.findall(text.lower())
+            if len(w) >= MIN_CORRECTED and not w.isdigit()}
+
+
+def edits(word: str) -> set[str]:
+    """Every string one edit (delete, swap of neighbours, replace, insert) from ``word``."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    alphabet = set(EDIT_ALPHABET) | set(word)
+    return (
+        {a + b[1:] for a, b in splits if b}
+        | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+        | {a + c + b[1:] for a, b in splits if b for c in alphabet}
+        | {a + c + b for a, b in splits for c in alphabet}
+    ) - {word}
+
+
+#: How long a process reuses what the vocabulary said of a query word: a product
+#: registered since is found at once by its words, but a typo of a word that only it
+#: has is corrected up to this many seconds later.
+VOCABULARY_CACHE_SECONDS = 10.0
+_cache: dict[str, tuple[float, list[str] | None]] = {}
+_CACHE_SIZE = 10_000
+_clock = time.monotonic
+
+
+def corrections(query_words: list[str]) -> dict[str, list[str]]:
+    """:func:`lookup_corrections`, each word's answer reused for
+    ``VOCABULARY_CACHE_SECONDS`` (``None``: the word is known, not corrected)."""
+    now = _clock()
+    answers: dict[str, list[str] | None] = {}
+    missing = []
+    for word in query_words:
+        cached = _cache.get(word)
+        if cached is not None and cached[0] > now:
+            answers[word] = cached[1]
+        else:
+            missing.append(word)
+    if missing:
+        found = lookup_corrections(missing)
+        if len(_cache) > _CACHE_SIZE:
+            _cache.clear()
+        for word in missing:
+            answers[word] = found.get(word)
+            _cache[word] = (now + VOCABULARY_CACHE_SECONDS, answers[word])
+    return {word: fixes for word, fixes in answers.items() if fixes is not None}
+
+
+def forget_vocabulary() -> None:
+    """Empty this process's cache of vocabulary answers (tests: a new catalog)."""
+    _cache.clear()
+
+
+def lookup_corrections(query_words: list[str]) -> dict[str, list[str]]:
+    """For each word of 3+ characters that is neither a catalog word nor the start of
+    one (``stee`` of "steel" is a prefix, not a typo): the catalog words one edit away.
+    One query over ``CatalogWord``'s primary key."""
+    wanted = {w: edits(w) for w in query_words if len(w) >= MIN_CORRECTED and not w.isdigit()}
+    if not wanted:
+        return {}
+    lookup = sorted(set(wanted).union(*wanted.values()))
+    table = CatalogWord._meta.db_table
+    if read_connection.vendor == "postgresql":
+        # One array parameter: binding hundreds of IN placeholders costs more than the
+        # index lookups themselves. A query word that starts a catalog word counts as
+        # known ('~' sorts after every ASCII letter and digit).
+        with connections[serving()].cursor() as cursor:
+            cursor.execute(
+                f"SELECT word FROM {table} WHERE word = ANY(%s) UNION ALL "
+                f"SELECT w FROM unnest(%s::text[]) AS w WHERE EXISTS (SELECT 1 FROM {table} "
+                "WHERE word > w AND word < w || '~')",
+                [lookup, list(wanted)],
+            )
+            known = {row[0] for row in cursor.fetchall()}
+    else:
+        known = set(CatalogWord.objects.filter(word__in=lookup).values_list("word", flat=True))
+        known |= {w for w in wanted if CatalogWord.objects.filter(word__startswith=w).exists()}
+    return {
+        w: sorted(candidates & known)
+        for w, candidates in wanted.items()
+        if w not in known
+    }
+
+
+@dataclass(frozen=True)
+class Search:
+    """A validated product search (``ProductSearchSerializer``)."""
+
+    q: str | None = None
+    category: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    in_stock: bool = False
+    sort: str | None = None
+
+    @property
+    def order(self) -> str:
+        if self.sort and (self.sort != "relevance" or self.q):
+            return self.sort
+        return "relevance" if self.q else "sku"
+
+
+@dataclass
+class Results:
+    """One search's rows (ordered, not yet paged) and its facet counts."""
+
+    rows: QuerySet[ProductCatalog]
+    facets: dict[str, list[dict[str, Any]]]
+
+
+def search_products(search: Search) -> Results:
+    """The products ``search`` finds, in its order, with the facets of the filtered set."""
+    category = Q(category=search.category) if search.category is not None else Q()
+    price = Q()
+    if search.min_price is not None:
+        price &= Q(price__gte=search.min_price)
+    if search.max_price is not None:
+        price &= Q(price__lte=search.max_price)
+    products = ProductCatalog.objects.all()
+    if search.in_stock:
+        products = products.filter(stock_available__gt=0)
+    if not search.q:
+        rows = products.filter(category & price).order_by(*ORDERINGS[search.order])
+        return Results(rows=rows, facets=facets_without_q(search, products, category, price))
+    matched, rank = _match(products, search.q)
+    # The facets' GROUP BY also says whether anything matched: no separate EXISTS.
+    counted, total = facets(matched, category, price)
+    if not total and read_connection.vendor == "postgresql":
+        matched, rank = _similar(products, search.q)
+        counted, total = facets(matched, category, price)
+    rows = matched.filter(category & price).annotate(rank=rank)
+    return Results(rows=rows.order_by(*ORDERINGS[search.order]), facets=counted)
+
+
+ORDERINGS: dict[str, tuple[Any, ...]] = {
+    "sku": ("sku", "product_id"),
+    "relevance": ("-rank", "sku", "product_id"),
+    "price": ("price", "product_id"),
+    "-price": ("-price", "product_id"),
+    "name": ("name", "product_id"),
+    "-created": (F("created_at").desc(nulls_last=True), "product_id"),
+}
+
+
+def _match(products: QuerySet[ProductCatalog], q: str) -> tuple[QuerySet, RawSQL]:
+    """``products`` matching ``q``, and the rank expression (higher is better)."""
+    query_words = WORD.findall(q.lower())[:MAX_WORDS]
+    fixes = corrections(query_words)
+    if read_connection.vendor == "postgresql":
+        return _match_postgresql(products, q, query_words, fixes)
+    return _match_sqlite(products, query_words, fixes)
+
+
+def _match_postgresql(
+    products: QuerySet, q: str, query_words: list[str], fixes: dict[str, list[str]]
+) -> tuple[QuerySet, RawSQL]:
+    # Each word: itself as a prefix, or a correction. Words are [^\W_]+: no tsquery syntax.
+    loose = " & ".join(
+        "(" + " | ".join([f"{w}:*", *fixes.get(w, [])]) + ")" for w in query_words
+    )
+    typed = "websearch_to_tsquery('simple', %s)"
+    found = products.extra(
+        where=[f"search_vector @@ ({typed} || to_tsquery('simple', %s))"], params=[q, loose]
+    )
+    rank = RawSQL(
+        f"ts_rank(search_vector, {typed}) * 2 + ts_rank(search_vector, to_tsquery('simple', %s))",
+        (q, loose),
+    )
+    return found, rank
+
+
+def _similar(products: QuerySet, q: str) -> tuple[QuerySet, RawSQL]:
+    """PostgreSQL, when words found nothing: the closest texts by trigrams (a typo in a
+    short word, a SKU), by the trigram index."""
+    similar = products.extra(where=["search_text %% %s"], params=[q.lower()])
+    return similar, RawSQL("similarity(search_text, %s)", (q.lower(),))
+
+
+def _match_sqlite(
+    products: QuerySet, query_words: list[str], fixes: dict[str, list[str]]
+) -> tuple[QuerySet, RawSQL]:
+    if not query_words:
+        return products.none(), RawSQL("0", ())
+    # FTS5 syntax: quoted strings, * for a prefix; the words are [^\W_]+ (no quotes).
+    match = " AND ".join(
+        "(" + " OR ".join([f'"{w}" *', *(f'"{c}"' for c in fixes.get(w, []))]) + ")"
+        for w in query_words
+    )
+    table = ProductCatalog._meta.db_table
+    found = products.extra(
+        where=[f"{table}.rowid IN (SELECT rowid FROM projections_productsearch "
+               "WHERE projections_productsearch MATCH %s)"],
+        params=[match],
+    )
+    # bm25 is lower for a better match: its negation ranks like PostgreSQL's.
+    rank = RawSQL(
+        "(SELECT -bm25(projections_productsearch) FROM projections_productsearch "
+        f"WHERE projections_productsearch MATCH %s AND rowid = {table}.rowid)",
+        (match,),
+    )
+    return found, rank
+
+
+def price_band() -> Case:
+    """The index in ``PRICE_BANDS`` of a row's price."""
+    return Case(
+        *(When(price__lt=high, then=Value(i)) for i, (_low, high) in enumerate(PRICE_BANDS)
+          if high is not None),
+        default=Value(len(PRICE_BANDS) - 1),
+        output_field=IntegerField(),
+    )
+
+
+def facets(matched: QuerySet, category: Q, price: Q) -> tuple[dict[str, list], int]:
+    """Counts per category and per price band of the filtered set, each facet without
+    its own filter: one GROUP BY over the set matched by ``q`` and ``in_stock``. Also
+    the size of that set."""
+    groups = (
+        matched.order_by()
+        .values("category", band=price_band())
+        .annotate(
+            # Count of the rows in the price filter, and in the category filter.
+            in_price=Count("pk", filter=price) if price else Count("pk"),
+            in_category=Count("pk", filter=category) if category else Count("pk"),
+            rows=Count("pk"),
+        )
+    )
+    per_category: dict[str, int] = {}
+    per_band = [0] * len(PRICE_BANDS)
+    total = 0
+    for group in groups:
+        total += group["rows"]
+        per_category[group["category"]] = (
+            per_category.get(group["category"], 0) + group["in_price"]
+        )
+        per_band[group["band"]] += group["in_category"]
+    return facet_lists(per_category, per_band), total
+
+
+def facets_without_q(
+    search: Search, matched: QuerySet, category: Q, price: Q
+) -> dict[str, list[dict[str, Any]]]:
+    """The same counts for a search without ``q``, from the precomputed ``CatalogFacet``
+    rows: always for the price facet; for the category facet when there is no price
+    filter or one on band edges, otherwise counted over the rows in the price range
+    (the ``price`` index)."""
+    counts = CatalogFacet.objects.all()
+    if search.in_stock:
+        counts = counts.filter(in_stock=True)
+    bands = aligned_bands(search.min_price, search.max_price)
+    if bands is not None:
+        per_category = dict(
+            counts.filter(band__in=bands).values("category").annotate(n=Sum("count"))
+            .values_list("category", "n")
+        )
+    else:
+        per_category = dict(
+            matched.filter(price).order_by().values("category").annotate(n=Count("pk"))
+            .values_list("category", "n")
+        )
+    per_band = [0] * len(PRICE_BANDS)
+    if search.category is not None:
+        counts = counts.filter(category=search.category)
+    for band, n in counts.values("band").annotate(n=Sum("count")).values_list("band", "n"):
+        per_band[band] += n
+    return facet_lists(per_category, per_band)
+
+
+def aligned_bands(low: Decimal | None, high: Decimal | None) -> list[int] | None:
+    """The bands a price filter covers exactly (prices have two places, so ``max_price``
+    24.99 ends the band below 25.00), or None if it cuts through one."""
+    lows = [band_low for band_low, _ in PRICE_BANDS]
+    highs = [band_high for _, band_high in PRICE_BANDS]
+    first = 0 if low is None else (lows.index(low) if low in lows else None)
+    last = len(PRICE_BANDS) - 1
+    if high is not None:
+        top = high + CENT
+        last = highs.index(top) if top in highs else None
+    if first is None or last is None:
+        return None
+    return list(range(first, last + 1))
+
+
+def facet_lists(per_category: dict[str, int], per_band: list[int]) -> dict[str, list]:
+    return {
+        "category": [
+            {"value": value, "count": count}
+            for value, count in sorted(per_category.items(), key=lambda kv: (-kv[1], kv[0]))
+            if count
+        ],
+        "price": [
+            {"min": str(low), "max": None if high is None else str(high), "count": count}
+            for (low, high), count in zip(PRICE_BANDS, per_band, strict=True)
+        ],
+    }
+
+
+def band_of(price: Decimal) -> int:
+    """The index in ``PRICE_BANDS`` of ``price`` (as :func:`price_band` in SQL)."""
+    return next((i for i, (_low, high) in enumerate(PRICE_BANDS)
+                 if high is not None and price < high), len(PRICE_BANDS) - 1)
+
+
+def facet_key(row: ProductCatalog) -> tuple[str, int, bool]:
+    """The ``CatalogFacet`` row that counts ``row``."""
+    return (row.category, band_of(Decimal(row.price)), row.stock_available > 0)
+
+
+def recount_facets() -> None:
+    """``CatalogFacet`` counted again from the catalog (for rows written outside the
+    projector: the benchmark's generated catalog)."""
+    groups = (
+        ProductCatalog.objects.order_by()
+        .values("category", band=price_band(),
+                in_stock=ExpressionWrapper(Q(stock_available__gt=0),
+                                           output_field=BooleanField()))
+        .annotate(n=Count("pk"))
+    )
+    CatalogFacet.objects.all().delete()
+    CatalogFacet.objects.bulk_create([
+        CatalogFacet(category=g["category"], band=g["band"], in_stock=g["in_stock"],
+                     count=g["n"])
+        for g in groups
+    ])
+
+
+def search_parameters(params: Iterable[str]) -> bool:
+    """Whether a request names any search parameter (else it is the plain list)."""
+    return any(name in SEARCH_PARAMETERS for name in params)
+
+
+SEARCH_PARAMETERS = frozenset(
+    {"q", "search", "category", "min_price", "max_price", "in_stock", "sort"}
+)

@@ -1,0 +1,176 @@
+"""Product search over HTTP on PostgreSQL: relevance, filters, sorts, facets, paging and
+hostile parameters (``GET /api/queries/products/``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from catalog.domain import product_id_for_sku
+from catalog.services import product_rename
+from projections.search import PRICE_BANDS
+from tests.givens import project, register
+from tests.search_cases import CASES, CATALOG, check
+
+pytestmark = pytest.mark.django_db
+URL = "/api/queries/products/"
+
+
+@pytest.fixture
+def catalog(event_store):
+    for sku, name, price, stock, category in CATALOG:
+        register(sku, name, price=price, stock=stock, category=category)
+    project()
+
+
+def skus(client, **params) -> list[str]:
+    response = client.get(URL, params)
+    assert response.status_code == 200, response.content
+    return [row["sku"] for row in response.json()["results"]]
+
+
+def test_every_relevance_case_finds_what_a_shopper_expects(client_for, catalog):
+    client = client_for()
+    assert check(lambda params: skus(client, **params)) == []
+    assert len(CASES) >= 10
+
+
+def test_a_renamed_product_is_found_by_its_new_name_and_a_typo_of_it(client_for, catalog):
+    product_rename(product_id=product_id_for_sku("LAMP-9"), name="Reading light")
+    project()
+    client = client_for()
+    assert skus(client, q="reading") == ["LAMP-9"]
+    assert skus(client, q="lihgt") == ["LAMP-9"]
+
+
+def expected_facets(*, q_skus=None, category=None, low=None, high=None, in_stock=False):
+    """The facets computed by hand from ``CATALOG``: each without its own filter."""
+    rows = [
+        (sku, Decimal(price), stock, cat) for sku, _n, price, stock, cat in CATALOG
+        if (q_skus is None or sku in q_skus) and (not in_stock or stock > 0)
+    ]
+
+    def in_price(price):
+        return (low is None or price >= low) and (high is None or price <= high)
+
+    per_category: dict[str, int] = {}
+    for _sku, price, _stock, cat in rows:
+        if in_price(price):
+            per_category[cat] = per_category.get(cat, 0) + 1
+    bands = []
+    for band_low, band_high in PRICE_BANDS:
+        count = sum(1 for _s, price, _st, cat in rows
+                    if (category is None or cat == category) and price >= band_low
+                    and (band_high is None or price < band_high))
+        bands.append({"min": str(band_low), "max": band_high and str(band_high),
+                      "count": count})
+    return {
+        "category": [{"value": v, "count": n}
+                     for v, n in sorted(per_category.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "price": bands,
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"category": "kitchen"}, {"category": "kitchen"}),
+        ({"min_price": "10", "max_price": "30"}, {"low": Decimal(10), "high": Decimal(30)}),
+        ({"category": "clothing", "min_price": "20"}, {"category": "clothing",
+                                                        "low": Decimal(20)}),
+        ({"in_stock": "true", "category": "kitchen", "max_price": "15"},
+         {"in_stock": True, "category": "kitchen", "high": Decimal(15)}),
+        ({"q": "blue", "min_price": "15"},
+         {"q_skus": {"MUG-1", "BOWL-1"}, "low": Decimal(15)}),
+        ({"q": "medium", "category": "clothing", "in_stock": "true", "max_price": "30"},
+         {"q_skus": {"TEE-M", "HOOD-M"}, "category": "clothing", "in_stock": True,
+          "high": Decimal(30)}),
+    ],
+)
+def test_facets_count_the_filtered_set_without_their_own_filter(
+    client_for, catalog, params, expected
+):
+    body = client_for().get(URL, params).json()
+    assert body["facets"] == expected_facets(**expected)
+
+
+def test_the_plain_list_keeps_its_shape_without_facets(client_for, catalog):
+    body = client_for().get(URL).json()
+    assert set(body) == {"next", "previous", "results"}
+    assert [row["sku"] for row in body["results"]] == sorted(s for s, *_ in CATALOG)
+
+
+def test_search_results_page_with_next_and_previous(client_for, event_store):
+    for i in range(45):
+        register(f"CUP-{i:02}", f"Cup number {i}", price=f"{i + 1}.00")
+    project()
+    client = client_for()
+    seen, url, pages = [], URL + "?q=cup&sort=price", 0
+    while url:
+        body = client.get(url).json()
+        seen += [row["sku"] for row in body["results"]]
+        pages += 1
+        if pages == 2:
+            back = client.get(body["previous"]).json()
+            assert [r["sku"] for r in back["results"]] == seen[:20]
+        url = body["next"]
+    assert pages == 3
+    assert seen == [f"CUP-{i:02}" for i in range(45)]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"sort": "popularity"}, "sort"),
+        ({"sort": ""}, "sort"),
+        ({"min_price": "20", "max_price": "10"}, "min_price"),
+        ({"min_price": "-1"}, "min_price"),
+        ({"max_price": "NaN"}, "max_price"),
+        ({"max_price": "1e999"}, "max_price"),
+        ({"q": "x" * 201}, "q"),
+        ({"q": "   "}, "q"),
+        ({"q": ""}, "q"),
+        ({"search": "  "}, "search"),
+        ({"q": "mug\x00"}, "q"),
+        ({"category": "kit\x00chen"}, "category"),
+        ({"in_stock": "maybe"}, "in_stock"),
+        ({"q": "mug", "cursor": "not-a-cursor"}, "cursor"),
+        ({"category": "x" * 101}, "category"),
+    ],
+)
+def test_hostile_search_parameters_are_400_naming_the_field(client_for, catalog, params, field):
+    response = client_for().get(URL, params)
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert field in body["errors"], body
+
+
+@pytest.mark.parametrize(
+    "q",
+    ["'", '"', "\\", "mug:*", "a & b | !c", "(((", "<->", "%", "_", "-mug", "or", "ñandú",
+     "🙂", "'; DROP TABLE x; --", "a" * 200],
+)
+def test_query_syntax_in_q_never_breaks_the_search(client_for, catalog, q):
+    response = client_for().get(URL, {"q": q})
+    assert response.status_code == 200, response.content
+
+
+def test_a_new_product_is_found_at_once_and_its_typos_once_the_cache_expires(
+    client_for, catalog, monkeypatch
+):
+    """The vocabulary answers a process caches (``VOCABULARY_CACHE_SECONDS``) never hide
+    a new product from its own words; only a typo of a word that only it has waits."""
+    from projections import search
+
+    client = client_for()
+    assert skus(client, q="trmpet") == []  # cached: no catalog word is one edit away
+    register("HORN-1", "Brass trumpet", price="300.00", stock=1, category="music")
+    project()
+    assert skus(client, q="trumpet") == ["HORN-1"]
+    assert skus(client, q="trump") == ["HORN-1"]
+    assert skus(client, q="trmpet") == []  # the cached answer, for a while
+    later = search._clock() + search.VOCABULARY_CACHE_SECONDS + 1
+    monkeypatch.setattr(search, "_clock", lambda: later)
+    assert skus(client, q="trmpet") == ["HORN-1"]

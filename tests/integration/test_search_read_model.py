@@ -1,0 +1,133 @@
+"""The search's own structures stay equal to the catalog they are derived from: the
+precomputed facet counts (``CatalogFacet``) after every kind of event, under concurrent
+commands and catch-ups, and after a rebuild; the vocabulary likewise."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection, connections
+from django.db.models import Q
+
+from catalog.domain import InsufficientStock
+from catalog.services import product_rename, product_reprice, product_restock
+from orders.services import order_cancel
+from projections.models import CatalogFacet, CatalogWord, ProductCatalog
+from projections.registry import get_projector
+from projections.runner import catch_up
+from projections.search import Search, facet_key, facets, facets_without_q, search_products
+from projections.shadow import rebuild
+from tests.givens import place, project, register
+
+
+def counted() -> dict[tuple, int]:
+    """The facet counts as the catalog's rows give them."""
+    counts: dict[tuple, int] = {}
+    for row in ProductCatalog.objects.all():
+        counts[facet_key(row)] = counts.get(facet_key(row), 0) + 1
+    return counts
+
+
+def stored() -> dict[tuple, int]:
+    return {(f.category, f.band, f.in_stock): f.count for f in CatalogFacet.objects.all()}
+
+
+@pytest.mark.django_db
+def test_facet_counts_follow_every_event_and_answer_like_a_count(event_store, customer):
+    mug = register("MUG-1", "Blue mug", price="9.50", stock=2, category="kitchen")
+    register("TEE-1", "Tee", price="19.99", stock=5, category="clothing")
+    lamp = register("LAMP-1", "Lamp", price="120.00", stock=1, category="home")
+    project()
+    assert stored() == counted()
+    product_reprice(product_id=mug, price=Decimal("30.00"))  # another band
+    order = place(customer, (mug, 2), (lamp, 1))  # out of stock
+    project()
+    assert stored() == counted()
+    assert (("kitchen", 2, False) in stored()) and ("kitchen", 0, True) not in stored()
+    order_cancel(order_id=order, user_id=customer.pk, is_staff=False)  # back in stock
+    product_restock(product_id=lamp, quantity=3)
+    project()
+    assert stored() == counted()
+
+    categories = [None, "kitchen", "clothing", ""]
+    prices = [(None, None), (Decimal(10), None), (None, Decimal("24.99")),
+              (Decimal(10), Decimal("49.99")), (Decimal(5), Decimal(30))]
+    for category, (low, high), in_stock in itertools.product(categories, prices, [False, True]):
+        search = Search(category=category, min_price=low, max_price=high, in_stock=in_stock)
+        fast = search_products(search).facets
+        matched = ProductCatalog.objects.filter(stock_available__gt=0) if in_stock else (
+            ProductCatalog.objects.all())
+        cat = Q(category=category) if category is not None else Q()
+        price = Q()
+        if low is not None:
+            price &= Q(price__gte=low)
+        if high is not None:
+            price &= Q(price__lte=high)
+        assert fast == facets(matched, cat, price)[0], search
+        assert fast == facets_without_q(search, matched, cat, price)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+def test_facets_and_words_stay_exact_under_racing_commands_and_catch_ups(
+    event_store, make_user, no_projection_trigger
+):
+    """Orders, reprices, restocks and renames race with two catch-up loops; then the
+    counts equal a count of the rows, and a rebuild writes the same counts and words."""
+    users = [make_user(f"buyer{i}") for i in range(3)]
+    products = [register(f"P-{i}", f"Thing {i}", price=f"{5 + i * 7}.00", stock=3,
+                         category=f"cat{i % 3}") for i in range(8)]
+    project()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def commands(worker: int) -> None:
+        try:
+            for step in range(12):
+                product = products[(worker * 5 + step) % len(products)]
+                if step % 4 == 0:
+                    price = Decimal(f"{(step * 13) % 140 + 1}.00")
+                    product_reprice(product_id=product, price=price)
+                elif step % 4 == 1:
+                    with contextlib.suppress(InsufficientStock):  # a refused order
+                        place(users[worker], (product, 1))
+                elif step % 4 == 2:
+                    product_restock(product_id=product, quantity=1)
+                else:
+                    product_rename(product_id=product, name=f"Renamed {worker} {step} widget")
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    def catch_ups() -> None:
+        try:
+            while not stop.is_set():
+                catch_up(get_projector("product_catalog"), batch_size=3)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    writers = [threading.Thread(target=commands, args=(i,)) for i in range(3)]
+    readers = [threading.Thread(target=catch_ups) for _ in range(2)]
+    for thread in writers + readers:
+        thread.start()
+    for thread in writers:
+        thread.join(timeout=120)
+    stop.set()
+    for thread in readers:
+        thread.join(timeout=60)
+    assert failures == []
+    project("product_catalog")
+    assert stored() == counted()
+    words = set(CatalogWord.objects.values_list("word", flat=True))
+    assert {"renamed", "widget", "thing"} <= words
+    live = stored()
+    rebuild(get_projector("product_catalog"), batch_size=5)
+    assert stored() == live == counted()
+    assert set(CatalogWord.objects.values_list("word", flat=True)) == words
