@@ -242,3 +242,4 @@ def postprocess(result: dict, generator: Any, **kwargs: Any) -> dict:
         schemas.setdefault(name, schema)
     result["components"]["schemas"] = dict(sorted(schemas.items()))
     return result
+
