@@ -321,7 +321,9 @@ class Shadow:
 
     def _dependents(self) -> list[str]:
         """The objects outside the projector's tables that depend on the live ones:
-        views and materialized views (by their rules), foreign keys of other tables."""
+        views and materialized views (by their rules), foreign keys of other tables.
+        The tables' own constraints, defaults and generated columns (the catalog's
+        search columns) move with them."""
         tables = [f"{self._in(self.live, table)}" for table in self.tables]
         with read_connection.cursor() as cursor:
             cursor.execute(
@@ -346,9 +348,13 @@ class Shadow:
                       SELECT 1 FROM pg_rewrite r
                       WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
                         AND r.ev_class = ANY(%s::regclass[]))
+                  AND NOT EXISTS (  -- the tables' own defaults and generated columns
+                      SELECT 1 FROM pg_attrdef a
+                      WHERE d.classid = 'pg_attrdef'::regclass AND a.oid = d.objid
+                        AND a.adrelid = ANY(%s::regclass[]))
                 ORDER BY 1
                 """,
-                [tables, tables, tables],
+                [tables, tables, tables, tables],
             )
             return [row[0] for row in cursor.fetchall()]
 
@@ -742,10 +748,11 @@ def verify_sqlite(
 
 def _temp_copy(cursor, table: str) -> None:
     """An empty TEMP table named like ``table``, with its columns, constraints and
-    indexes (their SQL as SQLite keeps it, moved to ``temp``)."""
+    indexes (their SQL as SQLite keeps it, moved to ``temp``). Not its triggers: they
+    keep the search index (FTS5), which the replay does not compare."""
     cursor.execute(
         "SELECT type, sql FROM main.sqlite_master WHERE tbl_name = %s AND sql IS NOT NULL"
-        " ORDER BY type = 'index'", [table]
+        " AND type IN ('table', 'index') ORDER BY type = 'index'", [table]
     )
     for kind, statement in cursor.fetchall():
         if kind == "table":
