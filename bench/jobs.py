@@ -21,6 +21,7 @@ import json
 import os
 import random
 import resource
+import secrets
 import sys
 import time
 from decimal import Decimal
@@ -75,8 +76,8 @@ def current_rss_mb() -> float:
 
 def user_with_token(username: str, *, staff: bool = False) -> tuple[User, str]:
     user, created = User.objects.get_or_create(username=username, defaults={"is_staff": staff})
-    if created:
-        user.set_unusable_password()
+    if created:  # a password nobody knows: a token needs an account that can log in
+        user.set_password(secrets.token_urlsafe(16))
         user.save(update_fields=["password"])
     return user, token_issue(user=user).token
 
