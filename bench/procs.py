@@ -19,11 +19,11 @@ VENV_BIN = Path(PYTHON).parent
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 
 
-def psql(sql: str, dbname: str = "postgres") -> str:
+def psql(sql: str, dbname: str = "postgres", port: int = PG_PORT) -> str:
     import psycopg
 
     with psycopg.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname, autocommit=True
+        host=PG_HOST, port=port, user=PG_USER, dbname=dbname, autocommit=True
     ) as conn:
         cur = conn.execute(sql)
         return str(cur.fetchone()[0]) if cur.description else ""
@@ -41,7 +41,8 @@ def drop_database(name: str) -> None:
 
 def django_env(database_url: str, broker_url: str = "", **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    for key in ("DEBUG", "CELERY_BROKER_URL", "DATABASE_URL"):
+    for key in ("DEBUG", "CELERY_BROKER_URL", "DATABASE_URL", "READ_DATABASE_URL",
+                "READ_REPLICA_URLS"):
         env.pop(key, None)
     env.update(
         DATABASE_URL=database_url,
@@ -114,9 +115,9 @@ def start_redis(procs: Processes, port: int) -> str:
 
 
 def start_gunicorn(procs: Processes, port: int, env: dict[str, str], workers: int,
-                   threads: int) -> str:
+                   threads: int, name: str = "gunicorn") -> str:
     procs.start(
-        "gunicorn",
+        name,
         [str(VENV_BIN / "gunicorn"), "shop.wsgi:application", "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
          "--backlog", "2048", "--log-level", "warning"],
@@ -127,7 +128,7 @@ def start_gunicorn(procs: Processes, port: int, env: dict[str, str], workers: in
         wait_until(lambda: request("GET", base + "/api/health/", timeout=2).status == 200,
                    timeout=30, interval=0.2, what="gunicorn to become healthy")
     except TimeoutError as exc:
-        raise RuntimeError(f"{exc}:\n{procs.log_tail('gunicorn')}") from None
+        raise RuntimeError(f"{exc}:\n{procs.log_tail(name)}") from None
     return base
 
 

@@ -3,12 +3,13 @@
 
     python bench/run.py [--quick] [--keep] [--only PHASE[,PHASE...]]
 
-Phases: http, freshness, log, rebuild_freshness, search. ``--only`` runs some of them
-and writes ``bench/results/only-<phases>.json`` (``latest.json`` is a whole run's).
+Phases: http, freshness, log, rebuild_freshness, search, split. ``--only`` runs some of
+them and writes ``bench/results/only-<phases>.json`` (``latest.json`` is a whole run's).
 
-Runs against real PostgreSQL (its own databases ``shop_bench`` and ``shop_bench_log``,
-created and dropped here), its own redis-server on a free port, gunicorn (gthread) and
-a Celery prefork worker + beat; HTTP load comes from wrk. Prints a table, writes
+Runs against real PostgreSQL (its own databases ``shop_bench``, ``shop_bench_log``, ...,
+created and dropped here; the split phase also a throwaway primary holding the read
+database and a streaming standby of it), its own redis-server on a free port, gunicorn
+(gthread) and a Celery prefork worker + beat; HTTP load comes from wrk. Prints a table, writes
 ``bench/results/latest.json`` and ``bench/results/freshness.png``. See bench/README.md.
 """
 
@@ -22,7 +23,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,24 +48,29 @@ from bench.procs import (  # noqa: E402
     start_redis,
 )
 from bench.search_catalog import search_queries  # noqa: E402
-from tests.support.processes import free_port  # noqa: E402
+from tests.support.http import request  # noqa: E402
+from tests.support.processes import free_port, wait_until  # noqa: E402
+from tests.support.replica import Cluster, pg_bin  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 HTTP_DB, LOG_DB, SEARCH_DB = "shop_bench", "shop_bench_log", "shop_bench_search"
-PHASES = ("http", "freshness", "log", "rebuild_freshness", "search")
+# The split phase: the write database on the machine's server, the read database on the
+# throwaway primary (with its standby); and the single-database comparison.
+SPLIT_DB, READ_DB, SINGLE_DB = "shop_bench_split", "shop_bench_read", "shop_bench_single"
+PHASES = ("http", "freshness", "log", "rebuild_freshness", "search", "split")
 
 PROFILES = {
     "quick": {
         "rounds": 3, "wrk_seconds": 3, "wrk_warmup": 1, "latency_requests": 8,
         "freshness_rounds": 2, "freshness_seconds": 7, "rate": 100,
         "log_events": 100_000, "backlog": 30_000, "catch_up_rounds": 3,
-        "search_small": 2_000, "search_large": 20_000,
+        "search_small": 2_000, "search_large": 20_000, "split_log_events": 30_000,
     },
     "full": {
         "rounds": 5, "wrk_seconds": 10, "wrk_warmup": 3, "latency_requests": 30,
         "freshness_rounds": 3, "freshness_seconds": 30, "rate": 100,
         "log_events": 1_000_000, "backlog": 100_000, "catch_up_rounds": 5,
-        "search_small": 10_000, "search_large": 100_000,
+        "search_small": 10_000, "search_large": 100_000, "split_log_events": 200_000,
     },
 }
 CONNECTIONS = 8
@@ -86,6 +94,9 @@ GOALS = {
     "freshness_p50_ms": [("value", "<=", 30)],
     "freshness_p99_ms": [("value", "<=", 200)],
     "rebuild_freshness_p99_ms": [("ratio", "<=", 2), ("behind_503", "<=", 0)],
+    "query_history_rps_replica": [("ratio", ">=", 0.9)],
+    "read_isolation_p99": [("ratio", "<=", 1.5)],
+    "command_during_rebuild": [("ratio", ">=", 0.8)],
 }
 # Orders per second placed during (and before) a rebuild of the whole log.
 REBUILD_FRESHNESS_RATE = 20
@@ -106,7 +117,7 @@ def median(values: list[float]) -> float:
 # --- preflight and machine ------------------------------------------------------------
 
 
-def preflight() -> None:
+def preflight(phases: tuple[str, ...]) -> None:
     problems = []
     if shutil.which("wrk") is None:
         problems.append(loadgen.WRK_MISSING)
@@ -120,6 +131,9 @@ def preflight() -> None:
         psql("SELECT 1")
     except Exception as exc:  # noqa: BLE001
         problems.append(f"PostgreSQL at 127.0.0.1:5432 (user postgres) is unreachable: {exc}")
+    if "split" in phases and pg_bin() is None:
+        problems.append("the split phase needs PostgreSQL's server binaries (initdb, "
+                        "pg_basebackup, pg_ctl): sudo apt-get install -y postgresql")
     if problems:
         raise SystemExit("Cannot run the benchmark:\n\n" + "\n\n".join(problems))
 
@@ -161,7 +175,11 @@ def machine_info() -> dict:
 
 
 def migrate(env: dict[str, str]) -> None:
+    """Migrate the write database, and the read database when it is one of its own."""
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    if env.get("READ_DATABASE_URL"):
+        subprocess.run([PYTHON, "manage.py", "migrate", "--database", "read", "-v0"],
+                       cwd=ROOT, env=env, check=True)
 
 
 # --- phases ------------------------------------------------------------------------
@@ -181,14 +199,19 @@ def alternate(rounds: int, first, second) -> tuple[list, list]:
 
 
 def wrk_pair(base: str, cfg: dict, target, baseline, label: str,
-             connections: int = CONNECTIONS) -> dict:
-    def runner(script):
-        return lambda: loadgen.run_wrk(base, script, connections=connections,
+             connections: int = CONNECTIONS, baseline_base: str | None = None) -> dict:
+    """wrk rounds of ``target`` against ``baseline`` (the same server, or the one at
+    ``baseline_base``), alternating."""
+    baseline_base = baseline_base or base
+
+    def runner(url, script):
+        return lambda: loadgen.run_wrk(url, script, connections=connections,
                                        duration=cfg["wrk_seconds"])
 
-    for script in (target, baseline):  # warm up every worker process and connection
-        loadgen.run_wrk(base, script, connections=connections, duration=cfg["wrk_warmup"])
-    t_runs, b_runs = alternate(cfg["rounds"], runner(target), runner(baseline))
+    for url, script in ((base, target), (baseline_base, baseline)):  # warm up every worker
+        loadgen.run_wrk(url, script, connections=connections, duration=cfg["wrk_warmup"])
+    t_runs, b_runs = alternate(cfg["rounds"], runner(base, target),
+                               runner(baseline_base, baseline))
     for run in t_runs + b_runs:
         if run["errors"] > 0.01 * max(run["requests"], 1):
             say(f"  WARNING {label}: {run['errors']} errors of {run['requests']} requests")
@@ -437,6 +460,217 @@ def phase_search(procs: Processes, cfg: dict, tmp: Path) -> dict:
             "queries": search_queries()}
 
 
+# --- the split topology: the read side's own database and a streaming replica ---------
+
+
+def read_from(base: str, token: str) -> str:
+    """Which database served the history: ``primary`` or a replica's alias."""
+    response = request("GET", base + "/api/queries/orders/", token=token, timeout=10)
+    if response.status != 200:
+        raise RuntimeError(f"GET /api/queries/orders/: {response.status} {response.body}")
+    return response.headers.get("x-read-from", "")
+
+
+class ServedFrom:
+    """Samples ``X-Read-From`` of the history endpoint five times a second (in a thread
+    of this process) while a measurement runs: where its requests were served from."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base, self.token = base, token
+        self.counts: Counter = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self.counts[read_from(self.base, self.token)] += 1
+            except Exception as exc:  # noqa: BLE001
+                self.counts[f"error: {type(exc).__name__}"] += 1
+
+    def __enter__(self) -> ServedFrom:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class RebuildLoop:
+    """``rebuild_projections`` (all projections, blue/green, as an operator runs it by
+    default: ``--jobs 1``, at ``PROJECTION_REBUILD_NICE``) in a process of its own,
+    started again each time it finishes until the block ends, so that a rebuild runs
+    through the whole measurement whatever the log's size. Leaving the block waits for
+    the running rebuild to finish (a rebuild is not interrupted halfway)."""
+
+    def __init__(self, procs: Processes, env: dict[str, str]) -> None:
+        self.procs, self.env = procs, env
+        self.seconds: list[float] = []
+        self.failure = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            name = f"rebuild-{len(self.seconds) + 1}"
+            started = time.monotonic()
+            popen = self.procs.start(
+                name, [PYTHON, "manage.py", "rebuild_projections", "--interval", "2"],
+                self.env)
+            popen.wait()
+            if popen.returncode != 0:
+                self.failure = self.procs.log_tail(name)
+                self.procs.stop(name)
+                return
+            self.seconds.append(time.monotonic() - started)
+            self.procs.stop(name)
+
+    def __enter__(self) -> RebuildLoop:
+        self._thread.start()
+        time.sleep(1.0)  # the rebuild's process is up and replaying
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.failure:
+            raise RuntimeError("rebuild_projections failed:\n" + self.failure)
+
+
+def prepare_topology(env: dict[str, str], cfg: dict) -> dict:
+    """Migrate, write a log of ``split_log_events`` (what a rebuild replays), then the
+    users, products and order histories (their projections caught up)."""
+    migrate(env)
+    events = cfg["split_log_events"]
+    generated = job("generate", "--events", str(events), "--seed", "5", env=env)
+    say(f"  appended {generated['events']:,} events at {generated['events_per_s']:,.0f}/s")
+    return job("seed", env=env)
+
+
+def isolation(procs: Processes, env: dict[str, str], base: str, seed: dict, cfg: dict,
+              tmp: Path, label: str) -> dict:
+    """wrk rounds of the history query (its p99) and of place-order (req/s): first
+    without a rebuild, then while ``RebuildLoop`` keeps one running."""
+    token = seed["history_tokens"]["20"]
+    history = loadgen.write_script(tmp, f"isolation_history_{label}", "GET",
+                                   "/api/queries/orders/", [token])
+    orders = loadgen.write_script(
+        tmp, f"isolation_order_{label}", "POST", "/api/commands/orders/",
+        seed["customer_tokens"][:CONNECTIONS], loadgen.order_bodies(seed["products"]))
+
+    def wrk(script: Path, seconds: float) -> dict:
+        return loadgen.run_wrk(base, script, connections=CONNECTIONS, duration=seconds)
+
+    def block() -> dict:
+        runs: dict = {"history": [], "orders": []}
+        for _ in range(cfg["rounds"]):
+            runs["history"].append(wrk(history, cfg["wrk_seconds"]))
+            runs["orders"].append(wrk(orders, cfg["wrk_seconds"]))
+        for run in runs["history"] + runs["orders"]:
+            if run["errors"] > 0.01 * max(run["requests"], 1):
+                say(f"  WARNING {label}: {run['errors']} errors of {run['requests']} requests")
+        return runs
+
+    for script in (history, orders):
+        wrk(script, cfg["wrk_warmup"])
+    job("sync", env=env)
+    with ServedFrom(base, token) as quiet_from:
+        quiet = block()
+    job("sync", env=env)
+    with RebuildLoop(procs, env) as rebuilds, ServedFrom(base, token) as during_from:
+        during = block()
+    out = {
+        "history_p99_ms": median([r["latency_p99_us"] / 1000 for r in during["history"]]),
+        "baseline_history_p99_ms": median([r["latency_p99_us"] / 1000
+                                           for r in quiet["history"]]),
+        "orders_rps": median([r["rps"] for r in during["orders"]]),
+        "baseline_orders_rps": median([r["rps"] for r in quiet["orders"]]),
+        "rebuild_seconds": rebuilds.seconds,
+        "served_from": dict(during_from.counts),
+        "baseline_served_from": dict(quiet_from.counts),
+        "runs": during,
+        "baseline_runs": quiet,
+    }
+    out["history_p99_ratio"] = out["history_p99_ms"] / out["baseline_history_p99_ms"]
+    out["orders_ratio"] = out["orders_rps"] / out["baseline_orders_rps"]
+    say(f"  {label}: history p99 {out['history_p99_ms']:.1f} ms during a rebuild, "
+        f"{out['baseline_history_p99_ms']:.1f} ms without ({out['history_p99_ratio']:.2f}); "
+        f"place-order {out['orders_rps']:,.0f} req/s during, "
+        f"{out['baseline_orders_rps']:,.0f} without ({out['orders_ratio']:.2f}); "
+        f"{len(rebuilds.seconds)} rebuild(s) finished; served from {out['served_from']}")
+    return out
+
+
+def stop_servers(procs: Processes, *gunicorns: str) -> None:
+    for name in ("celery-beat", "celery-worker", *gunicorns, "redis"):
+        procs.stop(name)
+
+
+def phase_split(procs: Processes, cluster: Cluster, cfg: dict, tmp: Path) -> dict:
+    """The split topology (``DATABASE_URL`` on the machine's PostgreSQL,
+    ``READ_DATABASE_URL`` on ``cluster``'s primary, its standby as the one replica) for
+    every process started here; then the same isolation rounds on one database."""
+    write_url = recreate_database(SPLIT_DB)
+    psql(f'CREATE DATABASE "{READ_DB}"', port=cluster.primary.port)
+    broker = start_redis(procs, free_port())
+    env = django_env(write_url, broker, READ_DATABASE_URL=cluster.primary.url(READ_DB))
+    replica_env = {**env, "READ_REPLICA_URLS": cluster.standby.url(READ_DB)}
+    say(f"split topology: write {write_url}, read {env['READ_DATABASE_URL']}, "
+        f"replica {replica_env['READ_REPLICA_URLS']}")
+    seed = prepare_topology(env, cfg)
+    token = seed["history_tokens"]["20"]
+    # The same shop twice: one reading from the replica, one from the read primary.
+    replica_base = start_gunicorn(procs, free_port(), replica_env, GUNICORN_WORKERS,
+                                  GUNICORN_THREADS)
+    primary_base = start_gunicorn(procs, free_port(), env, GUNICORN_WORKERS,
+                                  GUNICORN_THREADS, name="gunicorn-primary")
+    start_celery(procs, env, CELERY_CONCURRENCY)
+    wait_until(lambda: read_from(replica_base, token) == "replica1", timeout=30,
+               interval=0.5, what="the replica to serve the history")
+    if read_from(primary_base, token) != "primary":
+        raise RuntimeError("the shop without READ_REPLICA_URLS did not read the primary")
+
+    say("query_history_rps_replica: the history from the replica vs from the read primary")
+    script = loadgen.write_script(tmp, "history_split", "GET", "/api/queries/orders/",
+                                  [token])
+    with ServedFrom(replica_base, token) as on_replica, \
+            ServedFrom(primary_base, token) as on_primary:
+        pair = wrk_pair(replica_base, cfg, script, script, "query_history_rps_replica",
+                        baseline_base=primary_base)
+    pair["served_from"] = dict(on_replica.counts)
+    pair["baseline_served_from"] = dict(on_primary.counts)
+    say(f"  X-Read-From sampled: replica's shop {pair['served_from']}, "
+        f"primary's shop {pair['baseline_served_from']}")
+    if set(pair["served_from"]) != {"replica1"}:
+        say("  WARNING: the replica's shop did not serve every sample from the replica")
+    procs.stop("gunicorn-primary")
+
+    say("read_isolation_p99 / command_during_rebuild: split topology (replica serving)")
+    split = isolation(procs, env, replica_base, seed, cfg, tmp, "split")
+    stop_servers(procs, "gunicorn")
+
+    say("the same on a single database (READ_DATABASE_URL unset)")
+    single_env = django_env(recreate_database(SINGLE_DB), start_redis(procs, free_port()))
+    single_seed = prepare_topology(single_env, cfg)
+    base = start_gunicorn(procs, free_port(), single_env, GUNICORN_WORKERS, GUNICORN_THREADS)
+    start_celery(procs, single_env, CELERY_CONCURRENCY)
+    single = isolation(procs, single_env, base, single_seed, cfg, tmp, "single")
+    stop_servers(procs, "gunicorn")
+    return {
+        "topology": {"write": write_url, "read": env["READ_DATABASE_URL"],
+                     "replicas": replica_env["READ_REPLICA_URLS"],
+                     "log_events": cfg["split_log_events"]},
+        "query_history_rps_replica": pair,
+        "split": split,
+        "single": single,
+        "read_isolation_p99": {"split": split["history_p99_ratio"],
+                               "single_database": single["history_p99_ratio"]},
+        "command_during_rebuild": {"split": split["orders_ratio"],
+                                   "single_database": single["orders_ratio"]},
+    }
+
+
 def head_of(env: dict[str, str]) -> int:
     return int(psql("SELECT coalesce(max(notification_id), 0) FROM shop_events",
                     env["DATABASE_URL"].rsplit("/", 1)[1]))
@@ -451,7 +685,8 @@ def metric(value: float, unit: str, baseline: float) -> dict:
 
 
 def build_metrics(http: dict | None, fresh: dict | None, log: dict | None,
-                  rebuild_fresh: dict | None, search: dict | None = None) -> dict:
+                  rebuild_fresh: dict | None, search: dict | None = None,
+                  split: dict | None = None) -> dict:
     """The metrics of the phases that ran (``None``: a phase left out by ``--only``)."""
     metrics = {}
     if http:
@@ -479,6 +714,15 @@ def build_metrics(http: dict | None, fresh: dict | None, log: dict | None,
         metrics["search_rps"] = metric(search["search_rps"]["value"], "req/s",
                                        search["search_rps"]["baseline"])
         metrics["search_p99_ms"] = metric(search["p99_large_ms"], "ms", search["p99_small_ms"])
+    if split:
+        replica, during = split["query_history_rps_replica"], split["split"]
+        metrics["query_history_rps_replica"] = metric(replica["value"], "req/s",
+                                                      replica["baseline"])
+        # The single-database figures are beside them in details.split.
+        metrics["read_isolation_p99"] = metric(during["history_p99_ms"], "ms",
+                                               during["baseline_history_p99_ms"])
+        metrics["command_during_rebuild"] = metric(during["orders_rps"], "req/s",
+                                                   during["baseline_orders_rps"])
     return metrics
 
 
@@ -539,6 +783,9 @@ BASELINES = {
     "freshness_p99_ms": "plain query p99",
     "search_rps": "plain product list, same catalog",
     "search_p99_ms": "same searches at 1/10 the catalog",
+    "query_history_rps_replica": "same history from the read primary",
+    "read_isolation_p99": "same p99 without a rebuild (split)",
+    "command_during_rebuild": "same orders without a rebuild (split)",
 }
 
 
@@ -563,18 +810,19 @@ def main() -> None:
     parser.add_argument("--only", type=phase_list, default=PHASES,
                         help=f"comma-separated phases to run, of {', '.join(PHASES)}")
     args = parser.parse_args()
-    preflight()
+    only = args.only
+    preflight(only)
     mode = "quick" if args.quick else "full"
     cfg = PROFILES[mode]
-    only = args.only
     started_at, t0 = datetime.now(UTC), time.monotonic()
     tmp = loadgen.scratch_dir()
     procs = Processes(tmp)
     machine = machine_info()
     say(f"{mode} run of {', '.join(only)}; scratch dir {tmp}; {machine['cpu']}, "
         f"{machine['cores']} cores")
-    http = fresh = fresh_half = log = rebuild_fresh = search = None
+    http = fresh = fresh_half = log = rebuild_fresh = search = split = None
     databases = []
+    cluster: Cluster | None = None
     try:
         if "http" in only or "freshness" in only:
             databases.append(HTTP_DB)
@@ -620,8 +868,20 @@ def main() -> None:
         if "search" in only:
             databases.append(SEARCH_DB)
             search = phase_search(procs, cfg, tmp)
+        if "split" in only:
+            databases += [SPLIT_DB, SINGLE_DB]
+            say("starting a throwaway PostgreSQL (initdb) for the read database and a "
+                "streaming standby of it (pg_basebackup -R)")
+            cluster = Cluster(fsync=True)  # durable, as the machine's own server
+            cluster.start()
+            split = phase_split(procs, cluster, cfg, tmp)
     finally:
         procs.stop_all()
+        if cluster is not None and args.keep:
+            say(f"kept the read primary (port {cluster.primary.port}) and its standby "
+                f"(port {cluster.standby.port}) in {cluster.root}: pg_ctl -D <dir> stop")
+        elif cluster is not None:
+            cluster.stop()
         if not args.keep:
             for name in databases:
                 try:
@@ -630,7 +890,7 @@ def main() -> None:
                     say(f"could not drop {name}: {exc}")
             shutil.rmtree(tmp, ignore_errors=True)
 
-    metrics = build_metrics(http, fresh, log, rebuild_fresh, search)
+    metrics = build_metrics(http, fresh, log, rebuild_fresh, search, split)
     seconds = time.monotonic() - t0
     goals = {}
     for name, m in metrics.items():
@@ -659,6 +919,7 @@ def main() -> None:
             "log": log,
             "rebuild_freshness": rebuild_fresh,
             "search": search,
+            "split": split,
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
