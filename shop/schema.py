@@ -242,4 +242,3 @@ def postprocess(result: dict, generator: Any, **kwargs: Any) -> dict:
         schemas.setdefault(name, schema)
     result["components"]["schemas"] = dict(sorted(schemas.items()))
     return result
-
