@@ -53,10 +53,15 @@ from tests.support.processes import free_port, wait_until  # noqa: E402
 from tests.support.replica import Cluster, pg_bin  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-HTTP_DB, LOG_DB, SEARCH_DB = "shop_bench", "shop_bench_log", "shop_bench_search"
+# BENCH_DB_SUFFIX: a suffix for every database name, so two runs on one server (two
+# worktrees) do not drop each other's databases.
+_SUFFIX = os.environ.get("BENCH_DB_SUFFIX", "")
+HTTP_DB, LOG_DB, SEARCH_DB = (f"shop_bench{_SUFFIX}", f"shop_bench_log{_SUFFIX}",
+                              f"shop_bench_search{_SUFFIX}")
 # The split phase: the write database on the machine's server, the read database on the
 # throwaway primary (with its standby); and the single-database comparison.
-SPLIT_DB, READ_DB, SINGLE_DB = "shop_bench_split", "shop_bench_read", "shop_bench_single"
+SPLIT_DB, READ_DB, SINGLE_DB = (f"shop_bench_split{_SUFFIX}", f"shop_bench_read{_SUFFIX}",
+                                f"shop_bench_single{_SUFFIX}")
 PHASES = ("http", "freshness", "log", "rebuild_freshness", "search", "split")
 
 PROFILES = {
