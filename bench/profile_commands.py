@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""Where a place-order command's time goes: one process, no server, no load generator.
+
+    python bench/profile_commands.py [--requests N] [--top K]
+
+Makes its own database (``shop_bench_profile_commands``, dropped at the end) and its
+own redis-server (the broker the command's trigger enqueues on; no worker), seeds the
+bench's products and customers (``jobs.py seed``), then sends ``POST
+/api/commands/orders/`` with 2 lines (the ``command_place_order_rps`` body) through
+Django's test client (the whole middleware and DRF stack, no socket), under cProfile.
+Prints the mean time per command, the SQL round trips per command (Django's
+connection, from ``CaptureQueriesContext``; the event store's, from the calls of
+psycopg's ``execute`` minus Django's) and the top functions by own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.procs import drop_database, recreate_database  # noqa: E402
+from tests.support.processes import RedisServer  # noqa: E402
+
+DATABASE = "shop_bench_profile_commands"
+
+
+def bodies(products: list[str], n: int) -> list[bytes]:
+    rng = random.Random(7)
+    return [json.dumps({"lines": [{"product_id": p, "quantity": 1}
+                                  for p in rng.sample(products, 2)],
+                        "shipping_address": f"{i} Bench Street"}).encode()
+            for i in range(n)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--top", type=int, default=35)
+    args = parser.parse_args()
+    url = recreate_database(DATABASE)
+    redis = RedisServer(Path(tempfile.mkdtemp(prefix="profile-commands-"))).start()
+    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="bench.settings",
+                      SECRET_KEY="bench-not-secret", DEBUG="0", LOG_LEVEL="WARNING",
+                      ALLOWED_HOSTS="testserver", ALLOW_HTTP="1", THROTTLE_RATES="user=off",
+                      CELERY_BROKER_URL=redis.url, REDIS_URL=redis.url)
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connection
+        from django.test import Client
+        from django.test.utils import CaptureQueriesContext
+
+        call_command("migrate", verbosity=0)
+        from bench import jobs
+
+        seed = jobs.job_seed(argparse.Namespace(products=200, histories=[], customers=8))
+        tokens = seed["customer_tokens"]
+        client = Client()
+        sent = bodies(seed["products"], args.requests)
+
+        def place(i: int) -> None:
+            response = client.post("/api/commands/orders/", sent[i % len(sent)],
+                                   content_type="application/json",
+                                   HTTP_AUTHORIZATION=f"Token {tokens[i % len(tokens)]}")
+            assert response.status_code == 201, response.content
+
+        for i in range(50):  # warm: caches, prepared statements, every customer's key
+            place(i)
+        with CaptureQueriesContext(connection) as django_queries:
+            for i in range(20):
+                place(i)
+        started = time.perf_counter()
+        for i in range(args.requests):
+            place(i)
+        wall = (time.perf_counter() - started) / args.requests * 1000
+        profile = cProfile.Profile()
+        profile.enable()
+        for i in range(args.requests):
+            place(i)
+        profile.disable()
+        stats = pstats.Stats(profile)
+        executes = sum(nc for (file, _line, func), (_cc, nc, *_rest) in stats.stats.items()
+                       if "psycopg" in file and func == "execute"
+                       and file.endswith(("cursor.py", "connection.py", "client_cursor.py")))
+        print(f"place-order, 2 lines: {wall:.2f} ms/command (mean of {args.requests}, "
+              "in-process, no profiler)")
+        django_per = len(django_queries) / 20
+        print(f"SQL per command: Django {django_per:.1f}; psycopg execute() calls "
+              f"{executes / args.requests:.1f} (both connections)")
+        for query in django_queries.captured_queries[:len(django_queries) // 20]:
+            print("   django:", query["sql"][:150])
+        stats.sort_stats("tottime").print_stats(args.top)
+        stats.sort_stats("cumulative").print_stats(args.top)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        redis.stop()
+        drop_database(DATABASE)
+
+
+if __name__ == "__main__":
+    main()
