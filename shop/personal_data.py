@@ -81,6 +81,13 @@ class KeyRing:
             found = self.store.data_keys(missing)
             self.keys.update({user_id: found.get(user_id) for user_id in missing})
 
+    def read(self, user_ids: list[int], found: dict[int, bytes]) -> None:
+        """The keys of ``user_ids`` as just read from the store (``found``: those
+        that exist), for a ring that has not read them itself (a unit of work reads
+        its actor's key with its first locks, in the same round trip)."""
+        for user_id in user_ids:
+            self.keys.setdefault(user_id, found.get(user_id))
+
     def for_writing(self, user_id: int) -> bytes:
         if user_id in self.forgotten:
             return AESGCM.generate_key(bit_length=256)  # never stored

@@ -187,6 +187,11 @@ class ShopRecorder(PostgresApplicationRecorder):
         ).format(**names)
         self.sql_data_keys = SQL(
             "SELECT user_id, key FROM {schema}.{keys} WHERE user_id = ANY(%s)").format(**names)
+        # The data keys of listed people (their ids written in: ours, ints), as the
+        # last statement of a round trip that takes locks first.
+        self.sql_data_keys_of = SQL(
+            "SELECT user_id, key AS data_key FROM {schema}.{keys} "
+            "WHERE user_id = ANY(ARRAY[").format(**names).as_string()
         self.sql_make_data_key = SQL(
             "INSERT INTO {schema}.{keys} (user_id, key, created_at) VALUES (%(user)s, %(key)s, "
             "now()) ON CONFLICT (user_id) DO NOTHING; "
@@ -333,13 +338,31 @@ class PostgresTransaction:
 
     # -- locks
 
-    def lock(self, keys: Sequence[int]) -> None:
-        """Wait (at most the lock wait) for the writer locks ``keys``, in this order."""
+    def lock(self, keys: Sequence[int],
+             data_keys_of: Sequence[int] = ()) -> dict[int, bytes] | None:
+        """Wait (at most the lock wait) for the writer locks ``keys``, in this order.
+
+        With ``data_keys_of``, also read those people's data keys in the same round
+        trip, once the locks are held (a statement of its own, so it reads what is
+        committed then): the keys found (``None``: not asked)."""
         # The keys are ours (64-bit ints), written into the statement: quoting them as
         # parameters was most of this round trip's CPU in gunicorn (py-spy).
         listed = ",".join(str(int(k)) for k in keys)
-        self._run(self._begin() + "SELECT pg_advisory_xact_lock(k) "
-                  f"FROM unnest(ARRAY[{listed}]::bigint[]) AS k")
+        statement = (self._begin() + "SELECT pg_advisory_xact_lock(k) "
+                     f"FROM unnest(ARRAY[{listed}]::bigint[]) AS k")
+        if not data_keys_of:
+            self._run(statement)
+            return None
+        return self._data_keys_after(statement, data_keys_of)
+
+    def _data_keys_after(self, statement: str, user_ids: Sequence[int],
+                         params: Any = None) -> dict[int, bytes]:
+        """Run ``statement``, then read the data keys of ``user_ids``: one round trip."""
+        users = ",".join(str(int(u)) for u in user_ids)
+        cursor = self._run(
+            f"{statement}; {self.recorder.sql_data_keys_of}{users}]::bigint[])",
+            params, column="data_key")
+        return {row["user_id"]: bytes(row["data_key"]) for row in cursor.fetchall()}
 
     def try_lock(self, keys: Sequence[int]) -> bool:
         """Take the locks ``keys`` only if no one holds them; whether all were taken."""
@@ -350,16 +373,27 @@ class PostgresTransaction:
         return bool(cursor.fetchone()["taken"])
 
     def claim(self, key_lock: int, record_id: UUID, user_id: int, ttl: timedelta,
-              cap: int) -> RecordLookup:
+              cap: int, data_keys_of: Sequence[int] = ()
+              ) -> tuple[RecordLookup, dict[int, bytes] | None]:
         """Lock an idempotency key (first, before any aggregate), forget its expired
-        record, and read its live one: one round trip."""
+        record, and read its live one: one round trip. With ``data_keys_of``, the
+        data keys of those people too, in the same round trip (as ``lock``)."""
         params = {"id": record_id, "user": user_id, "ttl": ttl, "cap": cap}
+        statement = (f"{self._begin()}SELECT pg_advisory_xact_lock({int(key_lock)}); "
+                     f"{self.recorder.sql_forget_expired_record}; "
+                     f"{self.recorder.sql_find_record}")
+        if not data_keys_of:
+            cursor = self._run(statement, params, column="live_records")
+            return _lookup(cursor.fetchone()), None
+        users = ",".join(str(int(u)) for u in data_keys_of)
         cursor = self._run(
-            f"{self._begin()}SELECT pg_advisory_xact_lock({int(key_lock)}); "
-            f"{self.recorder.sql_forget_expired_record}; {self.recorder.sql_find_record}",
-            params, column="live_records",
-        )
-        return _lookup(cursor.fetchone())
+            f"{statement}; {self.recorder.sql_data_keys_of}{users}]::bigint[])",
+            params, column="live_records")
+        lookup = _lookup(cursor.fetchone())
+        with library_errors():
+            cursor.nextset()  # the keys' result follows the record's
+            rows = cursor.fetchall()
+        return lookup, {row["user_id"]: bytes(row["data_key"]) for row in rows}
 
     # -- reads
 
@@ -545,16 +579,16 @@ class SQLiteTransaction:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def lock(self, keys: Sequence[int]) -> None:
-        pass
+    def lock(self, keys: Sequence[int], data_keys_of: Sequence[int] = ()) -> None:
+        return None  # no keys read: the ring reads them when it needs them
 
     def try_lock(self, keys: Sequence[int]) -> bool:
         return True
 
     def claim(self, key_lock: int, record_id: UUID, user_id: int, ttl: timedelta,
-              cap: int) -> RecordLookup:
+              cap: int, data_keys_of: Sequence[int] = ()) -> tuple[RecordLookup, None]:
         self.ttl = ttl  # the expired record is forgotten at the commit
-        return self.recorder.find_record(record_id, user_id, ttl, cap)
+        return self.recorder.find_record(record_id, user_id, ttl, cap), None
 
     def select_events(self, aggregate_id: UUID, after_version: int) -> list[StoredEvent]:
         return list(self.recorder.select_events(aggregate_id, gt=after_version))

@@ -109,13 +109,20 @@ class UnitOfWork:
         self._transaction = self._app.recorder.transaction(
             lock_wait_seconds(), self._app.snapshots.recorder if self._app.snapshots else None)
         self._held = set()
-        # Each person's data key is read once per attempt (shop.personal_data).
+        # Each person's data key is read once per attempt (shop.personal_data). A
+        # customer's own key seals their name in every event's metadata: it is read
+        # with the attempt's first locks, in the same round trip.
         self.keys = KeyRing(self._transaction)
+        actor = self.context.actor
+        self._actor_key = ([actor.user_id] if actor.kind == "customer"
+                           and actor.user_id is not None else [])
         if self.claim is not None:
             try:
-                found = self._transaction.claim(
+                found, data_keys = self._transaction.claim(
                     lock_key(self.claim.record_id), self.claim.record_id,
-                    self.claim.user_id, idempotency.TTL, idempotency.max_live_keys())
+                    self.claim.user_id, idempotency.TTL, idempotency.max_live_keys(),
+                    self._actor_key)
+                self._read_keys(data_keys)
                 record = self.claim.check(found)
             except OperationalError as exc:
                 self._end()
@@ -165,12 +172,18 @@ class UnitOfWork:
             if out_of_order and not self._transaction.try_lock(out_of_order):
                 raise LockOrder()
             if in_order:
-                self._transaction.lock(in_order)
+                self._read_keys(self._transaction.lock(in_order, self._actor_key))
         except OperationalError as exc:
             if lock_wait_ran_out(exc):
                 raise LockWaitTimeout() from None
             raise
         self._held |= wanted
+
+    def _read_keys(self, found: dict[int, bytes] | None) -> None:
+        """Keep the actor's key a round trip read (``None``: it was not read)."""
+        if found is not None:
+            self.keys.read(self._actor_key, found)
+            self._actor_key = []
 
     def load(self, aggregate_id: UUID, cls: type[A], *, what: str | None = None,
              visible: Callable[[A], bool] | None = None) -> A:
