@@ -103,6 +103,8 @@ def main() -> None:
               f"{executes / args.requests:.1f} (both connections)")
         for query in django_queries.captured_queries[:len(django_queries) // 20]:
             print("   django:", query["sql"][:150])
+        stats.sort_stats("tottime").print_callers(r"psycopg/(cursor|connection).py:\d+\(execute\)")
+        stats.print_callers(r"(data_keys|key_ring|for_reading|for_writing|prefetch|decode_many|to_stored_event)")
         stats.sort_stats("tottime").print_stats(args.top)
         stats.sort_stats("cumulative").print_stats(args.top)
     finally:

@@ -97,7 +97,9 @@ class ShopMapper(Mapper):
     # -- out
 
     def to_domain_event(self, stored_event: StoredEvent, keys: KeyRing | None = None) -> Any:
-        return self.decode(stored_event, keys)[0]
+        """The event alone: its metadata is not opened (an aggregate's fast-forward
+        needs no one's key for the actors' names of the events it applies)."""
+        return self.decode_many([stored_event], keys, metadata=False)[0][0]
 
     def decode(self, stored_event: StoredEvent,
                keys: KeyRing | None = None) -> tuple[Any, Metadata]:
@@ -105,17 +107,20 @@ class ShopMapper(Mapper):
         return self.decode_many([stored_event], keys)[0]
 
     def decode_many(self, stored_events: Sequence[StoredEvent],
-                    keys: KeyRing | None = None) -> list[tuple[Any, Metadata]]:
+                    keys: KeyRing | None = None, *,
+                    metadata: bool = True) -> list[tuple[Any, Metadata]]:
         """Events and their metadata, the keys of every person in them read at once
-        (a projection's batch: one query, not one per event)."""
+        (a projection's batch: one query, not one per event). ``metadata=False``:
+        the metadata is not opened (a customer's name in it stays sealed), so no key
+        is read for it."""
         opened = [self._open(stored) for stored in stored_events]
         subjects = [subject for cls, state, meta in opened
-                    for subject in _subjects(cls, state, meta)]
+                    for subject in _subjects(cls, state, meta, metadata)]
         ring = keys
         if subjects:
             ring = ring or self.key_ring()
             ring.prefetch(subjects)
-        return [self._finish(stored, cls, state, meta, ring)
+        return [self._finish(stored, cls, state, meta, ring, metadata)
                 for stored, (cls, state, meta) in zip(stored_events, opened, strict=True)]
 
     def _open(self, stored_event: StoredEvent) -> tuple[type, dict[str, Any], Metadata]:
@@ -136,9 +141,10 @@ class ShopMapper(Mapper):
         return cls, state, upcast_metadata(state.pop(META, None))
 
     def _finish(self, stored_event: StoredEvent, cls: type, state: dict[str, Any],
-                metadata: Metadata, ring: KeyRing | None) -> tuple[Any, Metadata]:
+                metadata: Metadata, ring: KeyRing | None,
+                open_metadata: bool = True) -> tuple[Any, Metadata]:
         actor = metadata.actor
-        if actor.kind == "customer" and is_sealed(actor.username):
+        if open_metadata and actor.kind == "customer" and is_sealed(actor.username):
             ring = ring or self.key_ring()
             username = unseal(actor.username, ring.for_reading(actor.user_id), actor.user_id)
             metadata = replace(metadata, actor=replace(actor, username=username))
@@ -164,10 +170,12 @@ def upcast_metadata(stored: dict[str, Any] | None) -> Metadata:
     return LEGACY if stored is None else Metadata.from_dict(stored)
 
 
-def _subjects(cls: type, state: dict[str, Any], metadata: Metadata) -> list[int]:
-    """Whose keys opening this state needs."""
+def _subjects(cls: type, state: dict[str, Any], metadata: Metadata,
+              open_metadata: bool = True) -> list[int]:
+    """Whose keys opening this state (and its metadata, if asked) needs."""
     subjects = []
-    if metadata.actor.kind == "customer" and is_sealed(metadata.actor.username):
+    if open_metadata and metadata.actor.kind == "customer" \
+            and is_sealed(metadata.actor.username):
         subjects.append(metadata.actor.user_id)
     personal, where = _personal_part(cls, state)
     if personal is not None and any(is_sealed(where.get(name)) for name in personal.fields):

@@ -102,6 +102,15 @@ class RecordLookup:
 
 
 @dataclass(frozen=True)
+class Locked:
+    """What a lock's round trip read besides (``None``: not asked): people's data keys
+    (those found), and aggregates' events after the versions given."""
+
+    data_keys: dict[int, bytes] | None = None
+    events: dict[UUID, list[StoredEvent]] | None = None
+
+
+@dataclass(frozen=True)
 class NewRecord:
     """A record to write with a command's commit; ``positions`` of a save come from
     the insert itself."""
@@ -192,6 +201,15 @@ class ShopRecorder(PostgresApplicationRecorder):
         self.sql_data_keys_of = SQL(
             "SELECT user_id, key AS data_key FROM {schema}.{keys} "
             "WHERE user_id = ANY(ARRAY[").format(**names).as_string()
+        # Each listed aggregate's events after a version, as the last statement of a
+        # round trip that takes the aggregates' locks first.
+        self.sql_events_after = (SQL(
+            "SELECT e.originator_id AS ff_id, e.originator_version AS ff_version, "
+            "e.topic AS ff_topic, e.state AS ff_state FROM {schema}.{events} AS e "
+            "JOIN (VALUES "
+        ).format(**names).as_string(), (
+            ") AS w (id, v) ON e.originator_id = w.id AND e.originator_version > w.v "
+            "ORDER BY e.originator_id, e.originator_version"))
         self.sql_make_data_key = SQL(
             "INSERT INTO {schema}.{keys} (user_id, key, created_at) VALUES (%(user)s, %(key)s, "
             "now()) ON CONFLICT (user_id) DO NOTHING; "
@@ -338,31 +356,53 @@ class PostgresTransaction:
 
     # -- locks
 
-    def lock(self, keys: Sequence[int],
-             data_keys_of: Sequence[int] = ()) -> dict[int, bytes] | None:
+    def lock(self, keys: Sequence[int], data_keys_of: Sequence[int] = (),
+             events_after: dict[UUID, int] | None = None) -> Locked:
         """Wait (at most the lock wait) for the writer locks ``keys``, in this order.
 
-        With ``data_keys_of``, also read those people's data keys in the same round
-        trip, once the locks are held (a statement of its own, so it reads what is
-        committed then): the keys found (``None``: not asked)."""
+        In the same round trip, once the locks are held (statements of their own, so
+        they read what is committed then): the data keys of the people
+        ``data_keys_of``, and the events of each aggregate in ``events_after`` after
+        the version given (a unit of work fast-forwards its cached aggregates)."""
         # The keys are ours (64-bit ints), written into the statement: quoting them as
         # parameters was most of this round trip's CPU in gunicorn (py-spy).
         listed = ",".join(str(int(k)) for k in keys)
-        statement = (self._begin() + "SELECT pg_advisory_xact_lock(k) "
-                     f"FROM unnest(ARRAY[{listed}]::bigint[]) AS k")
-        if not data_keys_of:
-            self._run(statement)
-            return None
-        return self._data_keys_after(statement, data_keys_of)
-
-    def _data_keys_after(self, statement: str, user_ids: Sequence[int],
-                         params: Any = None) -> dict[int, bytes]:
-        """Run ``statement``, then read the data keys of ``user_ids``: one round trip."""
-        users = ",".join(str(int(u)) for u in user_ids)
-        cursor = self._run(
-            f"{statement}; {self.recorder.sql_data_keys_of}{users}]::bigint[])",
-            params, column="data_key")
-        return {row["user_id"]: bytes(row["data_key"]) for row in cursor.fetchall()}
+        statements = [self._begin() + "SELECT pg_advisory_xact_lock(k) "
+                      f"FROM unnest(ARRAY[{listed}]::bigint[]) AS k"]
+        if data_keys_of:
+            users = ",".join(str(int(u)) for u in data_keys_of)
+            statements.append(f"{self.recorder.sql_data_keys_of}{users}]::bigint[])")
+        if events_after:
+            id_type = self.recorder.datastore.originator_id_type
+            # Our own ids and versions (UUIDs, ints), written in as literals.
+            rows = ",".join(f"('{UUID(str(aggregate_id))}'::{id_type},{int(version)})"
+                            for aggregate_id, version in events_after.items())
+            head, tail = self.recorder.sql_events_after
+            statements.append(f"{head}{rows}{tail}")
+        if len(statements) == 1:
+            self._run(statements[0])
+            return Locked()
+        cursor = self._run("; ".join(statements))
+        data_keys: dict[int, bytes] | None = {} if data_keys_of else None
+        events: dict[UUID, list[StoredEvent]] | None = None
+        if events_after:
+            events = {aggregate_id: [] for aggregate_id in events_after}
+            by_text = {str(aggregate_id): aggregate_id for aggregate_id in events_after}
+        with library_errors():
+            while True:
+                names = [c.name for c in cursor.description or ()]
+                if "data_key" in names and data_keys is not None:
+                    data_keys.update({row["user_id"]: bytes(row["data_key"])
+                                      for row in cursor.fetchall()})
+                elif "ff_version" in names and events is not None:
+                    for row in cursor.fetchall():
+                        aggregate_id = by_text[str(row["ff_id"])]
+                        events[aggregate_id].append(StoredEvent(
+                            aggregate_id, row["ff_version"], row["ff_topic"],
+                            bytes(row["ff_state"])))
+                if not cursor.nextset():
+                    break
+        return Locked(data_keys, events)
 
     def try_lock(self, keys: Sequence[int]) -> bool:
         """Take the locks ``keys`` only if no one holds them; whether all were taken."""
@@ -579,8 +619,9 @@ class SQLiteTransaction:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def lock(self, keys: Sequence[int], data_keys_of: Sequence[int] = ()) -> None:
-        return None  # no keys read: the ring reads them when it needs them
+    def lock(self, keys: Sequence[int], data_keys_of: Sequence[int] = (),
+             events_after: dict[UUID, int] | None = None) -> Locked:
+        return Locked()  # nothing read: the unit of work reads when it needs to
 
     def try_lock(self, keys: Sequence[int]) -> bool:
         return True

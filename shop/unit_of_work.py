@@ -109,6 +109,8 @@ class UnitOfWork:
         self._transaction = self._app.recorder.transaction(
             lock_wait_seconds(), self._app.snapshots.recorder if self._app.snapshots else None)
         self._held = set()
+        # Aggregate id -> (the cached version, the events after it), read with a lock.
+        self._prefetched: dict[UUID, tuple[int, list[Any]]] = {}
         # Each person's data key is read once per attempt (shop.personal_data). A
         # customer's own key seals their name in every event's metadata: it is read
         # with the attempt's first locks, in the same round trip.
@@ -172,12 +174,30 @@ class UnitOfWork:
             if out_of_order and not self._transaction.try_lock(out_of_order):
                 raise LockOrder()
             if in_order:
-                self._read_keys(self._transaction.lock(in_order, self._actor_key))
+                versions = self._cached_versions(aggregate_ids)
+                locked = self._transaction.lock(in_order, self._actor_key, versions)
+                self._read_keys(locked.data_keys)
+                for aggregate_id, events in (locked.events or {}).items():
+                    self._prefetched[aggregate_id] = (versions[aggregate_id], events)
         except OperationalError as exc:
             if lock_wait_ran_out(exc):
                 raise LockWaitTimeout() from None
             raise
         self._held |= wanted
+
+    def _cached_versions(self, aggregate_ids: tuple[UUID, ...]) -> dict[UUID, int]:
+        """The version in this process's cache of each aggregate about to be locked
+        that has one: the lock's round trip reads the events saved since, which
+        ``load`` then applies instead of asking again."""
+        cache, versions = self._app.aggregate_cache, {}
+        for aggregate_id in aggregate_ids:
+            if aggregate_id in self._prefetched:
+                continue
+            try:
+                versions[aggregate_id] = cache.get(aggregate_id).version
+            except KeyError:
+                continue
+        return versions
 
     def _read_keys(self, found: dict[int, bytes] | None) -> None:
         """Keep the actor's key a round trip read (``None``: it was not read)."""
@@ -209,6 +229,7 @@ class UnitOfWork:
     def _fetch(self, aggregate_id: UUID) -> Aggregate | None:
         app, tx = self._app, self._transaction
         cache = app.aggregate_cache
+        read = self._prefetched.pop(aggregate_id, None)
         try:
             aggregate = copy.deepcopy(cache.get(aggregate_id))
         except KeyError:
@@ -216,7 +237,13 @@ class UnitOfWork:
             snapshot = tx.select_snapshot(aggregate_id)
             if snapshot is not None:
                 aggregate = app.mapper.to_domain_event(snapshot, self.keys).mutate(None)
-        events = tx.select_events(aggregate_id, aggregate.version if aggregate else 0)
+        version = aggregate.version if aggregate else 0
+        # The events the lock's round trip read after the cached version, if the cache
+        # still holds that version (another thread of this process may have moved it).
+        if read is not None and aggregate is not None and read[0] == version:
+            events = read[1]
+        else:
+            events = tx.select_events(aggregate_id, version)
         for stored in events:
             aggregate = app.mapper.to_domain_event(stored, self.keys).mutate(aggregate)
         # Aggregates holding personal data are not kept: a forgotten customer's name
