@@ -66,11 +66,21 @@ def test_the_log_holds_the_name_and_address_sealed_and_commands_see_them_plain(
 def test_a_unit_of_work_reads_a_persons_key_once(event_store, zelda, monkeypatch):
     place_as(zelda)  # zelda has a key now
     reads = []
-    original = PostgresTransaction.data_keys
+    original, original_lock = PostgresTransaction.data_keys, PostgresTransaction.lock
     monkeypatch.setattr(PostgresTransaction, "data_keys",
-                        lambda self, ids: reads.append(ids) or original(self, ids))
+                        lambda self, ids: reads.append(("alone", ids)) or original(self, ids))
+
+    def lock(self, keys, data_keys_of=(), events_after=None):
+        locked = original_lock(self, keys, data_keys_of, events_after)
+        if data_keys_of:
+            reads.append(("with the locks", list(data_keys_of)))
+            assert locked.data_keys == {zelda.pk: original(self, [zelda.pk])[zelda.pk]}
+        return locked
+
+    monkeypatch.setattr(PostgresTransaction, "lock", lock)
     place_as(zelda)  # the Placed event, and the actor of each of its two events
-    assert reads == [[zelda.pk]]
+    # Read once, in the round trip of the command's first locks (its product's).
+    assert reads == [("with the locks", [zelda.pk])]
 
 
 def test_forgetting_makes_the_personal_fields_unreadable_and_nothing_else(event_store, zelda):
