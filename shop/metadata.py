@@ -20,7 +20,7 @@ themselves carry no such fields.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("customer", "staff", "system")
@@ -49,7 +49,12 @@ class Metadata:
     causation_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Written out: ``dataclasses.asdict`` deep-copies recursively, per event.
+        actor = self.actor
+        return {"actor": {"kind": actor.kind, "user_id": actor.user_id,
+                          "username": actor.username},
+                "via": self.via, "request_id": self.request_id,
+                "causation_id": self.causation_id}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Metadata:
