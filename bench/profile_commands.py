@@ -8,7 +8,8 @@ own redis-server (the broker the command's trigger enqueues on; no worker), seed
 bench's products and customers (``jobs.py seed``), then sends ``POST
 /api/commands/orders/`` with 2 lines (the ``command_place_order_rps`` body) through
 Django's test client (the whole middleware and DRF stack, no socket), under cProfile.
-Prints the mean time per command, the SQL round trips per command (Django's
+Prints the mean wall and CPU time per command (the CPU is this process's, the
+figure the machine's other load moves least), the SQL round trips per command (Django's
 connection, from ``CaptureQueriesContext``; the event store's, from the calls of
 psycopg's ``execute`` minus Django's) and the top functions by own time.
 """
@@ -83,10 +84,11 @@ def main() -> None:
         with CaptureQueriesContext(connection) as django_queries:
             for i in range(20):
                 place(i)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for i in range(args.requests):
             place(i)
         wall = (time.perf_counter() - started) / args.requests * 1000
+        cpu = (time.process_time() - cpu_started) / args.requests * 1000
         profile = cProfile.Profile()
         profile.enable()
         for i in range(args.requests):
@@ -96,8 +98,8 @@ def main() -> None:
         executes = sum(nc for (file, _line, func), (_cc, nc, *_rest) in stats.stats.items()
                        if "psycopg" in file and func == "execute"
                        and file.endswith(("cursor.py", "connection.py", "client_cursor.py")))
-        print(f"place-order, 2 lines: {wall:.2f} ms/command (mean of {args.requests}, "
-              "in-process, no profiler)")
+        print(f"place-order, 2 lines: {wall:.2f} ms/command wall, {cpu:.2f} ms of this "
+              f"process's CPU (mean of {args.requests}, in-process, no profiler)")
         django_per = len(django_queries) / 20
         print(f"SQL per command: Django {django_per:.1f}; psycopg execute() calls "
               f"{executes / args.requests:.1f} (both connections)")
