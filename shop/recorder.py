@@ -203,13 +203,15 @@ class ShopRecorder(PostgresApplicationRecorder):
             "WHERE user_id = ANY(ARRAY[").format(**names).as_string()
         # Each listed aggregate's events after a version, as the last statement of a
         # round trip that takes the aggregates' locks first.
-        self.sql_events_after = (SQL(
-            "SELECT e.originator_id AS ff_id, e.originator_version AS ff_version, "
-            "e.topic AS ff_topic, e.state AS ff_state FROM {schema}.{events} AS e "
-            "JOIN (VALUES "
-        ).format(**names).as_string(), (
-            ") AS w (id, v) ON e.originator_id = w.id AND e.originator_version > w.v "
-            "ORDER BY e.originator_id, e.originator_version"))
+        # LATERAL: one index range scan per aggregate (a join of the VALUES list with
+        # the events table may be planned as a scan of the whole log).
+        self.sql_events_after = ("SELECT w.id AS ff_id, e.ff_version, e.ff_topic, e.ff_state "
+                                 "FROM (VALUES ", SQL(
+            ") AS w (id, v) CROSS JOIN LATERAL (SELECT originator_version AS ff_version, "
+            "topic AS ff_topic, state AS ff_state FROM {schema}.{events} "
+            "WHERE originator_id = w.id AND originator_version > w.v "
+            "ORDER BY originator_version) AS e"
+        ).format(**names).as_string())
         self.sql_make_data_key = SQL(
             "INSERT INTO {schema}.{keys} (user_id, key, created_at) VALUES (%(user)s, %(key)s, "
             "now()) ON CONFLICT (user_id) DO NOTHING; "
@@ -402,6 +404,8 @@ class PostgresTransaction:
                             bytes(row["ff_state"])))
                 if not cursor.nextset():
                     break
+        for listed in (events or {}).values():
+            listed.sort(key=lambda stored: stored.originator_version)
         return Locked(data_keys, events)
 
     def try_lock(self, keys: Sequence[int]) -> bool:
