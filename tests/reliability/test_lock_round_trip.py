@@ -112,3 +112,40 @@ def test_orders_racing_reprices_and_restocks_on_cached_hot_products(services, ap
 
     assert_replays(web.base_url, answers)
     assert_no_traceback(web)
+
+
+def test_orders_racing_their_customers_forget(services, api_users):
+    """A customer's orders (their key read with the order's first locks, the products'
+    new events applied without opening their metadata) race their own forget-me on 3
+    gunicorn workers: nothing answers 5xx, and every order is placed (201) or refused
+    once the account is gone (401). (On ``main`` such orders answered 500: loading a
+    product opened the metadata of its events, sealed with a key the race had replaced.)
+
+    Not asserted here, a known gap of the forget itself: an order authenticated
+    before the forget commits its Django side may give the customer a new key, and
+    values sealed with the old one then raise ``InvalidTag`` when decoded instead of
+    reading ``None``."""
+    web = services.gunicorn(workers=3, threads=4)
+    zelda = api_users["customers"][0]
+    shop = Shop(web.base_url, api_users["staff"].token)
+    first, second = shop.product("FORGET-A"), shop.product("FORGET-B")
+    warm = [[order_of_both(first, second, zelda.token, i, keyed=False)] for i in range(6)]
+    assert {a.status for a in send_together(web.base_url, warm)} == {201}
+
+    orders = [[order_of_both(first, second, zelda.token, lane * 100 + i, keyed=i % 2 == 0)
+               for i in range(15)] for lane in range(5)]
+    forget = [[Command("order", "/api/commands/orders/", {
+        "lines": [{"product_id": first, "quantity": 1}], "shipping_address": "1 Early St"},
+        zelda.token)] * 3 + [Command("forget", "/api/auth/me/forget/",
+                                     {"password": "x-pass-word-123"}, zelda.token)]]
+    answers = send_together(web.base_url, orders + forget)
+
+    assert_no_server_error(answers, web)
+    statuses = Counter((a.command.kind, a.status) for a in answers)
+    assert statuses[("forget", 204)] == 1, statuses
+    assert set(statuses) <= {("order", 201), ("order", 401), ("forget", 204)}, statuses
+    # Another customer's orders of the same products still load and are placed.
+    other = [[order_of_both(first, second, api_users["customers"][1].token, 900 + i,
+                            keyed=False)] for i in range(6)]
+    assert {a.status for a in send_together(web.base_url, other)} == {201}
+    assert_no_traceback(web)
