@@ -219,7 +219,8 @@ def job_generate(args: argparse.Namespace) -> dict:
 
 def decode_range(projector, start: int, stop: int, batch: int) -> tuple[int, float]:
     """Read and decode the projector's notifications in (start, stop], as the runner
-    does, without applying them. Returns (count, seconds)."""
+    does (``decode_many`` per batch: each person's key read once for the batch),
+    without applying them. Returns (count, seconds)."""
     app = get_app()
     topics = projector.topics()
     started = time.perf_counter()
@@ -228,8 +229,7 @@ def decode_range(projector, start: int, stop: int, batch: int) -> tuple[int, flo
         notifications = app.recorder.select_notifications(
             start=position, stop=stop, limit=batch, topics=topics, inclusive_of_start=False
         )
-        for notification in notifications:
-            app.mapper.to_domain_event(notification)
+        app.mapper.decode_many(notifications)
         count += len(notifications)
         if len(notifications) < batch:
             break

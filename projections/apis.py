@@ -428,6 +428,69 @@ def always_null() -> serializers.Field:
     return AlwaysNullField()
 
 
+def plain_representation(field: serializers.Field) -> Callable[[Any], Any]:
+    """``field.to_representation``, or a plain function that answers the same for the
+    values a read-model row holds (DRF's own ``CharField``, ``IntegerField``, ``UUIDField``
+    and ``DecimalField`` as strings; a field that overrides the method keeps it)."""
+    represent = type(field).to_representation
+    if represent is serializers.CharField.to_representation or (
+        represent is serializers.UUIDField.to_representation
+        and field.uuid_format == "hex_verbose"
+    ):
+        return str
+    if represent is serializers.IntegerField.to_representation:
+        return int
+    if (
+        represent is serializers.DecimalField.to_representation
+        and field.decimal_places is not None
+        and getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
+        and not field.localize
+        and not field.normalize_output
+    ):
+        # DRF quantizes (context rounding, as format() rounds) then writes '{:f}'.
+        spec = f".{field.decimal_places}f"
+        fallback = field.to_representation
+
+        def decimal_string(value: Any) -> Any:
+            return format(value, spec) if type(value) is Decimal else fallback(value)
+
+        return decimal_string
+    return field.to_representation
+
+
+# A serializer of read-model rows: each declared field's representation of the row's
+# attribute (or of the row, for ``source="*"``), without DRF's per-field machinery for
+# related objects. The declared fields are both the schema and what is sent. The plan
+# (name, source, function per field) is made once per class from the declared fields,
+# so a request neither copies the fields (DRF deep-copies them for every serializer
+# instance) nor calls generic field methods per value. (A comment, not a docstring:
+# the schema would show a docstring as a description.)
+class RowSerializer(serializers.Serializer):
+
+    @classmethod
+    def row_plan(cls) -> list[tuple[str, str, Callable[[Any], Any]]]:
+        plan = cls.__dict__.get("_row_plan")  # each class its own, never a parent's
+        if plan is None:
+            template = cls()  # unbound and without data: the plan keeps no instance
+            plan = [(f.field_name, f.source, plain_representation(f))
+                    for f in template._readable_fields]
+            cls._row_plan = plan  # a race only builds the same plan twice
+        return plan
+
+    @classmethod
+    def represent(cls, row: Any) -> dict:
+        """The row's representation without a serializer instance (what
+        ``cls(row).data`` holds): how a projector renders a row's stored document."""
+        data = {}
+        for name, source, represent in cls.row_plan():
+            value = row if source == "*" else getattr(row, source)
+            data[name] = None if value is None else represent(value)
+        return data
+
+    def to_representation(self, row: Any) -> dict:
+        return self.represent(row)
+
+
 # --- products ---------------------------------------------------------------------
 
 
@@ -542,7 +605,7 @@ class ProductListApi(QueryApi):
     position_with_page = True
 
     @renders(ProductCatalog)
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(RowSerializer):
         product_id = serializers.UUIDField()
         sku = serializers.CharField()
         name = serializers.CharField()
@@ -632,63 +695,6 @@ class AsStoredField(serializers.Field):
 
     def to_representation(self, value: Any) -> Any:
         return value
-
-
-def plain_representation(field: serializers.Field) -> Callable[[Any], Any]:
-    """``field.to_representation``, or a plain function that answers the same for the
-    values a read-model row holds (DRF's own ``CharField``, ``IntegerField``, ``UUIDField``
-    and ``DecimalField`` as strings; a field that overrides the method keeps it)."""
-    represent = type(field).to_representation
-    if represent is serializers.CharField.to_representation or (
-        represent is serializers.UUIDField.to_representation
-        and field.uuid_format == "hex_verbose"
-    ):
-        return str
-    if represent is serializers.IntegerField.to_representation:
-        return int
-    if (
-        represent is serializers.DecimalField.to_representation
-        and field.decimal_places is not None
-        and getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
-        and not field.localize
-        and not field.normalize_output
-    ):
-        # DRF quantizes (context rounding, as format() rounds) then writes '{:f}'.
-        spec = f".{field.decimal_places}f"
-        fallback = field.to_representation
-
-        def decimal_string(value: Any) -> Any:
-            return format(value, spec) if type(value) is Decimal else fallback(value)
-
-        return decimal_string
-    return field.to_representation
-
-
-# A serializer of read-model rows: each declared field's representation of the row's
-# attribute (or of the row, for ``source="*"``), without DRF's per-field machinery for
-# related objects. The declared fields are both the schema and what is sent. The plan
-# (name, source, function per field) is made once per class from the declared fields,
-# so a request neither copies the fields (DRF deep-copies them for every serializer
-# instance) nor calls generic field methods per value. (A comment, not a docstring:
-# the schema would show a docstring as a description.)
-class RowSerializer(serializers.Serializer):
-
-    @classmethod
-    def row_plan(cls) -> list[tuple[str, str, Callable[[Any], Any]]]:
-        plan = cls.__dict__.get("_row_plan")  # each class its own, never a parent's
-        if plan is None:
-            template = cls()  # unbound and without data: the plan keeps no instance
-            plan = [(f.field_name, f.source, plain_representation(f))
-                    for f in template._readable_fields]
-            cls._row_plan = plan  # a race only builds the same plan twice
-        return plan
-
-    def to_representation(self, row: Any) -> dict:
-        data = {}
-        for name, source, represent in self.row_plan():
-            value = row if source == "*" else getattr(row, source)
-            data[name] = None if value is None else represent(value)
-        return data
 
 
 class OrderShipmentSerializer(RowSerializer):

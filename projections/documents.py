@@ -12,10 +12,12 @@ those UPDATEs touched (:func:`rerender`).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db.models import Model
+from rest_framework.compat import LONG_SEPARATORS, SHORT_SEPARATORS
 from rest_framework.renderers import JSONRenderer
 from rest_framework.serializers import Serializer
 
@@ -30,9 +32,25 @@ def _renderer() -> JSONRenderer:
     return JSONRenderer()
 
 
+@functools.cache
+def _encoder() -> json.JSONEncoder:
+    """The encoder ``JSONRenderer.render`` makes for each call (no indent), made once."""
+    renderer = _renderer()
+    return renderer.encoder_class(
+        ensure_ascii=renderer.ensure_ascii,
+        allow_nan=not renderer.strict,
+        separators=SHORT_SEPARATORS if renderer.compact else LONG_SEPARATORS,
+    )
+
+
 def render_json(data: Any) -> str:
-    """``data`` as the API's JSON renderer writes it (compact, UTF-8)."""
-    return _renderer().render(data).decode()
+    """``data`` as the API's JSON renderer writes it (compact, UTF-8): its steps
+    (``JSONRenderer.render``), with one encoder for every call."""
+    if data is None:
+        return ""
+    text = _encoder().encode(data)
+    # As the renderer does: a strict JavaScript subset.
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 #: The serializer of each model's documents, registered by the query API's module with
@@ -54,9 +72,14 @@ def render(row: Model) -> str:
     """The row's document: its serializer's output, rendered. An order's lines are
     first put in the key order the database gives them back in (PostgreSQL's ``jsonb``
     orders an object's keys), as the API has always sent them."""
-    if row._meta.label == OrderHistory._meta.label:
+    label = row._meta.label
+    if label == OrderHistory._meta.label:
         row.lines = [as_stored(line) for line in row.lines]
-    return render_json(SERIALIZERS[row._meta.label](row).data)
+    serializer = SERIALIZERS[label]
+    # A row serializer represents a row without an instance (its fields' plan, made
+    # once); the same output as ``serializer(row).data``.
+    represent = getattr(serializer, "represent", None)
+    return render_json(represent(row) if represent else serializer(row).data)
 
 
 def as_stored(line: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +87,15 @@ def as_stored(line: dict[str, Any]) -> dict[str, Any]:
     ``jsonb``'s (shorter keys first, then bytewise); SQLite keeps the text as written."""
     if read_connection.vendor != "postgresql":
         return line
-    return dict(sorted(line.items(), key=lambda item: (len(item[0].encode()), item[0].encode())))
+    keys = tuple(line)
+    order = _stored_order(keys)
+    return line if order == keys else {key: line[key] for key in order}
+
+
+@functools.lru_cache(maxsize=256)
+def _stored_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """``jsonb``'s order of these keys (an order's lines all have the same few)."""
+    return tuple(sorted(keys, key=lambda key: (len(key.encode()), key.encode())))
 
 
 def rerender(model: type[Model], keys: Iterable[Any], *, using: str = READ) -> int:

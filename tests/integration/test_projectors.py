@@ -271,3 +271,32 @@ def test_catch_up_advances_every_projection_to_the_head(event_store, customer, o
 
     for name in PROJECTORS:
         assert projection_position(name) == head_position()
+
+
+@pytest.mark.django_db
+def test_rows_made_without_model_init_are_the_rows_the_orm_makes(event_store, customer):
+    """``new_row`` and ``fetch`` skip ``Model.__init__`` for plain models: the rows have
+    the same attributes and state as ``Model(**values)`` and ``from_db`` give, and a
+    model with a foreign key (set through a descriptor) keeps the ORM's way."""
+    from django.contrib.admin.models import LogEntry
+
+    from projections.projectors import _plain_rows, fetch, new_row
+
+    values = {"product_id": "00000000-0000-0000-0000-000000000001", "sku": "MUG-1",
+              "name": "Mug", "version": 1}
+    made, orm = new_row(OrderHistoryProduct, **values), OrderHistoryProduct(**values)
+    assert {k: v for k, v in vars(made).items() if k != "_state"} == {
+        k: v for k, v in vars(orm).items() if k != "_state"}
+    assert (made._state.adding, made._state.db) == (True, None)
+    with pytest.raises(TypeError):
+        new_row(OrderHistoryProduct, colour="blue", **values)
+    assert not _plain_rows(LogEntry) and _plain_rows(OrderHistory)
+
+    mug = register("MUG-1", "Blue mug", price="12.50")
+    place(customer, (mug, 2))
+    project()
+    order = OrderHistory.objects.get()
+    [fetched] = fetch(OrderHistory, order_id=[order.order_id])
+    assert {k: v for k, v in vars(fetched).items() if k != "_state"} == {
+        k: v for k, v in vars(order).items() if k != "_state"}
+    assert (fetched._state.adding, fetched._state.db) == (False, read_connection.alias)
