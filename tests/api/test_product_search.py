@@ -174,3 +174,35 @@ def test_a_new_product_is_found_at_once_and_its_typos_once_the_cache_expires(
     later = search._clock() + search.VOCABULARY_CACHE_SECONDS + 1
     monkeypatch.setattr(search, "_clock", lambda: later)
     assert skus(client, q="trmpet") == ["HORN-1"]
+
+
+@pytest.mark.parametrize("few_matches", [0, 5000])
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("price", ["TEE-S", "TEE-M", "HOOD-M"]),
+        ("-price", ["HOOD-M", "TEE-M", "TEE-S"]),
+        ("name", ["TEE-M", "TEE-S", "HOOD-M"]),
+    ],
+)
+def test_q_sorted_by_a_column_is_in_that_order_whichever_plan_serves_it(
+    client_for, catalog, monkeypatch, few_matches, sort, expected
+):
+    """Up to ``FEW_MATCHES`` matches a column sort goes through an expression no index
+    has (the matches first, then the sort); above it through the column's index."""
+    from projections import search
+
+    monkeypatch.setattr(search, "FEW_MATCHES", few_matches)
+    assert skus(client_for(), q="clothing", sort=sort) == expected
+
+
+@pytest.mark.parametrize(
+    ("q", "plain"),
+    [("blue mug", True), ("Blue  MUG 42", True), ("ñandú", True), ("mug-1", False),
+     ("red or blue", False), ('"blue mug"', False), ("-mug", False), ("x²", False),
+     ("mug:*", False)],
+)
+def test_only_plain_words_drop_the_websearch_query_from_the_match(q, plain):
+    from projections.search import plain_words
+
+    assert plain_words(q) is plain
