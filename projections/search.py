@@ -180,8 +180,10 @@ class Search:
 class Results:
     """One search's rows (ordered, not yet paged) and its facet counts."""
 
-    rows: QuerySet[ProductCatalog]
+    rows: QuerySet[ProductCatalog] | Ranked
     facets: dict[str, list[dict[str, Any]]]
+    #: How many rows ``q`` matched, when known (filters aside).
+    matched: int | None = None
 
 
 def search_products(search: Search) -> Results:
@@ -199,11 +201,28 @@ def search_products(search: Search) -> Results:
         rows = products.filter(category & price).order_by(*ORDERINGS[search.order])
         return Results(rows=rows, facets=facets_without_q(search, products, category, price))
     matched, rank = _match(products, search.q)
-    # The facets' GROUP BY also says whether anything matched: no separate EXISTS.
+    if read_connection.vendor != "postgresql":
+        return _counted_then_paged(matched, rank, search, category, price)[0]
+    found = _few(matched, rank, search, category, price)
+    if found is None:  # more than FEW_AT_ONCE matches
+        found, total = _counted_then_paged(matched, rank, search, category, price)
+    else:
+        total = found.matched
+    if total:
+        return found
+    matched, rank = _similar(products, search.q)
+    found = _few(matched, rank, search, category, price)
+    if found is None:
+        found = _counted_then_paged(matched, rank, search, category, price)[0]
+    return found
+
+
+def _counted_then_paged(
+    matched: QuerySet, rank: RawSQL, search: Search, category: Q, price: Q
+) -> tuple[Results, int]:
+    """The facets by one GROUP BY over the matched set, and the rows as a query (paged
+    later), for any number of matches; and the number of matches."""
     counted, total = facets(matched, category, price)
-    if not total and read_connection.vendor == "postgresql":
-        matched, rank = _similar(products, search.q)
-        counted, total = facets(matched, category, price)
     rows = matched.filter(category & price)
     if search.order == "relevance":  # else no row's rank is computed
         rows = rows.annotate(rank=rank)
@@ -211,7 +230,88 @@ def search_products(search: Search) -> Results:
     if (search.order in FENCED and total <= FEW_MATCHES
             and read_connection.vendor == "postgresql"):
         ordering = FENCED[search.order]
-    return Results(rows=rows.order_by(*ordering), facets=counted)
+    return Results(rows=rows.order_by(*ordering), facets=counted), total
+
+
+#: Up to this many matches (PostgreSQL), one statement reads them all, in the search's
+#: order, with what the facets need: the facets are counted here and a page's
+#: documents read by primary key, instead of a GROUP BY and a page query that each
+#: look ``q`` up in the index and visit the matched rows again.
+FEW_AT_ONCE = 1000
+
+#: The order of :data:`ORDERINGS` over the columns of :func:`_few`'s subquery.
+ORDER_SQL: dict[str, str] = {
+    "relevance": "rank DESC, sku, product_id",
+    "price": "price, product_id",
+    "-price": "price DESC, product_id",
+    "name": "name, product_id",
+    "-created": "created_at DESC NULLS LAST, product_id",
+}
+
+
+def _few(
+    matched: QuerySet, rank: RawSQL, search: Search, category: Q, price: Q
+) -> Results | None:
+    """:func:`_counted_then_paged`'s answer from one statement, or None if more than
+    ``FEW_AT_ONCE`` rows match (the statement stops reading at one more)."""
+    def flag(condition: Q) -> Any:
+        return (ExpressionWrapper(condition, output_field=BooleanField()) if condition
+                else Value(True, output_field=BooleanField()))
+
+    columns = matched.order_by().annotate(
+        band=price_band(), in_price=flag(price), in_category=flag(category),
+        **({"rank": rank} if search.order == "relevance" else {}),
+    ).values(
+        "product_id", "category", "band", "in_price", "in_category", "sku", "price",
+        "name", "created_at", *(["rank"] if search.order == "relevance" else []),
+    )[:FEW_AT_ONCE + 1]
+    sql, params = columns.query.get_compiler(using=columns.db).as_sql()
+    with connections[columns.db].cursor() as cursor:
+        cursor.execute(
+            "SELECT product_id, category, band, in_price, in_category "
+            f"FROM ({sql}) AS matched ORDER BY {ORDER_SQL[search.order]}",
+            params,
+        )
+        found = cursor.fetchall()
+    if len(found) > FEW_AT_ONCE:
+        return None
+    per_category: dict[str, int] = {}
+    per_band = [0] * len(PRICE_BANDS)
+    for _pk, row_category, band, in_price, in_category in found:
+        per_category[row_category] = per_category.get(row_category, 0) + in_price
+        per_band[band] += in_category
+    page = Ranked([pk for pk, _c, _b, in_price, in_category in found
+                   if in_price and in_category])
+    return Results(rows=page, facets=facet_lists(per_category, per_band),
+                   matched=len(found))
+
+
+class Ranked:
+    """The rows of a search already ordered, by primary key: sliced (a page), it reads
+    those rows by primary key, in that order. Stands for the rows' query in
+    ``ProductPagination.search_page``."""
+
+    model = ProductCatalog
+
+    def __init__(self, pks: list[Any], fields: tuple[str, ...] = ()) -> None:
+        self.pks = pks
+        self.fields = fields
+
+    def only(self, *fields: str) -> Ranked:
+        return Ranked(self.pks, fields)
+
+    def __len__(self) -> int:
+        return len(self.pks)
+
+    def __getitem__(self, page: slice) -> list[ProductCatalog]:
+        pks = self.pks[page]
+        if not pks:
+            return []
+        rows = ProductCatalog.objects.filter(pk__in=pks)
+        if self.fields:
+            rows = rows.only(*self.fields)
+        by_pk = {row.pk: row for row in rows}
+        return [by_pk[pk] for pk in pks if pk in by_pk]
 
 
 ORDERINGS: dict[str, tuple[Any, ...]] = {

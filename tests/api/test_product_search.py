@@ -24,13 +24,24 @@ def catalog(event_store):
     project()
 
 
+@pytest.fixture(params=["one statement", "group by, then a page query"])
+def plan(request, monkeypatch):
+    """Both ways a search with ``q`` is answered on PostgreSQL: up to ``FEW_AT_ONCE``
+    matches by one statement, above it by a GROUP BY and a page's query."""
+    from projections import search
+
+    if request.param != "one statement":
+        monkeypatch.setattr(search, "FEW_AT_ONCE", 0)
+    return request.param
+
+
 def skus(client, **params) -> list[str]:
     response = client.get(URL, params)
     assert response.status_code == 200, response.content
     return [row["sku"] for row in response.json()["results"]]
 
 
-def test_every_relevance_case_finds_what_a_shopper_expects(client_for, catalog):
+def test_every_relevance_case_finds_what_a_shopper_expects(client_for, catalog, plan):
     client = client_for()
     assert check(lambda params: skus(client, **params)) == []
     assert len(CASES) >= 10
@@ -89,7 +100,7 @@ def expected_facets(*, q_skus=None, category=None, low=None, high=None, in_stock
     ],
 )
 def test_facets_count_the_filtered_set_without_their_own_filter(
-    client_for, catalog, params, expected
+    client_for, catalog, params, expected, plan
 ):
     body = client_for().get(URL, params).json()
     assert body["facets"] == expected_facets(**expected)
@@ -101,7 +112,7 @@ def test_the_plain_list_keeps_its_shape_without_facets(client_for, catalog):
     assert [row["sku"] for row in body["results"]] == sorted(s for s, *_ in CATALOG)
 
 
-def test_search_results_page_with_next_and_previous(client_for, event_store):
+def test_search_results_page_with_next_and_previous(client_for, event_store, plan):
     for i in range(45):
         register(f"CUP-{i:02}", f"Cup number {i}", price=f"{i + 1}.00")
     project()
@@ -186,14 +197,39 @@ def test_a_new_product_is_found_at_once_and_its_typos_once_the_cache_expires(
     ],
 )
 def test_q_sorted_by_a_column_is_in_that_order_whichever_plan_serves_it(
-    client_for, catalog, monkeypatch, few_matches, sort, expected
+    client_for, catalog, monkeypatch, plan, few_matches, sort, expected
 ):
-    """Up to ``FEW_MATCHES`` matches a column sort goes through an expression no index
-    has (the matches first, then the sort); above it through the column's index."""
+    """Up to ``FEW_MATCHES`` matches a column sort of the page's query goes through an
+    expression no index has (the matches first, then the sort); above it through the
+    column's index."""
     from projections import search
 
     monkeypatch.setattr(search, "FEW_MATCHES", few_matches)
     assert skus(client_for(), q="clothing", sort=sort) == expected
+
+
+def test_more_matches_than_one_statement_reads_are_counted_and_paged_exactly(
+    client_for, event_store, monkeypatch
+):
+    """Past ``FEW_AT_ONCE`` matches the search takes the other way, with the same
+    answer."""
+    from projections import search
+
+    for i in range(12):
+        register(f"CUP-{i:02}", f"Cup number {i}", price=f"{i * 5 + 1}.00",
+                 category="kitchen" if i % 3 else "dining")
+    project()
+    client = client_for()
+    params = {"q": "cup", "category": "kitchen", "sort": "-price"}
+    monkeypatch.setattr(search, "FEW_AT_ONCE", 12)
+    one = client.get(URL, params).json()
+    monkeypatch.setattr(search, "FEW_AT_ONCE", 11)
+    other = client.get(URL, params).json()
+    assert one == other
+    assert [row["sku"] for row in one["results"]] == [
+        f"CUP-{i:02}" for i in range(11, -1, -1) if i % 3]
+    assert one["facets"]["category"] == [{"value": "kitchen", "count": 8},
+                                         {"value": "dining", "count": 4}]
 
 
 @pytest.mark.parametrize(
