@@ -125,6 +125,7 @@ def corrections(query_words: list[str]) -> dict[str, list[str]]:
 def forget_vocabulary() -> None:
     """Empty this process's cache of vocabulary answers (tests: a new catalog)."""
     _cache.clear()
+    _broad.clear()
 
 
 def lookup_corrections(query_words: list[str]) -> dict[str, list[str]]:
@@ -203,8 +204,13 @@ def search_products(search: Search) -> Results:
     matched, rank = _match(products, search.q)
     if read_connection.vendor != "postgresql":
         return _counted_then_paged(matched, rank, search, category, price)[0]
-    found = _few(matched, rank, search, category, price)
+    broad = (search.q, search.in_stock)
+    found = None if _broad.get(broad, 0.0) > _clock() else _few(
+        matched, rank, search, category, price)
     if found is None:  # more than FEW_AT_ONCE matches
+        if len(_broad) > _CACHE_SIZE:
+            _broad.clear()
+        _broad[broad] = _clock() + BROAD_SECONDS
         found, total = _counted_then_paged(matched, rank, search, category, price)
     else:
         total = found.matched
@@ -247,6 +253,15 @@ ORDER_SQL: dict[str, str] = {
     "name": "name, product_id",
     "-created": "created_at DESC NULLS LAST, product_id",
 }
+
+
+#: A process remembers for this long that a ``q`` (with or without ``in_stock``)
+#: matched more than ``FEW_AT_ONCE`` rows, and goes straight to the GROUP BY and the
+#: page's query (reading the first ``FEW_AT_ONCE + 1`` matches first costs a broad
+#: prefix such as ``cott``, 11,000 matches at 100,000 products, ~6 ms more). Only the
+#: way is remembered, never an answer: both ways count and order the same rows.
+BROAD_SECONDS = 60.0
+_broad: dict[tuple[str, bool], float] = {}
 
 
 def _few(
