@@ -29,7 +29,7 @@ import re
 import string
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -43,13 +43,12 @@ from django.db.models import (
     IntegerField,
     Q,
     QuerySet,
-    Sum,
     Value,
     When,
 )
 from django.db.models.expressions import RawSQL
 
-from projections.models import CatalogFacet, CatalogWord, ProductCatalog
+from projections.models import CatalogFacet, CatalogWord, Checkpoint, ProductCatalog
 from shop.databases import read_connection, serving
 
 WORD = re.compile(r"[^\W_]+")
@@ -185,10 +184,19 @@ class Results:
     facets: dict[str, list[dict[str, Any]]]
     #: How many rows ``q`` matched, when known (filters aside).
     matched: int | None = None
+    #: The position of ``search_products``' ``position_of``, if asked.
+    position: int | None = None
 
 
-def search_products(search: Search) -> Results:
-    """The products ``search`` finds, in its order, with the facets of the filtered set."""
+def search_products(
+    search: Search, window: tuple[int, int] = (0, 20), position_of: str | None = None
+) -> Results:
+    """The products ``search`` finds, in its order, with the facets of the filtered set.
+
+    ``window``: the offset and size of the page wanted (a statement that reads the
+    matches may read that page's documents too). ``position_of``: a projection whose
+    position ``Results.position`` gives, read no later than the rows and counts (in
+    their statement, or before them)."""
     category = Q(category=search.category) if search.category is not None else Q()
     price = Q()
     if search.min_price is not None:
@@ -199,28 +207,41 @@ def search_products(search: Search) -> Results:
     if search.in_stock:
         products = products.filter(stock_available__gt=0)
     if not search.q:
+        position = _read_position(position_of)
         rows = products.filter(category & price).order_by(*ORDERINGS[search.order])
-        return Results(rows=rows, facets=facets_without_q(search, products, category, price))
+        return Results(rows=rows, facets=facets_without_q(search, products, category, price),
+                       position=position)
     matched, rank = _match(products, search.q)
     if read_connection.vendor != "postgresql":
-        return _counted_then_paged(matched, rank, search, category, price)[0]
+        position = _read_position(position_of)
+        return replace(_counted_then_paged(matched, rank, search, category, price)[0],
+                       position=position)
     broad = (search.q, search.in_stock)
     found = None if _broad.get(broad, 0.0) > _clock() else _few(
-        matched, rank, search, category, price)
+        matched, rank, search, category, price, window, position_of)
     if found is None:  # more than FEW_AT_ONCE matches
         if len(_broad) > _CACHE_SIZE:
             _broad.clear()
         _broad[broad] = _clock() + BROAD_SECONDS
+        position = _read_position(position_of)
         found, total = _counted_then_paged(matched, rank, search, category, price)
+        found.position = position
     else:
         total = found.matched
     if total:
         return found
+    # The first statement's position (read before this one) holds for this one too.
+    position = found.position
     matched, rank = _similar(products, search.q)
-    found = _few(matched, rank, search, category, price)
+    found = _few(matched, rank, search, category, price, window, None)
     if found is None:
         found = _counted_then_paged(matched, rank, search, category, price)[0]
+    found.position = position
     return found
+
+
+def _read_position(name: str | None) -> int | None:
+    return None if name is None else Checkpoint.objects.position_of(name)
 
 
 def _counted_then_paged(
@@ -265,10 +286,13 @@ _broad: dict[tuple[str, bool], float] = {}
 
 
 def _few(
-    matched: QuerySet, rank: RawSQL, search: Search, category: Q, price: Q
+    matched: QuerySet, rank: RawSQL, search: Search, category: Q, price: Q,
+    window: tuple[int, int], position_of: str | None,
 ) -> Results | None:
     """:func:`_counted_then_paged`'s answer from one statement, or None if more than
-    ``FEW_AT_ONCE`` rows match (the statement stops reading at one more)."""
+    ``FEW_AT_ONCE`` rows match (the statement stops reading at one more). The same
+    statement reads the documents of the rows at ``window`` (offset, size: the page and
+    one more) and, with ``position_of``, that projection's position."""
     def flag(condition: Q) -> Any:
         return (ExpressionWrapper(condition, output_field=BooleanField()) if condition
                 else Value(True, output_field=BooleanField()))
@@ -278,48 +302,75 @@ def _few(
         **({"rank": rank} if search.order == "relevance" else {}),
     ).values(
         "product_id", "category", "band", "in_price", "in_category", "sku", "price",
-        "name", "created_at", *(["rank"] if search.order == "relevance" else []),
+        "name", "created_at", "document", *(["rank"] if search.order == "relevance" else []),
     )[:FEW_AT_ONCE + 1]
-    sql, params = columns.query.get_compiler(using=columns.db).as_sql()
-    with connections[columns.db].cursor() as cursor:
+    db = columns.db
+    sql, params = columns.query.get_compiler(using=db).as_sql()
+    if position_of is None:
+        position_sql, position_params = "NULL::bigint", ()
+    else:
+        position_sql, position_params = (
+            Checkpoint.objects.of(position_of).values("position")[:1]
+            .query.get_compiler(using=db).as_sql()
+        )
+        position_sql = f"COALESCE(({position_sql}), 0)"
+    order = ORDER_SQL[search.order]
+    offset, size = window
+    with connections[db].cursor() as cursor:
+        # One row even when nothing matches (it carries the position): a LEFT JOIN.
         cursor.execute(
-            "SELECT product_id, category, band, in_price, in_category "
-            f"FROM ({sql}) AS matched ORDER BY {ORDER_SQL[search.order]}",
-            params,
+            "SELECT read_position, product_id, category, band, in_price, in_category, "
+            "CASE WHEN in_price AND in_category AND row_number() OVER (PARTITION BY "
+            f"in_price AND in_category ORDER BY {order}) BETWEEN %s AND %s "
+            "THEN document END "
+            f"FROM (SELECT {position_sql} AS read_position) AS checkpoint "
+            f"LEFT JOIN ({sql}) AS matched ON true ORDER BY {order}",
+            [offset + 1, offset + size + 1, *position_params, *params],
         )
         found = cursor.fetchall()
     if len(found) > FEW_AT_ONCE:
         return None
+    position = found[0][0]
+    if found[0][1] is None:  # nothing matched
+        found = []
     per_category: dict[str, int] = {}
     per_band = [0] * len(PRICE_BANDS)
-    for _pk, row_category, band, in_price, in_category in found:
+    for _position, _pk, row_category, band, in_price, in_category, _doc in found:
         per_category[row_category] = per_category.get(row_category, 0) + in_price
         per_band[band] += in_category
-    page = Ranked([pk for pk, _c, _b, in_price, in_category in found
-                   if in_price and in_category])
-    return Results(rows=page, facets=facet_lists(per_category, per_band),
-                   matched=len(found))
+    page = [(pk, doc) for _p, pk, _c, _b, in_price, in_category, doc in found
+            if in_price and in_category]
+    return Results(
+        rows=Ranked([pk for pk, _doc in page],
+                    {pk: doc for pk, doc in page if doc is not None}),
+        facets=facet_lists(per_category, per_band), matched=len(found), position=position,
+    )
 
 
 class Ranked:
-    """The rows of a search already ordered, by primary key: sliced (a page), it reads
-    those rows by primary key, in that order. Stands for the rows' query in
-    ``ProductPagination.search_page``."""
+    """The rows of a search already ordered, by primary key: sliced (a page), the rows
+    with the documents read already, else those rows read by primary key, in that
+    order. Stands for the rows' query in ``ProductPagination.search_page``."""
 
     model = ProductCatalog
 
-    def __init__(self, pks: list[Any], fields: tuple[str, ...] = ()) -> None:
+    def __init__(self, pks: list[Any], documents: dict[Any, str] | None = None,
+                 fields: tuple[str, ...] = ()) -> None:
         self.pks = pks
+        self.documents = documents or {}
         self.fields = fields
 
     def only(self, *fields: str) -> Ranked:
-        return Ranked(self.pks, fields)
+        return Ranked(self.pks, self.documents, fields)
 
     def __len__(self) -> int:
         return len(self.pks)
 
     def __getitem__(self, page: slice) -> list[ProductCatalog]:
         pks = self.pks[page]
+        if self.fields in {(), ("product_id", "document")} and all(
+                pk in self.documents for pk in pks):
+            return [ProductCatalog(product_id=pk, document=self.documents[pk]) for pk in pks]
         if not pks:
             return []
         rows = ProductCatalog.objects.filter(pk__in=pks)
@@ -478,22 +529,23 @@ def facets_without_q(
     counts = CatalogFacet.objects.all()
     if search.in_stock:
         counts = counts.filter(in_stock=True)
+    # All of them at once (categories x bands x in stock: a few hundred rows at most).
+    stored = list(counts.values_list("category", "band", "count"))
     bands = aligned_bands(search.min_price, search.max_price)
+    per_category: dict[str, int] = {}
     if bands is not None:
-        per_category = dict(
-            counts.filter(band__in=bands).values("category").annotate(n=Sum("count"))
-            .values_list("category", "n")
-        )
+        for row_category, band, n in stored:
+            if band in bands:
+                per_category[row_category] = per_category.get(row_category, 0) + n
     else:
         per_category = dict(
             matched.filter(price).order_by().values("category").annotate(n=Count("pk"))
             .values_list("category", "n")
         )
     per_band = [0] * len(PRICE_BANDS)
-    if search.category is not None:
-        counts = counts.filter(category=search.category)
-    for band, n in counts.values("band").annotate(n=Sum("count")).values_list("band", "n"):
-        per_band[band] += n
+    for row_category, band, n in stored:
+        if search.category is None or row_category == search.category:
+            per_band[band] += n
     return facet_lists(per_category, per_band)
 
 

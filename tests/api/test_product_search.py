@@ -244,3 +244,19 @@ def test_only_plain_words_drop_the_websearch_query_from_the_match(q, plain):
     from projections.search import plain_words
 
     assert plain_words(q) is plain
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"q": "mug"}, {"q": "mug", "in_stock": "true"}, {"q": "xylophone"}, {"q": "mgu"},
+     {"category": "kitchen"}],
+)
+def test_a_search_says_the_catalog_position_it_read(client_for, catalog, plan, params):
+    """Read in the search's own statement (few matches), or before its statements."""
+    from projections.models import Checkpoint
+
+    position = Checkpoint.objects.position_of("product_catalog")
+    assert position > 0
+    response = client_for().get(URL, params)
+    assert response.status_code == 200
+    assert response["X-Projection-Position"] == str(position)
