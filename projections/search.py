@@ -29,7 +29,7 @@ import re
 import string
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -207,15 +207,12 @@ def search_products(
     if search.in_stock:
         products = products.filter(stock_available__gt=0)
     if not search.q:
-        position = _read_position(position_of)
+        counted, position = _facets_without_q(search, products, category, price, position_of)
         rows = products.filter(category & price).order_by(*ORDERINGS[search.order])
-        return Results(rows=rows, facets=facets_without_q(search, products, category, price),
-                       position=position)
+        return Results(rows=rows, facets=counted, position=position)
     matched, rank = _match(products, search.q)
     if read_connection.vendor != "postgresql":
-        position = _read_position(position_of)
-        return replace(_counted_then_paged(matched, rank, search, category, price)[0],
-                       position=position)
+        return _counted_then_paged(matched, rank, search, category, price, position_of)[0]
     broad = (search.q, search.in_stock)
     found = None if _broad.get(broad, 0.0) > _clock() else _few(
         matched, rank, search, category, price, window, position_of)
@@ -223,9 +220,8 @@ def search_products(
         if len(_broad) > _CACHE_SIZE:
             _broad.clear()
         _broad[broad] = _clock() + BROAD_SECONDS
-        position = _read_position(position_of)
-        found, total = _counted_then_paged(matched, rank, search, category, price)
-        found.position = position
+        found, total = _counted_then_paged(
+            matched, rank, search, category, price, position_of)
     else:
         total = found.matched
     if total:
@@ -244,12 +240,45 @@ def _read_position(name: str | None) -> int | None:
     return None if name is None else Checkpoint.objects.position_of(name)
 
 
+def _position_sql(name: str | None, db: str) -> tuple[str, tuple]:
+    """A scalar subquery of the position of projection ``name`` (0 before its row)."""
+    if name is None:
+        return "NULL::bigint", ()
+    sql, params = (Checkpoint.objects.of(name).values("position")[:1]
+                   .query.get_compiler(using=db).as_sql())
+    return f"COALESCE(({sql}), 0)", tuple(params)
+
+
+def _with_position(
+    rows: QuerySet, columns: list[str], position_of: str | None
+) -> tuple[int | None, list[tuple]]:
+    """The ``columns`` of ``rows`` (a ``values()`` query; the first column never
+    NULL), and the position of ``position_of`` read in the same statement on
+    PostgreSQL (else first)."""
+    if position_of is None or read_connection.vendor != "postgresql":
+        position = _read_position(position_of)
+        return position, [tuple(row[c] for c in columns) for row in rows]
+    sql, params = rows.query.get_compiler(using=rows.db).as_sql()
+    position_sql, position_params = _position_sql(position_of, rows.db)
+    picked = ", ".join(f'found."{c}"' for c in columns)
+    with connections[rows.db].cursor() as cursor:
+        # One row even when there is none (it carries the position): a LEFT JOIN.
+        cursor.execute(
+            f"SELECT read_position, {picked} FROM (SELECT {position_sql} AS read_position) "
+            f"AS checkpoint LEFT JOIN ({sql}) AS found ON true",
+            [*position_params, *params],
+        )
+        found = cursor.fetchall()
+    return found[0][0], [row[1:] for row in found if row[1] is not None]
+
+
 def _counted_then_paged(
-    matched: QuerySet, rank: RawSQL, search: Search, category: Q, price: Q
+    matched: QuerySet, rank: RawSQL, search: Search, category: Q, price: Q,
+    position_of: str | None = None,
 ) -> tuple[Results, int]:
     """The facets by one GROUP BY over the matched set, and the rows as a query (paged
     later), for any number of matches; and the number of matches."""
-    counted, total = facets(matched, category, price)
+    counted, total, position = facets(matched, category, price, position_of)
     rows = matched.filter(category & price)
     if search.order == "relevance":  # else no row's rank is computed
         rows = rows.annotate(rank=rank)
@@ -257,7 +286,7 @@ def _counted_then_paged(
     if (search.order in FENCED and total <= FEW_MATCHES
             and read_connection.vendor == "postgresql"):
         ordering = FENCED[search.order]
-    return Results(rows=rows.order_by(*ordering), facets=counted), total
+    return Results(rows=rows.order_by(*ordering), facets=counted, position=position), total
 
 
 #: Up to this many matches (PostgreSQL), one statement reads them all, in the search's
@@ -306,14 +335,7 @@ def _few(
     )[:FEW_AT_ONCE + 1]
     db = columns.db
     sql, params = columns.query.get_compiler(using=db).as_sql()
-    if position_of is None:
-        position_sql, position_params = "NULL::bigint", ()
-    else:
-        position_sql, position_params = (
-            Checkpoint.objects.of(position_of).values("position")[:1]
-            .query.get_compiler(using=db).as_sql()
-        )
-        position_sql = f"COALESCE(({position_sql}), 0)"
+    position_sql, position_params = _position_sql(position_of, db)
     order = ORDER_SQL[search.order]
     offset, size = window
     with connections[db].cursor() as cursor:
@@ -493,10 +515,12 @@ def price_band() -> Case:
     )
 
 
-def facets(matched: QuerySet, category: Q, price: Q) -> tuple[dict[str, list], int]:
+def facets(
+    matched: QuerySet, category: Q, price: Q, position_of: str | None = None
+) -> tuple[dict[str, list], int, int | None]:
     """Counts per category and per price band of the filtered set, each facet without
     its own filter: one GROUP BY over the set matched by ``q`` and ``in_stock``. Also
-    the size of that set."""
+    the size of that set, and the position of ``position_of`` (:func:`_with_position`)."""
     groups = (
         matched.order_by()
         .values("category", band=price_band())
@@ -507,21 +531,27 @@ def facets(matched: QuerySet, category: Q, price: Q) -> tuple[dict[str, list], i
             rows=Count("pk"),
         )
     )
+    position, found = _with_position(
+        groups, ["category", "band", "in_price", "in_category", "rows"], position_of)
     per_category: dict[str, int] = {}
     per_band = [0] * len(PRICE_BANDS)
     total = 0
-    for group in groups:
-        total += group["rows"]
-        per_category[group["category"]] = (
-            per_category.get(group["category"], 0) + group["in_price"]
-        )
-        per_band[group["band"]] += group["in_category"]
-    return facet_lists(per_category, per_band), total
+    for row_category, band, in_price, in_category, rows in found:
+        total += rows
+        per_category[row_category] = per_category.get(row_category, 0) + in_price
+        per_band[band] += in_category
+    return facet_lists(per_category, per_band), total, position
 
 
 def facets_without_q(
     search: Search, matched: QuerySet, category: Q, price: Q
 ) -> dict[str, list[dict[str, Any]]]:
+    return _facets_without_q(search, matched, category, price, None)[0]
+
+
+def _facets_without_q(
+    search: Search, matched: QuerySet, category: Q, price: Q, position_of: str | None
+) -> tuple[dict[str, list[dict[str, Any]]], int | None]:
     """The same counts for a search without ``q``, from the precomputed ``CatalogFacet``
     rows: always for the price facet; for the category facet when there is no price
     filter or one on band edges, otherwise counted over the rows in the price range
@@ -530,7 +560,9 @@ def facets_without_q(
     if search.in_stock:
         counts = counts.filter(in_stock=True)
     # All of them at once (categories x bands x in stock: a few hundred rows at most).
-    stored = list(counts.values_list("category", "band", "count"))
+    position, stored = _with_position(
+        counts.values("category", "band", "count"), ["category", "band", "count"],
+        position_of)
     bands = aligned_bands(search.min_price, search.max_price)
     per_category: dict[str, int] = {}
     if bands is not None:
@@ -546,7 +578,7 @@ def facets_without_q(
     for row_category, band, n in stored:
         if search.category is None or row_category == search.category:
             per_band[band] += n
-    return facet_lists(per_category, per_band)
+    return facet_lists(per_category, per_band), position
 
 
 def aligned_bands(low: Decimal | None, high: Decimal | None) -> list[int] | None:
