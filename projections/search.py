@@ -21,6 +21,17 @@ Ranking: ``ts_rank`` of (1) counted twice plus ``ts_rank`` of (2), so what was t
 outranks what it was corrected to; ties by SKU. SQLite answers (2) with FTS5 ``MATCH``
 (prefix queries and the same corrections) ranked by FTS5's ``bm25``; it has no (1)'s
 query syntax and no trigram fallback.
+
+How a search with ``q`` is read on PostgreSQL (the answer is the same either way):
+
+- Up to ``FEW_AT_ONCE`` (1,000) matches: one statement reads every match's facet
+  columns in the search's order, the documents of the page asked for, and the catalog's
+  position (:func:`_few`). The facets are counted here.
+- More (a broad prefix such as ``stee``): a GROUP BY over the matches for the facets
+  (with the position), then the page's query. A process remembers for
+  ``BROAD_SECONDS`` that a ``q`` was broad and skips the first statement.
+- A ``q`` of plain words (no quotes, ``-``, ``or``, punctuation) is looked up by its
+  prefix query alone: ``websearch_to_tsquery`` of it finds nothing more.
 """
 
 from __future__ import annotations
