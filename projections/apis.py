@@ -541,6 +541,13 @@ class ProductPagination(QueryCursorPagination):
         page["properties"]["facets"] = FACETS_SCHEMA
         return page
 
+    def search_window(self, request: Request) -> tuple[int, int]:
+        """The offset and size of the page of a search's rows that ``request`` asks for
+        (with one more row: is there a next page)."""
+        cursor = self.decode_cursor(request)
+        offset = min(cursor.offset, self.max_offset) if cursor else 0
+        return offset, self.get_page_size(request)
+
     def search_page(self, rows: Any, request: Request) -> tuple[list, str | None, str | None]:
         """One page of a search's ``rows``: the rows, and the next and previous links."""
         self._model = rows.model
@@ -652,12 +659,19 @@ class ProductListApi(QueryApi):
     def get(self, request: Request) -> Response:
         if not search_parameters(request.query_params):
             return self.stored_page(product_list())
-        if self.position is None:  # a search reads it first, as other views do
-            self.position = self.current_position()
         params = ProductSearchSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        found = search_products(Search(**params.validated_data))
-        page, next_link, previous_link = self.pagination_class().search_page(
+        pagination = self.pagination_class()
+        # Unless initial() read it, the search reads the position no later than its
+        # rows: in their statement, or first.
+        (projection,) = self.projections
+        found = search_products(
+            Search(**params.validated_data), window=pagination.search_window(request),
+            position_of=projection if self.position is None else None,
+        )
+        if self.position is None:
+            self.position = found.position
+        page, next_link, previous_link = pagination.search_page(
             found.rows.only("product_id", "document"), request)
         return Response(StoredPage(next_link, previous_link, documents(page),
                                    {"facets": found.facets}))

@@ -21,6 +21,17 @@ Ranking: ``ts_rank`` of (1) counted twice plus ``ts_rank`` of (2), so what was t
 outranks what it was corrected to; ties by SKU. SQLite answers (2) with FTS5 ``MATCH``
 (prefix queries and the same corrections) ranked by FTS5's ``bm25``; it has no (1)'s
 query syntax and no trigram fallback.
+
+How a search with ``q`` is read on PostgreSQL (the answer is the same either way):
+
+- Up to ``FEW_AT_ONCE`` (1,000) matches: one statement reads every match's facet
+  columns in the search's order, the documents of the page asked for, and the catalog's
+  position (:func:`_few`). The facets are counted here.
+- More (a broad prefix such as ``stee``): a GROUP BY over the matches for the facets
+  (with the position), then the page's query. A process remembers for
+  ``BROAD_SECONDS`` that a ``q`` was broad and skips the first statement.
+- A ``q`` of plain words (no quotes, ``-``, ``or``, punctuation) is looked up by its
+  prefix query alone: ``websearch_to_tsquery`` of it finds nothing more.
 """
 
 from __future__ import annotations
@@ -43,13 +54,12 @@ from django.db.models import (
     IntegerField,
     Q,
     QuerySet,
-    Sum,
     Value,
     When,
 )
 from django.db.models.expressions import RawSQL
 
-from projections.models import CatalogFacet, CatalogWord, ProductCatalog
+from projections.models import CatalogFacet, CatalogWord, Checkpoint, ProductCatalog
 from shop.databases import read_connection, serving
 
 WORD = re.compile(r"[^\W_]+")
@@ -125,6 +135,7 @@ def corrections(query_words: list[str]) -> dict[str, list[str]]:
 def forget_vocabulary() -> None:
     """Empty this process's cache of vocabulary answers (tests: a new catalog)."""
     _cache.clear()
+    _broad.clear()
 
 
 def lookup_corrections(query_words: list[str]) -> dict[str, list[str]]:
@@ -180,12 +191,23 @@ class Search:
 class Results:
     """One search's rows (ordered, not yet paged) and its facet counts."""
 
-    rows: QuerySet[ProductCatalog]
+    rows: QuerySet[ProductCatalog] | Ranked
     facets: dict[str, list[dict[str, Any]]]
+    #: How many rows ``q`` matched, when known (filters aside).
+    matched: int | None = None
+    #: The position of ``search_products``' ``position_of``, if asked.
+    position: int | None = None
 
 
-def search_products(search: Search) -> Results:
-    """The products ``search`` finds, in its order, with the facets of the filtered set."""
+def search_products(
+    search: Search, window: tuple[int, int] = (0, 20), position_of: str | None = None
+) -> Results:
+    """The products ``search`` finds, in its order, with the facets of the filtered set.
+
+    ``window``: the offset and size of the page wanted (a statement that reads the
+    matches may read that page's documents too). ``position_of``: a projection whose
+    position ``Results.position`` gives, read no later than the rows and counts (in
+    their statement, or before them)."""
     category = Q(category=search.category) if search.category is not None else Q()
     price = Q()
     if search.min_price is not None:
@@ -196,16 +218,199 @@ def search_products(search: Search) -> Results:
     if search.in_stock:
         products = products.filter(stock_available__gt=0)
     if not search.q:
+        counted, position = _facets_without_q(search, products, category, price, position_of)
         rows = products.filter(category & price).order_by(*ORDERINGS[search.order])
-        return Results(rows=rows, facets=facets_without_q(search, products, category, price))
+        return Results(rows=rows, facets=counted, position=position)
     matched, rank = _match(products, search.q)
-    # The facets' GROUP BY also says whether anything matched: no separate EXISTS.
-    counted, total = facets(matched, category, price)
-    if not total and read_connection.vendor == "postgresql":
-        matched, rank = _similar(products, search.q)
-        counted, total = facets(matched, category, price)
-    rows = matched.filter(category & price).annotate(rank=rank)
-    return Results(rows=rows.order_by(*ORDERINGS[search.order]), facets=counted)
+    if read_connection.vendor != "postgresql":
+        return _counted_then_paged(matched, rank, search, category, price, position_of)[0]
+    broad = (search.q, search.in_stock)
+    found = None if _broad.get(broad, 0.0) > _clock() else _few(
+        matched, rank, search, category, price, window, position_of)
+    if found is None:  # more than FEW_AT_ONCE matches
+        if len(_broad) > _CACHE_SIZE:
+            _broad.clear()
+        _broad[broad] = _clock() + BROAD_SECONDS
+        found, total = _counted_then_paged(
+            matched, rank, search, category, price, position_of)
+    else:
+        total = found.matched
+    if total:
+        return found
+    # The first statement's position (read before this one) holds for this one too.
+    position = found.position
+    matched, rank = _similar(products, search.q)
+    found = _few(matched, rank, search, category, price, window, None)
+    if found is None:
+        found = _counted_then_paged(matched, rank, search, category, price)[0]
+    found.position = position
+    return found
+
+
+def _read_position(name: str | None) -> int | None:
+    return None if name is None else Checkpoint.objects.position_of(name)
+
+
+def _position_sql(name: str | None, db: str) -> tuple[str, tuple]:
+    """A scalar subquery of the position of projection ``name`` (0 before its row)."""
+    if name is None:
+        return "NULL::bigint", ()
+    sql, params = (Checkpoint.objects.of(name).values("position")[:1]
+                   .query.get_compiler(using=db).as_sql())
+    return f"COALESCE(({sql}), 0)", tuple(params)
+
+
+def _with_position(
+    rows: QuerySet, columns: list[str], position_of: str | None
+) -> tuple[int | None, list[tuple]]:
+    """The ``columns`` of ``rows`` (a ``values()`` query; the first column never
+    NULL), and the position of ``position_of`` read in the same statement on
+    PostgreSQL (else first)."""
+    if position_of is None or read_connection.vendor != "postgresql":
+        position = _read_position(position_of)
+        return position, [tuple(row[c] for c in columns) for row in rows]
+    sql, params = rows.query.get_compiler(using=rows.db).as_sql()
+    position_sql, position_params = _position_sql(position_of, rows.db)
+    picked = ", ".join(f'found."{c}"' for c in columns)
+    with connections[rows.db].cursor() as cursor:
+        # One row even when there is none (it carries the position): a LEFT JOIN.
+        cursor.execute(
+            f"SELECT read_position, {picked} FROM (SELECT {position_sql} AS read_position) "
+            f"AS checkpoint LEFT JOIN ({sql}) AS found ON true",
+            [*position_params, *params],
+        )
+        found = cursor.fetchall()
+    return found[0][0], [row[1:] for row in found if row[1] is not None]
+
+
+def _counted_then_paged(
+    matched: QuerySet, rank: RawSQL, search: Search, category: Q, price: Q,
+    position_of: str | None = None,
+) -> tuple[Results, int]:
+    """The facets by one GROUP BY over the matched set, and the rows as a query (paged
+    later), for any number of matches; and the number of matches."""
+    counted, total, position = facets(matched, category, price, position_of)
+    rows = matched.filter(category & price)
+    if search.order == "relevance":  # else no row's rank is computed
+        rows = rows.annotate(rank=rank)
+    ordering = ORDERINGS[search.order]
+    if (search.order in FENCED and total <= FEW_MATCHES
+            and read_connection.vendor == "postgresql"):
+        ordering = FENCED[search.order]
+    return Results(rows=rows.order_by(*ordering), facets=counted, position=position), total
+
+
+#: Up to this many matches (PostgreSQL), one statement reads them all, in the search's
+#: order, with what the facets need: the facets are counted here and a page's
+#: documents read by primary key, instead of a GROUP BY and a page query that each
+#: look ``q`` up in the index and visit the matched rows again.
+FEW_AT_ONCE = 1000
+
+#: The order of :data:`ORDERINGS` over the columns of :func:`_few`'s subquery.
+ORDER_SQL: dict[str, str] = {
+    "relevance": "rank DESC, sku, product_id",
+    "price": "price, product_id",
+    "-price": "price DESC, product_id",
+    "name": "name, product_id",
+    "-created": "created_at DESC NULLS LAST, product_id",
+}
+
+
+#: A process remembers for this long that a ``q`` (with or without ``in_stock``)
+#: matched more than ``FEW_AT_ONCE`` rows, and goes straight to the GROUP BY and the
+#: page's query (reading the first ``FEW_AT_ONCE + 1`` matches first costs a broad
+#: prefix such as ``cott``, 11,000 matches at 100,000 products, ~6 ms more). Only the
+#: way is remembered, never an answer: both ways count and order the same rows.
+BROAD_SECONDS = 60.0
+_broad: dict[tuple[str, bool], float] = {}
+
+
+def _few(
+    matched: QuerySet, rank: RawSQL, search: Search, category: Q, price: Q,
+    window: tuple[int, int], position_of: str | None,
+) -> Results | None:
+    """:func:`_counted_then_paged`'s answer from one statement, or None if more than
+    ``FEW_AT_ONCE`` rows match (the statement stops reading at one more). The same
+    statement reads the documents of the rows at ``window`` (offset, size: the page and
+    one more) and, with ``position_of``, that projection's position."""
+    def flag(condition: Q) -> Any:
+        return (ExpressionWrapper(condition, output_field=BooleanField()) if condition
+                else Value(True, output_field=BooleanField()))
+
+    columns = matched.order_by().annotate(
+        band=price_band(), in_price=flag(price), in_category=flag(category),
+        **({"rank": rank} if search.order == "relevance" else {}),
+    ).values(
+        "product_id", "category", "band", "in_price", "in_category", "sku", "price",
+        "name", "created_at", "document", *(["rank"] if search.order == "relevance" else []),
+    )[:FEW_AT_ONCE + 1]
+    db = columns.db
+    sql, params = columns.query.get_compiler(using=db).as_sql()
+    position_sql, position_params = _position_sql(position_of, db)
+    order = ORDER_SQL[search.order]
+    offset, size = window
+    with connections[db].cursor() as cursor:
+        # One row even when nothing matches (it carries the position): a LEFT JOIN.
+        cursor.execute(
+            "SELECT read_position, product_id, category, band, in_price, in_category, "
+            "CASE WHEN in_price AND in_category AND row_number() OVER (PARTITION BY "
+            f"in_price AND in_category ORDER BY {order}) BETWEEN %s AND %s "
+            "THEN document END "
+            f"FROM (SELECT {position_sql} AS read_position) AS checkpoint "
+            f"LEFT JOIN ({sql}) AS matched ON true ORDER BY {order}",
+            [offset + 1, offset + size + 1, *position_params, *params],
+        )
+        found = cursor.fetchall()
+    if len(found) > FEW_AT_ONCE:
+        return None
+    position = found[0][0]
+    if found[0][1] is None:  # nothing matched
+        found = []
+    per_category: dict[str, int] = {}
+    per_band = [0] * len(PRICE_BANDS)
+    for _position, _pk, row_category, band, in_price, in_category, _doc in found:
+        per_category[row_category] = per_category.get(row_category, 0) + in_price
+        per_band[band] += in_category
+    page = [(pk, doc) for _p, pk, _c, _b, in_price, in_category, doc in found
+            if in_price and in_category]
+    return Results(
+        rows=Ranked([pk for pk, _doc in page],
+                    {pk: doc for pk, doc in page if doc is not None}),
+        facets=facet_lists(per_category, per_band), matched=len(found), position=position,
+    )
+
+
+class Ranked:
+    """The rows of a search already ordered, by primary key: sliced (a page), the rows
+    with the documents read already, else those rows read by primary key, in that
+    order. Stands for the rows' query in ``ProductPagination.search_page``."""
+
+    model = ProductCatalog
+
+    def __init__(self, pks: list[Any], documents: dict[Any, str] | None = None,
+                 fields: tuple[str, ...] = ()) -> None:
+        self.pks = pks
+        self.documents = documents or {}
+        self.fields = fields
+
+    def only(self, *fields: str) -> Ranked:
+        return Ranked(self.pks, self.documents, fields)
+
+    def __len__(self) -> int:
+        return len(self.pks)
+
+    def __getitem__(self, page: slice) -> list[ProductCatalog]:
+        pks = self.pks[page]
+        if self.fields in {(), ("product_id", "document")} and all(
+                pk in self.documents for pk in pks):
+            return [ProductCatalog(product_id=pk, document=self.documents[pk]) for pk in pks]
+        if not pks:
+            return []
+        rows = ProductCatalog.objects.filter(pk__in=pks)
+        if self.fields:
+            rows = rows.only(*self.fields)
+        by_pk = {row.pk: row for row in rows}
+        return [by_pk[pk] for pk in pks if pk in by_pk]
 
 
 ORDERINGS: dict[str, tuple[Any, ...]] = {
@@ -215,6 +420,24 @@ ORDERINGS: dict[str, tuple[Any, ...]] = {
     "-price": ("-price", "product_id"),
     "name": ("name", "product_id"),
     "-created": (F("created_at").desc(nulls_last=True), "product_id"),
+}
+
+
+#: Up to this many rows matched by ``q``, a sort by a column takes the matches from the
+#: text index and sorts them, rather than walking the column's index and testing each
+#: row against ``q``: the planner underestimates that test and takes the walk for two
+#: words (``linen pencil`` by price: 15,000 rows tested for 21, 15 ms, against 1 ms).
+#: Above it (a broad prefix) the walk finds its page soon and is kept.
+FEW_MATCHES = 5000
+_TABLE = ProductCatalog._meta.db_table
+#: The same orders through an expression no index has (the same values, so the same
+#: order): the planner cannot walk an index for them.
+FENCED: dict[str, tuple[Any, ...]] = {
+    "price": (RawSQL(f"{_TABLE}.price + 0", ()).asc(), "product_id"),
+    "-price": (RawSQL(f"{_TABLE}.price + 0", ()).desc(), "product_id"),
+    "name": (RawSQL(f"{_TABLE}.name || ''", ()).asc(), "product_id"),
+    "-created": (RawSQL(f"{_TABLE}.created_at + interval '0'", ()).desc(nulls_last=True),
+                 "product_id"),
 }
 
 
@@ -235,14 +458,30 @@ def _match_postgresql(
         "(" + " | ".join([f"{w}:*", *fixes.get(w, [])]) + ")" for w in query_words
     )
     typed = "websearch_to_tsquery('simple', %s)"
-    found = products.extra(
-        where=[f"search_vector @@ ({typed} || to_tsquery('simple', %s))"], params=[q, loose]
-    )
+    if plain_words(q):
+        # (1) finds nothing that (2) does not: each of its words is one of (2)'s
+        # prefixes. Only (2) goes to the index, which then scans half the entries.
+        found = products.extra(where=["search_vector @@ to_tsquery('simple', %s)"],
+                               params=[loose])
+    else:
+        found = products.extra(
+            where=[f"search_vector @@ ({typed} || to_tsquery('simple', %s))"],
+            params=[q, loose],
+        )
     rank = RawSQL(
         f"ts_rank(search_vector, {typed}) * 2 + ts_rank(search_vector, to_tsquery('simple', %s))",
         (q, loose),
     )
     return found, rank
+
+
+def plain_words(q: str) -> bool:
+    """Whether ``websearch_to_tsquery('simple', q)`` is only the AND of ``q``'s words:
+    no quotes, ``-``, ``or``, nor punctuation (``MUG-1`` is parsed into other tokens)."""
+    tokens = q.split()
+    return bool(tokens) and all(
+        (t.isalpha() or (t.isascii() and t.isalnum())) and t.lower() != "or" for t in tokens
+    )
 
 
 def _similar(products: QuerySet, q: str) -> tuple[QuerySet, RawSQL]:
@@ -287,10 +526,12 @@ def price_band() -> Case:
     )
 
 
-def facets(matched: QuerySet, category: Q, price: Q) -> tuple[dict[str, list], int]:
+def facets(
+    matched: QuerySet, category: Q, price: Q, position_of: str | None = None
+) -> tuple[dict[str, list], int, int | None]:
     """Counts per category and per price band of the filtered set, each facet without
     its own filter: one GROUP BY over the set matched by ``q`` and ``in_stock``. Also
-    the size of that set."""
+    the size of that set, and the position of ``position_of`` (:func:`_with_position`)."""
     groups = (
         matched.order_by()
         .values("category", band=price_band())
@@ -301,21 +542,27 @@ def facets(matched: QuerySet, category: Q, price: Q) -> tuple[dict[str, list], i
             rows=Count("pk"),
         )
     )
+    position, found = _with_position(
+        groups, ["category", "band", "in_price", "in_category", "rows"], position_of)
     per_category: dict[str, int] = {}
     per_band = [0] * len(PRICE_BANDS)
     total = 0
-    for group in groups:
-        total += group["rows"]
-        per_category[group["category"]] = (
-            per_category.get(group["category"], 0) + group["in_price"]
-        )
-        per_band[group["band"]] += group["in_category"]
-    return facet_lists(per_category, per_band), total
+    for row_category, band, in_price, in_category, rows in found:
+        total += rows
+        per_category[row_category] = per_category.get(row_category, 0) + in_price
+        per_band[band] += in_category
+    return facet_lists(per_category, per_band), total, position
 
 
 def facets_without_q(
     search: Search, matched: QuerySet, category: Q, price: Q
 ) -> dict[str, list[dict[str, Any]]]:
+    return _facets_without_q(search, matched, category, price, None)[0]
+
+
+def _facets_without_q(
+    search: Search, matched: QuerySet, category: Q, price: Q, position_of: str | None
+) -> tuple[dict[str, list[dict[str, Any]]], int | None]:
     """The same counts for a search without ``q``, from the precomputed ``CatalogFacet``
     rows: always for the price facet; for the category facet when there is no price
     filter or one on band edges, otherwise counted over the rows in the price range
@@ -323,23 +570,26 @@ def facets_without_q(
     counts = CatalogFacet.objects.all()
     if search.in_stock:
         counts = counts.filter(in_stock=True)
+    # All of them at once (categories x bands x in stock: a few hundred rows at most).
+    position, stored = _with_position(
+        counts.values("category", "band", "count"), ["category", "band", "count"],
+        position_of)
     bands = aligned_bands(search.min_price, search.max_price)
+    per_category: dict[str, int] = {}
     if bands is not None:
-        per_category = dict(
-            counts.filter(band__in=bands).values("category").annotate(n=Sum("count"))
-            .values_list("category", "n")
-        )
+        for row_category, band, n in stored:
+            if band in bands:
+                per_category[row_category] = per_category.get(row_category, 0) + n
     else:
         per_category = dict(
             matched.filter(price).order_by().values("category").annotate(n=Count("pk"))
             .values_list("category", "n")
         )
     per_band = [0] * len(PRICE_BANDS)
-    if search.category is not None:
-        counts = counts.filter(category=search.category)
-    for band, n in counts.values("band").annotate(n=Sum("count")).values_list("band", "n"):
-        per_band[band] += n
-    return facet_lists(per_category, per_band)
+    for row_category, band, n in stored:
+        if search.category is None or row_category == search.category:
+            per_band[band] += n
+    return facet_lists(per_category, per_band), position
 
 
 def aligned_bands(low: Decimal | None, high: Decimal | None) -> list[int] | None:

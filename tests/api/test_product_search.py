@@ -24,13 +24,24 @@ def catalog(event_store):
     project()
 
 
+@pytest.fixture(params=["one statement", "group by, then a page query"])
+def plan(request, monkeypatch):
+    """Both ways a search with ``q`` is answered on PostgreSQL: up to ``FEW_AT_ONCE``
+    matches by one statement, above it by a GROUP BY and a page's query."""
+    from projections import search
+
+    if request.param != "one statement":
+        monkeypatch.setattr(search, "FEW_AT_ONCE", 0)
+    return request.param
+
+
 def skus(client, **params) -> list[str]:
     response = client.get(URL, params)
     assert response.status_code == 200, response.content
     return [row["sku"] for row in response.json()["results"]]
 
 
-def test_every_relevance_case_finds_what_a_shopper_expects(client_for, catalog):
+def test_every_relevance_case_finds_what_a_shopper_expects(client_for, catalog, plan):
     client = client_for()
     assert check(lambda params: skus(client, **params)) == []
     assert len(CASES) >= 10
@@ -89,7 +100,7 @@ def expected_facets(*, q_skus=None, category=None, low=None, high=None, in_stock
     ],
 )
 def test_facets_count_the_filtered_set_without_their_own_filter(
-    client_for, catalog, params, expected
+    client_for, catalog, params, expected, plan
 ):
     body = client_for().get(URL, params).json()
     assert body["facets"] == expected_facets(**expected)
@@ -101,7 +112,7 @@ def test_the_plain_list_keeps_its_shape_without_facets(client_for, catalog):
     assert [row["sku"] for row in body["results"]] == sorted(s for s, *_ in CATALOG)
 
 
-def test_search_results_page_with_next_and_previous(client_for, event_store):
+def test_search_results_page_with_next_and_previous(client_for, event_store, plan):
     for i in range(45):
         register(f"CUP-{i:02}", f"Cup number {i}", price=f"{i + 1}.00")
     project()
@@ -174,3 +185,78 @@ def test_a_new_product_is_found_at_once_and_its_typos_once_the_cache_expires(
     later = search._clock() + search.VOCABULARY_CACHE_SECONDS + 1
     monkeypatch.setattr(search, "_clock", lambda: later)
     assert skus(client, q="trmpet") == ["HORN-1"]
+
+
+@pytest.mark.parametrize("few_matches", [0, 5000])
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("price", ["TEE-S", "TEE-M", "HOOD-M"]),
+        ("-price", ["HOOD-M", "TEE-M", "TEE-S"]),
+        ("name", ["TEE-M", "TEE-S", "HOOD-M"]),
+    ],
+)
+def test_q_sorted_by_a_column_is_in_that_order_whichever_plan_serves_it(
+    client_for, catalog, monkeypatch, plan, few_matches, sort, expected
+):
+    """Up to ``FEW_MATCHES`` matches a column sort of the page's query goes through an
+    expression no index has (the matches first, then the sort); above it through the
+    column's index."""
+    from projections import search
+
+    monkeypatch.setattr(search, "FEW_MATCHES", few_matches)
+    assert skus(client_for(), q="clothing", sort=sort) == expected
+
+
+def test_more_matches_than_one_statement_reads_are_counted_and_paged_exactly(
+    client_for, event_store, monkeypatch
+):
+    """Past ``FEW_AT_ONCE`` matches the search takes the other way, with the same
+    answer."""
+    from projections import search
+
+    for i in range(12):
+        register(f"CUP-{i:02}", f"Cup number {i}", price=f"{i * 5 + 1}.00",
+                 category="kitchen" if i % 3 else "dining")
+    project()
+    client = client_for()
+    params = {"q": "cup", "category": "kitchen", "sort": "-price"}
+    monkeypatch.setattr(search, "FEW_AT_ONCE", 12)
+    one = client.get(URL, params).json()
+    monkeypatch.setattr(search, "FEW_AT_ONCE", 11)
+    other = client.get(URL, params).json()
+    monkeypatch.setattr(search, "FEW_AT_ONCE", 12)
+    remembered = client.get(URL, params).json()  # the way remembered: broad
+    assert one == other == remembered
+    assert [row["sku"] for row in one["results"]] == [
+        f"CUP-{i:02}" for i in range(11, -1, -1) if i % 3]
+    assert one["facets"]["category"] == [{"value": "kitchen", "count": 8},
+                                         {"value": "dining", "count": 4}]
+
+
+@pytest.mark.parametrize(
+    ("q", "plain"),
+    [("blue mug", True), ("Blue  MUG 42", True), ("ñandú", True), ("mug-1", False),
+     ("red or blue", False), ('"blue mug"', False), ("-mug", False), ("x²", False),
+     ("mug:*", False)],
+)
+def test_only_plain_words_drop_the_websearch_query_from_the_match(q, plain):
+    from projections.search import plain_words
+
+    assert plain_words(q) is plain
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"q": "mug"}, {"q": "mug", "in_stock": "true"}, {"q": "xylophone"}, {"q": "mgu"},
+     {"category": "kitchen"}],
+)
+def test_a_search_says_the_catalog_position_it_read(client_for, catalog, plan, params):
+    """Read in the search's own statement (few matches), or before its statements."""
+    from projections.models import Checkpoint
+
+    position = Checkpoint.objects.position_of("product_catalog")
+    assert position > 0
+    response = client_for().get(URL, params)
+    assert response.status_code == 200
+    assert response["X-Projection-Position"] == str(position)
