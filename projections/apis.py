@@ -35,8 +35,6 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
-from django.db.models import Subquery
-from django.db.models.functions import Coalesce
 from django.http import QueryDict
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -341,27 +339,31 @@ class QueryApi(APIView):
 
     def stored_page(self, queryset: Any) -> Response:
         """One page of ``queryset``'s stored documents (``projections.pages``): only the
-        ordering's columns and the documents are read.
+        ordering's columns and the documents are read, as plain values (no model
+        instances).
 
         Unless ``initial`` read the position already, the page's own statement reads it
         (one snapshot: the rows are exactly that fresh). An empty page carries no
         position: then the position is read first and the page again."""
+        model = queryset.model
         columns = {name.lstrip("-") for name in self.pagination_class.ordering}
-        rows = queryset.only(*columns, "document")
+        columns |= {model._meta.pk.attname, "document"}
         if self.position is None:
             [name] = self.projections
-            rows = rows.annotate(read_position=Coalesce(Subquery(
-                Checkpoint.objects.of(name).values("position")[:1]), 0))
+            queryset = queryset.annotate(
+                read_position=Checkpoint.objects.position_column(name))
+            columns.add("read_position")
+        rows = queryset.values(*columns)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, self.request, view=self)
         if self.position is None and page:
-            self.position = page[0].read_position
+            self.position = page[0]["read_position"]
         elif self.position is None:
             self.position = self.current_position()
             paginator = self.pagination_class()
             page = paginator.paginate_queryset(rows, self.request, view=self)
         return Response(StoredPage(paginator.get_next_link(), paginator.get_previous_link(),
-                                   documents(page)))
+                                   documents(page, model)))
 
 
 def unpaginated(results: list) -> Response:
@@ -673,7 +675,7 @@ class ProductListApi(QueryApi):
             self.position = found.position
         page, next_link, previous_link = pagination.search_page(
             found.rows.only("product_id", "document"), request)
-        return Response(StoredPage(next_link, previous_link, documents(page),
+        return Response(StoredPage(next_link, previous_link, documents(page, ProductCatalog),
                                    {"facets": found.facets}))
 
 
@@ -804,7 +806,7 @@ class OrderDetailApi(QueryApi):
     )
     def get(self, request: Request, order_id) -> Response:
         order = order_get(user=request.user, order_id=order_id, only=("document",))
-        return Response(StoredDocument(documents([order])[0]))
+        return Response(StoredDocument(documents([order], OrderHistory)[0]))
 
 
 class EventActorSerializer(serializers.Serializer):

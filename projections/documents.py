@@ -112,13 +112,16 @@ def rerender(model: type[Model], keys: Iterable[Any], *, using: str = READ) -> i
     return len(keys)
 
 
-def documents(rows: Iterable[Model]) -> list[str]:
-    """The rows' stored documents; a row without one yet (written before documents
-    existed, not yet migrated) is rendered from the table."""
+def documents(rows: Iterable[Model | dict[str, Any]], model: type[Model]) -> list[str]:
+    """The stored documents of ``model``'s rows, read as instances or as values (a
+    page reads values: no model instances); a row without one yet (written before
+    documents existed, not yet migrated) is rendered from the table."""
+    pk = model._meta.pk.attname
     stored = []
     for row in rows:
-        if row.document is None:
-            row = type(row).objects.get(pk=row.pk)
-            row.document = render(row)
-        stored.append(row.document)
+        values = row if isinstance(row, dict) else row.__dict__
+        document = values["document"]
+        if document is None:
+            document = render(model.objects.get(pk=values[pk]))
+        stored.append(document)
     return stored

@@ -10,6 +10,7 @@ import functools
 from collections.abc import Iterable
 
 from django.db import models
+from django.db.models.expressions import RawSQL
 
 from shop.databases import READ, read_connection
 from shop.eventstore import ShopApplication
@@ -31,6 +32,20 @@ class CheckpointQuerySet(models.QuerySet):
     def position_of(self, name: str, upstream: str = ShopApplication.name) -> int:
         """The projection's position: 0 before it has a row."""
         return self.of(name, upstream).values_list("position", flat=True).first() or 0
+
+    def position_column(self, name: str, upstream: str = ShopApplication.name) -> RawSQL:
+        """The projection's position as a column of another query (0 before it has a
+        row): a page and the position it is as fresh as, read in one statement. The
+        subquery is compiled once per process (building and compiling it took a third
+        of a history page's time)."""
+        return RawSQL(*self.position_sql(name, upstream),
+                      output_field=models.BigIntegerField())
+
+    def position_sql(self, name: str, upstream: str = ShopApplication.name
+                     ) -> tuple[str, tuple]:
+        """:meth:`position_column` as SQL and its parameters, for a hand-written
+        statement."""
+        return _position_statement(name, upstream)
 
     def positions(self, names: Iterable[str]) -> dict[str, int]:
         """Each named projection's position (0 for those without a row)."""
@@ -74,6 +89,16 @@ def _lock_statement(name: str, upstream: str) -> tuple[list[str], str, tuple]:
     return fields, (
         f"SET LOCAL lock_timeout = '5s'; {sql}; SET LOCAL lock_timeout TO DEFAULT"
     ), tuple(params)
+
+
+@functools.lru_cache(maxsize=64)
+def _position_statement(name: str, upstream: str) -> tuple[str, tuple]:
+    """``Checkpoint.objects.position_column``'s SQL and parameters."""
+    sql, params = (
+        Checkpoint.objects.of(name, upstream).values("position")[:1].query
+        .get_compiler(READ).as_sql()
+    )
+    return f"COALESCE(({sql}), 0)", tuple(params)
 
 
 class Checkpoint(models.Model):

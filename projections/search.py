@@ -251,13 +251,11 @@ def _read_position(name: str | None) -> int | None:
     return None if name is None else Checkpoint.objects.position_of(name)
 
 
-def _position_sql(name: str | None, db: str) -> tuple[str, tuple]:
+def _position_sql(name: str | None) -> tuple[str, tuple]:
     """A scalar subquery of the position of projection ``name`` (0 before its row)."""
     if name is None:
         return "NULL::bigint", ()
-    sql, params = (Checkpoint.objects.of(name).values("position")[:1]
-                   .query.get_compiler(using=db).as_sql())
-    return f"COALESCE(({sql}), 0)", tuple(params)
+    return Checkpoint.objects.position_sql(name)
 
 
 def _with_position(
@@ -270,7 +268,7 @@ def _with_position(
         position = _read_position(position_of)
         return position, [tuple(row[c] for c in columns) for row in rows]
     sql, params = rows.query.get_compiler(using=rows.db).as_sql()
-    position_sql, position_params = _position_sql(position_of, rows.db)
+    position_sql, position_params = _position_sql(position_of)
     picked = ", ".join(f'found."{c}"' for c in columns)
     with connections[rows.db].cursor() as cursor:
         # One row even when there is none (it carries the position): a LEFT JOIN.
@@ -346,7 +344,7 @@ def _few(
     )[:FEW_AT_ONCE + 1]
     db = columns.db
     sql, params = columns.query.get_compiler(using=db).as_sql()
-    position_sql, position_params = _position_sql(position_of, db)
+    position_sql, position_params = _position_sql(position_of)
     order = ORDER_SQL[search.order]
     offset, size = window
     with connections[db].cursor() as cursor:
