@@ -3,7 +3,7 @@
 Events are forever, and a customer's name and shipping address are in them. So the
 fields that are one person's data are stored sealed (AES-GCM, from the
 ``cryptography`` package) with that person's own data key, and forgetting the person
-deletes the key: the sealed values stay in the log and no one can read them again.
+destroys the key: the sealed values stay in the log and no one can read them again.
 
 - A class declares its personal fields with ``personal_data = Personal(subject=...,
   fields=(...))``: ``subject`` names the field holding the person's user id. An
@@ -13,9 +13,19 @@ deletes the key: the sealed values stay in the log and no one can read them agai
   never in the log. The event store's mapper seals and opens (``ShopMapper``), so
   aggregates and projectors see plain values; a value whose key is gone reads as
   ``None``, never an exception.
+- Forgetting replaces the person's key with a tombstone: their row stays, with an
+  empty key (``TOMBSTONE``), written even for a person who never had a key. Deleting
+  the row would read as "no key yet": a command of theirs racing the forget (one
+  authenticated before it committed) would then make a new key, so what it wrote
+  would be readable again, and every value sealed with the old key would be opened
+  with the new one and raise ``InvalidTag`` instead of reading ``None``. With the
+  tombstone, ``make_data_key`` (insert unless a row exists, then read the row) returns
+  the empty key, and no key is ever made for a forgotten person again.
 - A ``KeyRing`` caches the keys it has read for its own life: one unit of work (a
-  command), one projection batch. It never outlives them, so a key deleted by
-  ``forget`` is not used again by anything that starts after.
+  command), one projection batch. It never outlives them, so a key destroyed by
+  ``forget`` is not used again by anything that starts after. It reads a tombstone as
+  no key (``None``) and, for writing, gives a key thrown away, as for a person this
+  unit of work forgets itself.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 SEALED = "_sealed_"
 NONCE_BYTES = 12
+#: The key of a forgotten person in the store: empty (see the module).
+TOMBSTONE = b""
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,8 @@ def personal_data(cls: type) -> Personal | None:
 
 
 class KeyStore(Protocol):
-    """Where data keys live: ``shop.recorder``'s recorders and transactions."""
+    """Where data keys live: ``shop.recorder``'s recorders and transactions. A
+    forgotten person's key is ``TOMBSTONE``."""
 
     def data_keys(self, user_ids: list[int]) -> dict[int, bytes]: ...
 
@@ -63,15 +76,23 @@ class KeyRing:
         self.forgotten: set[int] = set()
 
     def forget(self, user_id: int) -> None:
-        """This person's key is being deleted: nothing more is sealed with a key of
-        theirs that anyone keeps (what this unit of work still writes about them, the
-        metadata of their own ``Forgotten`` included, is sealed with a key thrown away)."""
+        """This person is forgotten (their key is being replaced with a tombstone, or
+        was): nothing more is sealed with a key of theirs that anyone keeps (what this
+        unit of work still writes about them, the metadata of their own ``Forgotten``
+        included, is sealed with a key thrown away)."""
         self.forgotten.add(user_id)
         self.keys[user_id] = None
 
+    def _keep(self, user_id: int, key: bytes | None) -> None:
+        """A key as read from the store (``None``: no row); a tombstone is forgotten."""
+        if key == TOMBSTONE:
+            self.forget(user_id)
+        else:
+            self.keys[user_id] = key
+
     def for_reading(self, user_id: int) -> bytes | None:
         if user_id not in self.keys:
-            self.keys.update({user_id: None, **self.store.data_keys([user_id])})
+            self._keep(user_id, self.store.data_keys([user_id]).get(user_id))
         return self.keys[user_id]
 
     def prefetch(self, user_ids: list[int]) -> None:
@@ -79,22 +100,27 @@ class KeyRing:
         missing = [user_id for user_id in set(user_ids) if user_id not in self.keys]
         if missing:
             found = self.store.data_keys(missing)
-            self.keys.update({user_id: found.get(user_id) for user_id in missing})
+            for user_id in missing:
+                self._keep(user_id, found.get(user_id))
 
     def read(self, user_ids: list[int], found: dict[int, bytes]) -> None:
         """The keys of ``user_ids`` as just read from the store (``found``: those
         that exist), for a ring that has not read them itself (a unit of work reads
         its actor's key with its first locks, in the same round trip)."""
         for user_id in user_ids:
-            self.keys.setdefault(user_id, found.get(user_id))
+            if user_id not in self.keys:
+                self._keep(user_id, found.get(user_id))
 
     def for_writing(self, user_id: int) -> bytes:
-        if user_id in self.forgotten:
-            return AESGCM.generate_key(bit_length=256)  # never stored
         key = self.for_reading(user_id)
-        if key is None:  # the first personal data of this person: a key of their own
-            key = self.store.make_data_key(user_id, AESGCM.generate_key(bit_length=256))
-            self.keys[user_id] = key
+        if key is None and user_id not in self.forgotten:
+            # The first personal data of this person: a key of their own, unless a
+            # tombstone is there already (forgotten meanwhile): then none is made.
+            self._keep(user_id, self.store.make_data_key(
+                user_id, AESGCM.generate_key(bit_length=256)))
+            key = self.keys[user_id]
+        if key is None:  # forgotten
+            return AESGCM.generate_key(bit_length=256)  # never stored
         return key
 
 

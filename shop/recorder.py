@@ -47,6 +47,8 @@ from psycopg import ClientCursor, Connection
 from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Identifier
 
+from shop.personal_data import TOMBSTONE
+
 # psycopg's errors as the library's (its ``get_connection`` maps them the same way):
 # the unit of work's retry and the API look for these. Most specific first.
 _LIBRARY_ERRORS: tuple[tuple[type[psycopg.Error], type[persistence.PersistenceError]], ...] = (
@@ -217,8 +219,12 @@ class ShopRecorder(PostgresApplicationRecorder):
             "now()) ON CONFLICT (user_id) DO NOTHING; "
             "SELECT key FROM {schema}.{keys} WHERE user_id = %(user)s"
         ).format(**names).as_string()
+        # Forgetting leaves a tombstone, an empty key (shop.personal_data), even for a
+        # person who had no key yet: a racing ``sql_make_data_key`` then makes none.
         self.sql_forget_data_key = SQL(
-            "DELETE FROM {schema}.{keys} WHERE user_id = %s").format(**names).as_string()
+            "INSERT INTO {schema}.{keys} (user_id, key, created_at) VALUES (%s, ''::bytea, "
+            "now()) ON CONFLICT (user_id) DO UPDATE SET key = EXCLUDED.key"
+        ).format(**names).as_string()
         self.create_table_statements_side = [
             SQL(
                 "CREATE TABLE IF NOT EXISTS {schema}.{keys} (user_id bigint PRIMARY KEY, "
@@ -479,7 +485,8 @@ class PostgresTransaction:
         return bytes(cursor.fetchone()["key"])
 
     def forget_data_key(self, user_id: int) -> None:
-        """Delete a person's data key; it is gone at the commit."""
+        """Replace a person's data key with a tombstone (an empty key, written even if
+        they had none); the key is gone at the commit."""
         self._run(self._begin() + self.recorder.sql_forget_data_key, [user_id])
 
     # -- writes: each ends the transaction
@@ -606,7 +613,7 @@ class SQLiteTransaction:
         self.recorder = recorder
         self.snapshots = snapshots
         self.ttl: timedelta | None = None
-        self.forgotten: list[int] = []  # data keys to delete at the commit
+        self.forgotten: list[int] = []  # data keys to replace with tombstones at the commit
 
     def data_keys(self, user_ids: list[int]) -> dict[int, bytes]:
         return self.recorder.data_keys(user_ids)
@@ -659,8 +666,10 @@ class SQLiteTransaction:
             ids = list(self.recorder._insert_events(cursor, stored) or [])
             if record is not None:
                 self._insert_record(cursor, record, tuple(ids))
-            for user_id in self.forgotten:
-                cursor.execute(f"DELETE FROM {DATA_KEYS_TABLE} WHERE user_id = ?", (user_id,))
+            for user_id in self.forgotten:  # a tombstone (shop.personal_data)
+                cursor.execute(f"INSERT INTO {DATA_KEYS_TABLE} (user_id, key, created_at) "
+                               "VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
+                               "key = excluded.key", (user_id, TOMBSTONE, time.time()))
         return ids
 
     def record_and_commit(self, record: NewRecord) -> None:

@@ -253,8 +253,9 @@ class UnitOfWork:
         return aggregate
 
     def forget(self, user_id: int) -> None:
-        """Delete a person's data key at the commit: every value sealed with it is
-        unreadable from then on (``shop.personal_data``)."""
+        """Replace a person's data key with a tombstone at the commit: every value
+        sealed with it is unreadable from then on, and no command makes them a new
+        key (``shop.personal_data``)."""
         self._transaction.forget_data_key(user_id)
         self.keys.forget(user_id)
 

@@ -1,6 +1,6 @@
 """Personal data in the log is sealed with its person's own key, and forgetting the
-person deletes the key (crypto-shredding, ``shop.personal_data``): on the event store,
-the commands and the account."""
+person replaces the key with a tombstone (crypto-shredding, ``shop.personal_data``): on
+the event store, the commands and the account."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from shop.metadata import Actor, Context
 from shop.personal_data import seal, unseal
 from shop.recorder import PostgresTransaction
 from shop.unit_of_work import UnitOfWork, load
-from tests.givens import register
+from tests.givens import project, register
 from tests.support.readside import notifications
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_projection_trigger")]
@@ -150,3 +150,52 @@ def test_a_sealed_value_opens_only_with_its_key_and_subject():
     assert unseal("plain, stored before sealing", None, 7) == "plain, stored before sealing"
     with pytest.raises(InvalidTag):
         unseal(sealed, key, 8)  # another person's data cannot pass for this one's
+
+
+def data_key_rows(user_id: int) -> list[bytes]:
+    """The ``shop_data_keys`` rows of a person, as their keys."""
+    with get_app().recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute("SELECT key FROM shop_data_keys WHERE user_id = %s", [user_id])
+        return [bytes(row["key"]) for row in cursor.fetchall()]
+
+
+def test_a_command_racing_the_forget_makes_no_new_key(event_store, zelda):
+    """An order authenticated before the forget committed (``racing``: the user as its
+    request saw them) runs after it: it finds the forgotten person's tombstone, not
+    "no key yet", so it makes no new key. Its own values are sealed with a key thrown
+    away, and the values sealed with the old key read as None (never ``InvalidTag``,
+    which a new key would raise on them)."""
+    first = place_as(zelda)
+    [old_key] = data_key_rows(zelda.pk)
+    assert len(old_key) == 32
+    racing = User.objects.get(pk=zelda.pk)
+
+    assert customer_forget(user=zelda) is True
+    assert data_key_rows(zelda.pk) == [b""]  # a tombstone: forgotten, not "no key yet"
+
+    get_app().forget_cached_aggregates()
+    second = place_as(racing, "7 Racing Rd")
+
+    assert data_key_rows(zelda.pk) == [b""]  # still forgotten: no new key
+    for order_id in (first, second):
+        order = load(order_id, Order)
+        assert (order.customer, order.shipping_address) == (None, None)
+    decoded = get_app().mapper.decode_many(notifications())
+    placed = [event for event, _meta in decoded if isinstance(event, Order.Placed)]
+    assert [(p.customer, p.shipping_address) for p in placed] == [(None, None)] * 2
+    assert {meta.actor.username for _event, meta in decoded
+            if meta.actor.user_id == zelda.pk} == {None}
+    assert b"7 Racing Rd" not in stored_bytes()
+    project()  # the projections decode them too, and do not stop
+
+
+def test_forgetting_a_person_who_never_had_a_key_leaves_a_tombstone(event_store, zelda):
+    """A customer forgotten before any personal data of theirs was written: the
+    tombstone is written all the same, and a later command makes no key."""
+    racing = User.objects.get(pk=zelda.pk)
+    assert data_key_rows(zelda.pk) == []
+    assert customer_forget(user=zelda) is True
+    assert data_key_rows(zelda.pk) == [b""]
+    order_id = place_as(racing)
+    assert data_key_rows(zelda.pk) == [b""]
+    assert load(order_id, Order).shipping_address is None
