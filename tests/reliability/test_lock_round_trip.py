@@ -120,11 +120,8 @@ def test_orders_racing_their_customers_forget(services, api_users):
     gunicorn workers: nothing answers 5xx, and every order is placed (201) or refused
     once the account is gone (401). (On ``main`` such orders answered 500: loading a
     product opened the metadata of its events, sealed with a key the race had replaced.)
-
-    Not asserted here, a known gap of the forget itself: an order authenticated
-    before the forget commits its Django side may give the customer a new key, and
-    values sealed with the old one then raise ``InvalidTag`` when decoded instead of
-    reading ``None``."""
+    An order authenticated before the forget commits finds the key's tombstone and
+    makes no new key (tests/integration/test_personal_data.py races that directly)."""
     web = services.gunicorn(workers=3, threads=4)
     zelda = api_users["customers"][0]
     shop = Shop(web.base_url, api_users["staff"].token)
