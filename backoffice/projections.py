@@ -26,7 +26,9 @@ from projections.status import projection_statuses
 
 def _rebuild(request: HttpRequest, name: str) -> None:
     try:
-        replayed = rebuild(get_projector(name))
+        # Not paced (PROJECTION_REBUILD_DUTY_CYCLE is the commands'): pauses would only
+        # hold this request, and its web thread, the longer.
+        replayed = rebuild(get_projector(name), duty_cycle=1.0)
     except ShadowBusy as busy:
         messages.error(request, str(busy))
         return

@@ -58,6 +58,64 @@ SWAP_LOCK_TIMEOUT = "500ms"
 SWAP_DEADLINE_SECONDS = 300.0
 
 
+def check_duty_cycle(duty: float) -> float:
+    """``duty`` if it is a fraction in (0, 1], else a ValueError saying what is wanted."""
+    if isinstance(duty, bool) or not isinstance(duty, int | float) or not 0 < duty <= 1:
+        raise ValueError(
+            f"The duty cycle must be a number greater than 0 and at most 1 (the fraction"
+            f" of wall time a replay works; 1: no pausing), not {duty!r}."
+        )
+    return float(duty)
+
+
+class Pacer:
+    """Keeps a replay working at most ``duty`` of the wall time, as PostgreSQL's
+    ``vacuum_cost_delay`` does: ``pause()``, between two committed batches, sleeps
+    ``busy * (1 - duty) / duty``, busy being the time since the last pause ended (or
+    since ``restart()``), on the monotonic clock. Duty 1 never sleeps.
+
+    Only committed batches are paced: a pause inside a transaction would hold its
+    locks the longer (the swap's, SQLite's single-transaction rebuild and verify).
+    ``sleep`` and ``clock`` are injectable for the tests.
+    """
+
+    def __init__(
+        self,
+        duty: float,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.duty = check_duty_cycle(duty)
+        self.sleep, self.clock = sleep, clock
+        self.slept = 0.0  # seconds paused in all
+        self.pauses = 0
+        self.restart()
+
+    def restart(self) -> None:
+        """The work measured by the next ``pause()`` starts now."""
+        self.mark = self.clock()
+
+    def pause(self) -> float:
+        """Sleep in proportion to the work since the last pause; return the seconds."""
+        if self.duty >= 1:
+            return 0.0
+        busy = max(self.clock() - self.mark, 0.0)
+        seconds = busy * (1 - self.duty) / self.duty
+        self.sleep(seconds)
+        self.slept += seconds
+        self.pauses += 1
+        self.restart()
+        return seconds
+
+
+def pacer_for(duty_cycle: float | None) -> Pacer:
+    """A pacer at ``duty_cycle``, or at ``PROJECTION_REBUILD_DUTY_CYCLE`` when None."""
+    if duty_cycle is None:
+        duty_cycle = settings.PROJECTION_REBUILD_DUTY_CYCLE
+    return Pacer(duty_cycle)
+
+
 class ShadowBusy(Exception):
     """Another rebuild or verify of the same projection is running."""
 
@@ -225,9 +283,13 @@ class Shadow:
         limit: int,
         progress: Callable[[Progress], None] | None = None,
         stop: Callable[[], int | None] = lambda: None,
+        pacer: Pacer | None = None,
     ) -> int:
-        """Apply the log in committed batches until the head (or ``stop()``)."""
+        """Apply the log in committed batches until the head (or ``stop()``), pausing
+        between two batches as ``pacer`` says (none: no pausing)."""
         total = 0
+        if pacer:
+            pacer.restart()
         while True:
             with transaction.atomic(using=READ):
                 processed, head, position = self.step(limit, stop())
@@ -236,6 +298,8 @@ class Shadow:
                 progress(Progress(position, head, total))
             if processed < limit:
                 return total
+            if pacer:  # committed: nothing is held while it sleeps
+                pacer.pause()
 
     def position(self) -> int:
         with transaction.atomic(using=READ), self.writing():
@@ -617,12 +681,16 @@ def rebuild(
     batch_size: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     defer_indexes: bool | None = None,
+    duty_cycle: float | None = None,
 ) -> int:
     """Rebuild the projector's read model from the whole log; returns events applied.
 
-    PostgreSQL: blue/green through a shadow (module docstring). Elsewhere: the
-    single-transaction rebuild, fine for the embedded default's small data.
+    PostgreSQL: blue/green through a shadow (module docstring), its fill paced to
+    ``duty_cycle`` (None: ``PROJECTION_REBUILD_DUTY_CYCLE``; see ``Pacer``), not its
+    swap. Elsewhere: the single-transaction rebuild, fine for the embedded default's
+    small data, not paced (a pause would hold SQLite's write lock the longer).
     """
+    pacer = pacer_for(duty_cycle)  # a bad duty cycle fails before any work
     if read_connection.vendor != "postgresql":
         return runner.rebuild(projector, batch_size=batch_size, progress=progress)
     limit = batch_size or settings.PROJECTION_REBUILD_BATCH_SIZE
@@ -633,9 +701,9 @@ def rebuild(
         resumed = shadow.prepare(resume=True)
         if resumed:
             logger.info("Resuming the rebuild of %s from %s", projector.name, shadow.position())
-        applied = shadow.fill(limit=limit, progress=progress)
+        applied = shadow.fill(limit=limit, progress=progress, pacer=pacer)
         shadow.finish_indexes()
-        applied += shadow.swap(limit=limit)
+        applied += shadow.swap(limit=limit)  # not paced: it holds the live checkpoint
     # What was appended during the swap, as the next worker would (nothing if none).
     applied_live = catch_up(projector)
     logger.info("%s: rebuilt; %s events caught up after the swap", projector.name, applied_live)
@@ -659,12 +727,15 @@ def verify(
     *,
     batch_size: int | None = None,
     progress: Callable[[Progress], None] | None = None,
+    duty_cycle: float | None = None,
 ) -> tuple[int, list[Drift]]:
     """Replay the log into a shadow and compare it with the live read model.
 
     Returns the position compared at and every differing row. Reads the live model
-    only; drops the shadow before returning.
+    only; drops the shadow before returning. The shadow's fill is paced to
+    ``duty_cycle`` as ``rebuild``'s is (not on SQLite: one transaction).
     """
+    pacer = pacer_for(duty_cycle)
     limit = batch_size or settings.PROJECTION_REBUILD_BATCH_SIZE
     if read_connection.vendor == "sqlite":
         return verify_sqlite(projector, limit=limit, progress=progress)
@@ -674,7 +745,7 @@ def verify(
         shadow.prepare(resume=False)
         try:
             # Never beyond the live position: the shadow must be able to meet it.
-            shadow.fill(limit=limit, progress=progress,
+            shadow.fill(limit=limit, progress=progress, pacer=pacer,
                         stop=lambda: runner.projection_position(name))
             with transaction.atomic(using=READ):
                 with read_connection.cursor() as cursor:

@@ -30,6 +30,23 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_fraction(name: str, default: float) -> float:
+    """A fraction in (0, 1] from the environment (unset or empty: ``default``); any
+    other value stops the start with a sentence naming the variable."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = float("nan")
+    if not 0 < fraction <= 1:  # NaN fails this too
+        raise ImproperlyConfigured(
+            f"{name} must be a number greater than 0 and at most 1, not {value!r}."
+        )
+    return fraction
+
+
 DEBUG = env_bool("DEBUG", default=False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -360,6 +377,12 @@ PROJECTION_REBUILD_BATCH_SIZE = int(os.environ.get("PROJECTION_REBUILD_BATCH_SIZ
 # CPU priority, as ``nice -n``: background work, so the web processes and the live
 # projections come first on a busy machine (0 leaves it as it is).
 PROJECTION_REBUILD_NICE = int(os.environ.get("PROJECTION_REBUILD_NICE", "10"))
+# The fraction of wall time the replay commands work: after each committed batch of
+# the shadow's fill they pause busy x (1 - duty) / duty (0.5: as long as the batch
+# took), leaving the rest of the CPU and the database to the live shop, as PostgreSQL's
+# vacuum_cost_delay does; its backends serving the replay are not niced. A replay takes
+# about 1/duty as long (1: no pausing). The swap (under its lock) is never paused.
+PROJECTION_REBUILD_DUTY_CYCLE = env_fraction("PROJECTION_REBUILD_DUTY_CYCLE", 0.5)
 # Build a rebuilt read model's secondary indexes after its bulk load instead of before.
 PROJECTION_REBUILD_DEFER_INDEXES = os.environ.get(
     "PROJECTION_REBUILD_DEFER_INDEXES", "0"

@@ -13,6 +13,9 @@ os.environ.setdefault("ALLOW_HTTP", "1")
 # The replay commands run inside the test process here: leave its CPU priority alone
 # (the test of the priority runs the command in a process of its own, with its own).
 os.environ.setdefault("PROJECTION_REBUILD_NICE", "0")
+# Nor pace them (the default 0.5 would double every rebuild's time); the tests of the
+# pacing ask for it themselves.
+os.environ.setdefault("PROJECTION_REBUILD_DUTY_CYCLE", "1")
 
 from shop.settings import *  # noqa: E402, F403
 

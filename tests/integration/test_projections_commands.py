@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import override_settings
 from django.utils import timezone
 
 from projections.management.commands._common import ProgressPrinter
@@ -18,6 +22,7 @@ from projections.models import Checkpoint, OrderHistory, ProductCatalog
 from projections.registry import PROJECTORS
 from projections.runner import Progress
 from shop.eventstore import head_position
+from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.django_db
 
@@ -117,6 +122,44 @@ def test_rebuild_projections_replays_the_log(event_store):
 def test_rebuild_projections_names_the_known_ones_for_an_unknown_name(event_store):
     with pytest.raises(CommandError, match="known: activity, order_history, product_catalog"):
         run("rebuild_projections", "nope")
+
+
+@pytest.mark.parametrize("command", ["rebuild_projections", "verify_projections"])
+@pytest.mark.parametrize("bad", ["0", "-0.5", "1.5", "nan", "half"])
+def test_a_duty_cycle_outside_0_to_1_stops_the_replay_saying_so(event_store, command, bad):
+    with pytest.raises(CommandError) as raised:
+        run(command, "order_history", "--duty-cycle", bad)
+
+    assert str(raised.value) == (
+        "Error: argument --duty-cycle: must be a number greater than 0 and at most 1 (the "
+        f"fraction of wall time the replay works; 1: no pausing), not {bad!r}"
+    )
+
+
+def test_a_bad_duty_cycle_given_otherwise_stops_the_replay_too(event_store):
+    # call_command's keyword arguments skip the option's parsing; the setting too.
+    with pytest.raises(CommandError, match="^--duty-cycle: The duty cycle must be a number "
+                                           "greater than 0 and at most 1.*not 0"):
+        call_command("rebuild_projections", "order_history", duty_cycle=0)
+    with override_settings(PROJECTION_REBUILD_DUTY_CYCLE=2.0), pytest.raises(
+        CommandError, match="at most 1.*not 2.0"
+    ):
+        run("verify_projections", "order_history")
+
+
+def test_a_bad_duty_cycle_setting_stops_the_start_in_a_sentence():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_"))}
+    env.update(DJANGO_SETTINGS_MODULE="shop.settings", DEBUG="1",
+               PROJECTION_REBUILD_DUTY_CYCLE="0")
+
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "manage.py: PROJECTION_REBUILD_DUTY_CYCLE must be a number greater than 0 and at "
+        "most 1, not '0'."
+    )
 
 
 def test_progress_printer_estimates_the_time_left():

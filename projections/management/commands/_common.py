@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import functools
 import multiprocessing
 import os
 import sys
@@ -17,7 +19,12 @@ from django.db import connections
 
 from projections.registry import PROJECTORS, get_projector
 from projections.runner import Progress, Projector
-from projections.shadow import ShadowBusy, ShadowOutdated, ShadowUnsupported
+from projections.shadow import (
+    ShadowBusy,
+    ShadowOutdated,
+    ShadowUnsupported,
+    check_duty_cycle,
+)
 from shop.databases import read_connection
 from shop.eventstore import reset_app
 
@@ -95,9 +102,12 @@ class ReplayCommand(BaseCommand):
 
     A replay is background work beside the live shop: it lowers its own CPU priority
     (``PROJECTION_REBUILD_NICE``, as ``nice``) so that the web processes and the live
-    projections come first on a busy machine. ``--jobs N`` replays up to N projections
-    side by side, each in a process of its own (PostgreSQL: each fills its own shadow),
-    for a fast rebuild when the machine has cores to spare.
+    projections come first on a busy machine; and, as the database's backends serving
+    it are not niced, it works at most ``PROJECTION_REBUILD_DUTY_CYCLE`` of the wall
+    time (``--duty-cycle``), pausing between its committed batches. ``--jobs N``
+    replays up to N projections side by side, each in a process of its own
+    (PostgreSQL: each fills its own shadow), for a fast rebuild when the machine has
+    cores to spare.
     """
 
     def add_arguments(self, parser):
@@ -116,6 +126,18 @@ class ReplayCommand(BaseCommand):
             help="projections replayed side by side, each in its own process "
             "(PostgreSQL; default 1: one after the other)",
         )
+        parser.add_argument(
+            "--duty-cycle",
+            type=duty_cycle_argument,
+            default=None,
+            metavar="FRACTION",
+            help="the fraction of wall time the replay works, in (0, 1]: after each "
+            "committed batch it pauses so long that it works no more (PostgreSQL; the "
+            "swap is never paused), leaving the rest of the CPU and the database to the "
+            "live shop. The replay takes about 1/FRACTION as long, and its events/s and "
+            "ETA count the pauses. Default: PROJECTION_REBUILD_DUTY_CYCLE "
+            f"({settings.PROJECTION_REBUILD_DUTY_CYCLE:g}); 1: no pausing",
+        )
 
     def replay(
         self,
@@ -124,12 +146,21 @@ class ReplayCommand(BaseCommand):
         replayer: Callable[..., object],
         batch_size: int | None,
         jobs: int = 1,
+        duty_cycle: float | None = None,
     ) -> Iterator[tuple[Projector, object, float]]:
         """Run ``replayer`` on each named projector (all when none named) with a progress
-        printer; yield the projector, what ``replayer`` returned and the seconds it took.
-        A shadow busy or outdated stops the command with its message."""
+        printer; yield the projector, what ``replayer`` returned and the seconds it took
+        (wall time, pauses included). ``duty_cycle`` (None: the setting's) paces each
+        replay. A shadow busy or outdated stops the command with its message."""
         if jobs < 1:
             raise CommandError(f"--jobs must be at least 1, not {jobs}.")
+        if duty_cycle is None:
+            duty_cycle = settings.PROJECTION_REBUILD_DUTY_CYCLE
+        try:  # call_command(duty_cycle=…) skips the option's parsing
+            duty_cycle = check_duty_cycle(duty_cycle)
+        except ValueError as bad:
+            raise CommandError(f"--duty-cycle: {bad}") from None
+        replayer = functools.partial(replayer, duty_cycle=duty_cycle)
         projectors = projectors_named(names)
         lower_priority()
         if jobs > 1 and len(projectors) > 1 and read_connection.vendor == "postgresql":
@@ -177,6 +208,17 @@ class ReplayCommand(BaseCommand):
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
+
+
+def duty_cycle_argument(text: str) -> float:
+    """``--duty-cycle``'s value: a number in (0, 1], or the parser's error saying so."""
+    try:
+        return check_duty_cycle(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number greater than 0 and at most 1 (the fraction of wall time "
+            f"the replay works; 1: no pausing), not {text!r}"
+        ) from None
 
 
 def lower_priority() -> None:

@@ -12,13 +12,14 @@ class Command(ReplayCommand):
     help = (
         "Replay the whole log into a shadow of each named read model (all when none "
         "named), compare it row by row with the live one at the same position, and "
-        "print each differing key. Exits 1 if any differ. Changes nothing."
+        "print each differing key. Exits 1 if any differ. Changes nothing. Paced as "
+        "rebuild_projections is (--duty-cycle): about 1/duty as long as unpaced."
     )
 
-    def handle(self, *args, names, batch_size, interval, jobs, **options):
+    def handle(self, *args, names, batch_size, interval, jobs, duty_cycle, **options):
         drifted = []
         for projector, (position, drifts), seconds in self.replay(
-            names, interval, verify, batch_size, jobs
+            names, interval, verify, batch_size, jobs, duty_cycle
         ):
             for drift in drifts:
                 self.stdout.write(f"{projector.name}: {drift}")
