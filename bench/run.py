@@ -510,7 +510,8 @@ class ServedFrom:
 
 class RebuildLoop:
     """``rebuild_projections`` (all projections, blue/green, as an operator runs it by
-    default: ``--jobs 1``, at ``PROJECTION_REBUILD_NICE``) in a process of its own,
+    default: ``--jobs 1``, at ``PROJECTION_REBUILD_NICE`` and
+    ``PROJECTION_REBUILD_DUTY_CYCLE``) in a process of its own,
     started again each time it finishes until the block ends, so that a rebuild runs
     through the whole measurement whatever the log's size. Leaving the block waits for
     the running rebuild to finish (a rebuild is not interrupted halfway)."""

@@ -1,9 +1,9 @@
 """A customer in the event log: a stream of its own only once it is forgotten.
 
 Orders name their customer by user id; the personal data in them is sealed with the
-customer's own key (``shop.personal_data``). Forgetting a customer deletes that key and
-appends ``Customer.Forgotten`` to the customer's stream (its first event), so the read
-models learn of it through the log like of anything else.
+customer's own key (``shop.personal_data``). Forgetting a customer destroys that key (a
+tombstone takes its place) and appends ``Customer.Forgotten`` to the customer's stream
+(its first event), so the read models learn of it through the log like of anything else.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ forgotten (crypto-shredding, ``shop.personal_data``).
 
 Forgetting a customer, in order:
 
-1. in the event store, one transaction: delete their data key, and append
+1. in the event store, one transaction: destroy their data key (a tombstone takes its place, so a
+   command racing the forget makes no new one), and append
    ``Customer.Forgotten`` (the read models learn of it through the log: "forgotten
    customer", no address). From then on every value sealed with that key reads as
    None: the log keeps the events, and totals, lines and sales are unchanged;

@@ -12,7 +12,7 @@ from shop.unit_of_work import UnitOfWork
 
 class Command(BaseCommand):
     help = (
-        "Forget a customer: delete their data key (their name and addresses in the log "
+        "Forget a customer: destroy their data key (their name and addresses in the log "
         "become unreadable), record it in the log, and anonymise the account."
     )
 
