@@ -16,6 +16,7 @@ database and a streaming standby of it), its own redis-server on a free port, gu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import loadgen  # noqa: E402
 from bench.plot import MATPLOTLIB_MISSING, percentile, plot_freshness  # noqa: E402
 from bench.procs import (  # noqa: E402
+    PG_HOST,
+    PG_USER,
     PYTHON,
     ROOT,
     Processes,
@@ -508,6 +511,58 @@ class ServedFrom:
         self._thread.join()
 
 
+class ReplicaLag:
+    """Samples the standby's replay lag five times a second (in a thread of this
+    process) from its primary's ``pg_stat_replication``: ``replay_lag`` (the time from
+    the primary flushing WAL to the standby having replayed it; NULL once the standby
+    has caught up and nothing new came: 0) and the bytes sent but not yet replayed.
+    Measured from outside the shop, beside what the shop's own health and ``/metrics``
+    say."""
+
+    SQL = ("SELECT coalesce(extract(epoch FROM replay_lag), 0)::float8, "
+           "coalesce(pg_wal_lsn_diff(sent_lsn, replay_lsn), 0)::float8 "
+           "FROM pg_stat_replication")
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.seconds: list[float] = []
+        self.behind_bytes: list[float] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psycopg
+
+        with psycopg.connect(host=PG_HOST, port=self.port, user=PG_USER, dbname="postgres",
+                             autocommit=True, connect_timeout=5) as conn:
+            while not self._stop.wait(0.2):
+                try:
+                    row = conn.execute(self.SQL).fetchone()
+                except psycopg.Error:
+                    self.errors += 1
+                    continue
+                if row is None:  # no standby connected
+                    self.errors += 1
+                    continue
+                self.seconds.append(row[0])
+                self.behind_bytes.append(row[1])
+
+    def summary(self) -> dict:
+        lags = sorted(self.seconds) or [0.0]
+        return {"samples": len(self.seconds), "errors": self.errors,
+                "p50_s": percentile(lags, 50), "p99_s": percentile(lags, 99),
+                "max_s": lags[-1], "max_behind_bytes": max(self.behind_bytes, default=0.0)}
+
+    def __enter__(self) -> ReplicaLag:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 class RebuildLoop:
     """``rebuild_projections`` (all projections, blue/green, as an operator runs it by
     default: ``--jobs 1``, at ``PROJECTION_REBUILD_NICE`` and
@@ -561,9 +616,10 @@ def prepare_topology(env: dict[str, str], cfg: dict) -> dict:
 
 
 def isolation(procs: Processes, env: dict[str, str], base: str, seed: dict, cfg: dict,
-              tmp: Path, label: str) -> dict:
+              tmp: Path, label: str, lag_port: int | None = None) -> dict:
     """wrk rounds of the history query (its p99) and of place-order (req/s): first
-    without a rebuild, then while ``RebuildLoop`` keeps one running."""
+    without a rebuild, then while ``RebuildLoop`` keeps one running. ``lag_port``: the
+    read primary whose standby's replay lag ``ReplicaLag`` samples meanwhile."""
     token = seed["history_tokens"]["20"]
     history = loadgen.write_script(tmp, f"isolation_history_{label}", "GET",
                                    "/api/queries/orders/", [token])
@@ -586,11 +642,15 @@ def isolation(procs: Processes, env: dict[str, str], base: str, seed: dict, cfg:
 
     for script in (history, orders):
         wrk(script, cfg["wrk_warmup"])
+    def lag() -> contextlib.AbstractContextManager:
+        return ReplicaLag(lag_port) if lag_port else contextlib.nullcontext()
+
     job("sync", env=env)
-    with ServedFrom(base, token) as quiet_from:
+    with ServedFrom(base, token) as quiet_from, lag() as quiet_lag:
         quiet = block()
     job("sync", env=env)
-    with RebuildLoop(procs, env) as rebuilds, ServedFrom(base, token) as during_from:
+    with RebuildLoop(procs, env) as rebuilds, ServedFrom(base, token) as during_from, \
+            lag() as during_lag:
         during = block()
     out = {
         "history_p99_ms": median([r["latency_p99_us"] / 1000 for r in during["history"]]),
@@ -606,6 +666,14 @@ def isolation(procs: Processes, env: dict[str, str], base: str, seed: dict, cfg:
     }
     out["history_p99_ratio"] = out["history_p99_ms"] / out["baseline_history_p99_ms"]
     out["orders_ratio"] = out["orders_rps"] / out["baseline_orders_rps"]
+    if lag_port:
+        out["replica_lag"], out["baseline_replica_lag"] = during_lag.summary(), quiet_lag.summary()
+        for when, seen in (("during the rebuilds", out["replica_lag"]),
+                           ("without", out["baseline_replica_lag"])):
+            say(f"  replica replay lag {when}: p50 {seen['p50_s'] * 1000:.1f} ms, "
+                f"p99 {seen['p99_s'] * 1000:.1f} ms, max {seen['max_s'] * 1000:.1f} ms, "
+                f"at most {seen['max_behind_bytes'] / 1e6:.1f} MB not yet replayed "
+                f"({seen['samples']} samples)")
     say(f"  {label}: history p99 {out['history_p99_ms']:.1f} ms during a rebuild, "
         f"{out['baseline_history_p99_ms']:.1f} ms without ({out['history_p99_ratio']:.2f}); "
         f"place-order {out['orders_rps']:,.0f} req/s during, "
@@ -647,11 +715,13 @@ def phase_split(procs: Processes, cluster: Cluster, cfg: dict, tmp: Path) -> dic
     script = loadgen.write_script(tmp, "history_split", "GET", "/api/queries/orders/",
                                   [token])
     with ServedFrom(replica_base, token) as on_replica, \
-            ServedFrom(primary_base, token) as on_primary:
+            ServedFrom(primary_base, token) as on_primary, \
+            ReplicaLag(cluster.primary.port) as query_lag:
         pair = wrk_pair(replica_base, cfg, script, script, "query_history_rps_replica",
                         baseline_base=primary_base)
     pair["served_from"] = dict(on_replica.counts)
     pair["baseline_served_from"] = dict(on_primary.counts)
+    pair["replica_lag"] = query_lag.summary()
     say(f"  X-Read-From sampled: replica's shop {pair['served_from']}, "
         f"primary's shop {pair['baseline_served_from']}")
     if set(pair["served_from"]) != {"replica1"}:
@@ -659,7 +729,8 @@ def phase_split(procs: Processes, cluster: Cluster, cfg: dict, tmp: Path) -> dic
     procs.stop("gunicorn-primary")
 
     say("read_isolation_p99 / command_during_rebuild: split topology (replica serving)")
-    split = isolation(procs, env, replica_base, seed, cfg, tmp, "split")
+    split = isolation(procs, env, replica_base, seed, cfg, tmp, "split",
+                      lag_port=cluster.primary.port)
     stop_servers(procs, "gunicorn")
 
     say("the same on a single database (READ_DATABASE_URL unset)")
