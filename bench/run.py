@@ -534,8 +534,14 @@ class ReplicaLag:
     def _sample(self) -> None:
         import psycopg
 
-        with psycopg.connect(host=PG_HOST, port=self.port, user=PG_USER, dbname="postgres",
-                             autocommit=True, connect_timeout=5) as conn:
+        try:
+            conn = psycopg.connect(host=PG_HOST, port=self.port, user=PG_USER,
+                                   dbname="postgres", autocommit=True, connect_timeout=5,
+                                   options="-c statement_timeout=2000")
+        except psycopg.Error:
+            self.errors += 1
+            return
+        with conn:
             while not self._stop.wait(0.2):
                 try:
                     row = conn.execute(self.SQL).fetchone()
@@ -642,6 +648,7 @@ def isolation(procs: Processes, env: dict[str, str], base: str, seed: dict, cfg:
 
     for script in (history, orders):
         wrk(script, cfg["wrk_warmup"])
+
     def lag() -> contextlib.AbstractContextManager:
         return ReplicaLag(lag_port) if lag_port else contextlib.nullcontext()
 
