@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.http import request
@@ -37,6 +39,32 @@ def recreate_database(name: str) -> str:
 
 def drop_database(name: str) -> None:
     psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def in_process_shop(database: str, *, keep: bool = False, **env: str) -> Iterator[None]:
+    """The shop set up in this process (``bench.settings``, Django's test client's host)
+    on a fresh, migrated database ``database``, for the in-process profiles; ``env``
+    adds settings. At the end its connections are closed and the database dropped
+    (unless ``keep``)."""
+    os.environ.update(DATABASE_URL=recreate_database(database),
+                      DJANGO_SETTINGS_MODULE="bench.settings", SECRET_KEY="bench-not-secret",
+                      DEBUG="0", LOG_LEVEL="WARNING", ALLOWED_HOSTS="testserver",
+                      ALLOW_HTTP="1", THROTTLE_RATES="user=off", **env)
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        yield
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        if not keep:
+            drop_database(database)
 
 
 def django_env(database_url: str, broker_url: str = "", **extra: str) -> dict[str, str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import os
 import pstats
 import random
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import drop_database, recreate_database  # noqa: E402
+from bench.procs import in_process_shop  # noqa: E402
 from tests.support.processes import RedisServer  # noqa: E402
 
 DATABASE = "shop_bench_profile_commands"
@@ -50,63 +49,50 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--top", type=int, default=35)
     args = parser.parse_args()
-    url = recreate_database(DATABASE)
     redis = RedisServer(Path(tempfile.mkdtemp(prefix="profile-commands-"))).start()
-    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="bench.settings",
-                      SECRET_KEY="bench-not-secret", DEBUG="0", LOG_LEVEL="WARNING",
-                      ALLOWED_HOSTS="testserver", ALLOW_HTTP="1", THROTTLE_RATES="user=off",
-                      CELERY_BROKER_URL=redis.url, REDIS_URL=redis.url)
     try:
-        import django
+        with in_process_shop(DATABASE, CELERY_BROKER_URL=redis.url, REDIS_URL=redis.url):
+            from django.test import Client
 
-        django.setup()
-        from django.core.management import call_command
-        from django.test import Client
+            from bench import jobs
 
-        call_command("migrate", verbosity=0)
-        from bench import jobs
+            seed = jobs.job_seed(argparse.Namespace(products=200, histories=[], customers=8))
+            tokens = seed["customer_tokens"]
+            client = Client()
+            sent = bodies(seed["products"], args.requests)
 
-        seed = jobs.job_seed(argparse.Namespace(products=200, histories=[], customers=8))
-        tokens = seed["customer_tokens"]
-        client = Client()
-        sent = bodies(seed["products"], args.requests)
+            def place(i: int) -> None:
+                response = client.post("/api/commands/orders/", sent[i % len(sent)],
+                                       content_type="application/json",
+                                       HTTP_AUTHORIZATION=f"Token {tokens[i % len(tokens)]}")
+                assert response.status_code == 201, response.content
 
-        def place(i: int) -> None:
-            response = client.post("/api/commands/orders/", sent[i % len(sent)],
-                                   content_type="application/json",
-                                   HTTP_AUTHORIZATION=f"Token {tokens[i % len(tokens)]}")
-            assert response.status_code == 201, response.content
-
-        for i in range(50):  # warm: caches, prepared statements, every customer's key
-            place(i)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        for i in range(args.requests):
-            place(i)
-        wall = (time.perf_counter() - started) / args.requests * 1000
-        cpu = (time.process_time() - cpu_started) / args.requests * 1000
-        profile = cProfile.Profile()
-        profile.enable()
-        for i in range(args.requests):
-            place(i)
-        profile.disable()
-        stats = pstats.Stats(profile)
-        # One psycopg wait() per statement round trip, on either connection.
-        round_trips = sum(nc for (file, _line, func), (_cc, nc, *_rest) in stats.stats.items()
-                          if file.endswith("psycopg/connection.py") and func == "wait")
-        print(f"place-order, 2 lines: {wall:.2f} ms/command wall, {cpu:.2f} ms of this "
-              f"process's CPU (mean of {args.requests}, in-process, no profiler)")
-        print(f"SQL round trips per command: {round_trips / args.requests:.2f} (psycopg "
-              "waits, Django's connection and the event store's)")
-        stats.sort_stats("tottime").print_callers(r"psycopg/(cursor|connection).py:\d+\(execute\)")
-        stats.print_callers(r"(data_keys|key_ring|for_reading|for_writing|prefetch|decode_many|to_stored_event)")
-        stats.sort_stats("tottime").print_stats(args.top)
-        stats.sort_stats("cumulative").print_stats(args.top)
+            for i in range(50):  # warm: caches, prepared statements, every customer's key
+                place(i)
+            started, cpu_started = time.perf_counter(), time.process_time()
+            for i in range(args.requests):
+                place(i)
+            wall = (time.perf_counter() - started) / args.requests * 1000
+            cpu = (time.process_time() - cpu_started) / args.requests * 1000
+            profile = cProfile.Profile()
+            profile.enable()
+            for i in range(args.requests):
+                place(i)
+            profile.disable()
+            stats = pstats.Stats(profile)
+            # One psycopg wait() per statement round trip, on either connection.
+            round_trips = sum(nc for (file, _line, func), (_cc, nc, *_rest) in stats.stats.items()
+                              if file.endswith("psycopg/connection.py") and func == "wait")
+            print(f"place-order, 2 lines: {wall:.2f} ms/command wall, {cpu:.2f} ms of this "
+                  f"process's CPU (mean of {args.requests}, in-process, no profiler)")
+            print(f"SQL round trips per command: {round_trips / args.requests:.2f} (psycopg "
+                  "waits, Django's connection and the event store's)")
+            stats.sort_stats("tottime").print_callers(r"psycopg/(cursor|connection).py:\d+\(execute\)")
+            stats.print_callers(r"(data_keys|key_ring|for_reading|for_writing|prefetch|decode_many|to_stored_event)")
+            stats.sort_stats("tottime").print_stats(args.top)
+            stats.sort_stats("cumulative").print_stats(args.top)
     finally:
-        from django.db import connections
-
-        connections.close_all()
         redis.stop()
-        drop_database(DATABASE)
 
 
 if __name__ == "__main__":

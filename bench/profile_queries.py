@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
 import sys
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import drop_database, recreate_database  # noqa: E402
+from bench.procs import in_process_shop  # noqa: E402
 
 DATABASE = "shop_bench_profile"
 
@@ -72,18 +71,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
-    url = recreate_database(DATABASE)
-    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="bench.settings",
-                      SECRET_KEY="bench-not-secret", DEBUG="0", LOG_LEVEL="WARNING",
-                      ALLOWED_HOSTS="testserver", ALLOW_HTTP="1", THROTTLE_RATES="user=off")
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
+    with in_process_shop(DATABASE):
         from django.test import Client
 
-        call_command("migrate", verbosity=0)
         from bench import jobs
 
         seed = jobs.job_seed(argparse.Namespace(products=50, histories=[20], customers=1))
@@ -109,11 +99,6 @@ def main() -> None:
               "page query runs inside pagination):")
         for name, ms in stages(client, "/api/queries/orders/", token, args.requests).items():
             print(f"  {name:<16} {ms:6.3f} ms")
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        drop_database(DATABASE)
 
 
 if __name__ == "__main__":

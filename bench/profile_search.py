@@ -17,7 +17,6 @@ bench/README.md records a run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections import defaultdict
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import drop_database, recreate_database  # noqa: E402
+from bench.procs import in_process_shop  # noqa: E402
 from bench.search_catalog import search_queries  # noqa: E402
 
 DATABASE = "shop_bench_profile_search"
@@ -72,18 +71,9 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args()
-    url = recreate_database(DATABASE)
-    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="bench.settings",
-                      SECRET_KEY="bench-not-secret", DEBUG="0", LOG_LEVEL="WARNING",
-                      ALLOWED_HOSTS="testserver", ALLOW_HTTP="1", THROTTLE_RATES="user=off")
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
+    with in_process_shop(DATABASE, keep=args.keep):
         from django.test import Client
 
-        call_command("migrate", verbosity=0)
         from bench import jobs
 
         made = jobs.job_catalog(argparse.Namespace(products=args.products))
@@ -115,12 +105,6 @@ def main() -> None:
                 print(f"\n{kind}: {worst.removeprefix(PLAIN)} ({best[worst]:.2f} ms)")
                 for ms, sql in statements(worst):
                     print(f"  {ms:6.2f} ms  {sql}")
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep:
-            drop_database(DATABASE)
 
 
 if __name__ == "__main__":
