@@ -272,6 +272,35 @@ class CatalogFacet(models.Model):
         return f"{self.category} band {self.band} ({'in stock' if self.in_stock else 'out'})"
 
 
+class CatalogTerm(models.Model):
+    """How many products have the search lexeme ``lexeme`` (a word of their
+    ``search_vector``) and are of a category, in a price band, in stock or not: the
+    facet counts of a search whose ``q`` is one word that begins one lexeme only
+    (``projections.search.term_facets``), summed from at most a few hundred rows instead
+    of counted over the products it matches. Kept by the catalog projector on
+    PostgreSQL (a row at 0 is deleted); empty on SQLite, whose searches count."""
+
+    pk = models.CompositePrimaryKey("lexeme", "category", "band", "in_stock")
+    # Compared byte by byte on PostgreSQL (migration 0011: COLLATE "C"), so that the
+    # primary key's index finds the lexemes a prefix begins, as the text index does.
+    lexeme = models.CharField(max_length=200)
+    category = models.CharField(max_length=100)
+    band = models.SmallIntegerField()
+    in_stock = models.BooleanField()
+    count = models.IntegerField()
+
+    class Meta:
+        indexes = [
+            # What a batch's DELETE of the rows it brought to 0 finds (none otherwise).
+            models.Index(fields=["lexeme"], condition=models.Q(count=0),
+                         name="catalog_term_zero"),
+        ]
+
+    def __str__(self) -> str:
+        return (f"{self.lexeme}: {self.category} band {self.band} "
+                f"({'in stock' if self.in_stock else 'out'})")
+
+
 class CatalogWord(models.Model):
     """Every word (3+ letters or digits, lower-cased) of the catalog's SKUs, names and
     categories: the vocabulary a misspelt search word is corrected against

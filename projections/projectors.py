@@ -31,6 +31,7 @@ from projections.models import (
     Activity,
     ActivitySubject,
     CatalogFacet,
+    CatalogTerm,
     CatalogWord,
     OrderHistory,
     OrderHistoryProduct,
@@ -42,7 +43,7 @@ from projections.models import (
     SalesProductDaily,
 )
 from projections.runner import Projector, handles
-from projections.search import facet_key, words
+from projections.search import count_terms, facet_key, words
 from shipping import domain as shipping
 from shipping.domain import Shipment
 from shop.accounts.domain import Customer
@@ -266,7 +267,7 @@ class ProductCatalogProjector(Projector):
     """``ProductCatalog``: each product's name, price and the stock a shopper can buy."""
 
     name = "product_catalog"
-    models = (ProductCatalog, CatalogWord, CatalogFacet)
+    models = (ProductCatalog, CatalogWord, CatalogFacet, CatalogTerm)
 
     def begin(self) -> None:
         self.rows: dict[UUID, ProductCatalog] = {}
@@ -276,13 +277,24 @@ class ProductCatalogProjector(Projector):
     def preload(self, events: list[Any]) -> None:
         self.rows = {row.pk: row for row in fetch(
             ProductCatalog, product_id=(e.originator_id for e in events))}
-        # Which facet count each row is in before the batch (CatalogFacet).
+        # Which facet count each row is in before the batch (CatalogFacet), and with
+        # its text, which term counts (CatalogTerm).
         self.facet_before = {pk: facet_key(row) for pk, row in self.rows.items()}
+        self.text_before = {pk: (row.sku, row.name) for pk, row in self.rows.items()}
 
     def flush(self) -> None:
         for pk in self.changed:
             self.rows[pk].document = render(self.rows[pk])
+        # The products whose term counts move: their text, category, band or stock.
+        moved = sorted(pk for pk in self.changed if (
+            self.facet_before.get(pk) != facet_key(self.rows[pk])
+            or self.text_before.get(pk) != (self.rows[pk].sku, self.rows[pk].name)))
+        counts_terms = moved and read_connection.vendor == "postgresql"
+        if counts_terms and (known := [pk for pk in moved if pk in self.facet_before]):
+            count_terms(-1, known)  # as the rows are before this batch
         upsert(ProductCatalog, (self.rows[pk] for pk in self.changed))
+        if counts_terms:
+            count_terms(1, moved)
         self._count_facets()
         if self.words:
             CatalogWord.objects.bulk_create(

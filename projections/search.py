@@ -6,7 +6,8 @@ the catalog's rows, fed by the same events; a second table would only copy them.
 search structures are the database's own, kept by the database from the row: on
 PostgreSQL a generated ``tsvector`` column with a GIN index and a trigram GIN index on
 the generated ``search_text``; on SQLite an FTS5 table kept by triggers (migration
-0009). The projector adds only the vocabulary (``CatalogWord``).
+0009). The projector adds the vocabulary (``CatalogWord``) and counts (``CatalogFacet``
+per category, price band and stock; on PostgreSQL ``CatalogTerm``, the same per lexeme).
 
 How ``q`` matches, on PostgreSQL:
 
@@ -22,13 +23,17 @@ outranks what it was corrected to; ties by SKU. SQLite answers (2) with FTS5 ``M
 (prefix queries and the same corrections) ranked by FTS5's ``bm25``; it has no (1)'s
 query syntax and no trigram fallback.
 
-How a search with ``q`` is read on PostgreSQL (the answer is the same either way):
+How a search with ``q`` is read on PostgreSQL (the answer is the same every way):
 
-- Up to ``FEW_AT_ONCE`` (1,000) matches: one statement reads every match's facet
+- A ``q`` of one word that begins one lexeme of the catalog (``stee`` of "steel"), with
+  a price filter on band edges if any: the facets and the number of matches from that
+  lexeme's ``CatalogTerm`` rows, then the page's query (:func:`term_facets`). Flat as
+  the catalog grows, where counting a broad prefix's matches is not.
+- Else, up to ``FEW_AT_ONCE`` (1,000) matches: one statement reads every match's facet
   columns in the search's order, the documents of the page asked for, and the catalog's
   position (:func:`_few`). The facets are counted here.
-- More (a broad prefix such as ``stee``): a GROUP BY over the matches for the facets
-  (with the position), then the page's query. A process remembers for
+- More (a broad prefix of several lexemes, such as ``bl``): a GROUP BY over the matches
+  for the facets (with the position), then the page's query. A process remembers for
   ``BROAD_SECONDS`` that a ``q`` was broad and skips the first statement.
 - A ``q`` of plain words (no quotes, ``-``, ``or``, punctuation) is looked up by its
   prefix query alone: ``websearch_to_tsquery`` of it finds nothing more.
@@ -36,6 +41,7 @@ How a search with ``q`` is read on PostgreSQL (the answer is the same either way
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import time
@@ -59,7 +65,13 @@ from django.db.models import (
 )
 from django.db.models.expressions import RawSQL
 
-from projections.models import CatalogFacet, CatalogWord, Checkpoint, ProductCatalog
+from projections.models import (
+    CatalogFacet,
+    CatalogTerm,
+    CatalogWord,
+    Checkpoint,
+    ProductCatalog,
+)
 from shop.databases import read_connection, serving
 
 WORD = re.compile(r"[^\W_]+")
@@ -224,10 +236,14 @@ def search_products(
     matched, rank = _match(products, search.q)
     if read_connection.vendor != "postgresql":
         return _counted_then_paged(matched, rank, search, category, price, position_of)[0]
+    counted = term_facets(search, position_of)
     broad = (search.q, search.in_stock)
-    found = None if _broad.get(broad, 0.0) > _clock() else _few(
-        matched, rank, search, category, price, window, position_of)
-    if found is None:  # more than FEW_AT_ONCE matches
+    if counted is not None:  # one lexeme: its counts are kept
+        found, total = _counted_then_paged(
+            matched, rank, search, category, price, position_of, counted)
+    elif (found := None if _broad.get(broad, 0.0) > _clock() else _few(
+            matched, rank, search, category, price, window, position_of)) is None:
+        # More than FEW_AT_ONCE matches.
         if len(_broad) > _CACHE_SIZE:
             _broad.clear()
         _broad[broad] = _clock() + BROAD_SECONDS
@@ -284,10 +300,12 @@ def _with_position(
 def _counted_then_paged(
     matched: QuerySet, rank: RawSQL, search: Search, category: Q, price: Q,
     position_of: str | None = None,
+    counted: tuple[dict[str, list], int, int | None] | None = None,
 ) -> tuple[Results, int]:
-    """The facets by one GROUP BY over the matched set, and the rows as a query (paged
-    later), for any number of matches; and the number of matches."""
-    counted, total, position = facets(matched, category, price, position_of)
+    """The facets by one GROUP BY over the matched set (unless ``counted`` already:
+    :func:`term_facets`), and the rows as a query (paged later), for any number of
+    matches; and the number of matches."""
+    counted, total, position = counted or facets(matched, category, price, position_of)
     rows = matched.filter(category & price)
     if search.order == "relevance":  # else no row's rank is computed
         rows = rows.annotate(rank=rank)
@@ -572,22 +590,71 @@ def _facets_without_q(
     position, stored = _with_position(
         counts.values("category", "band", "count"), ["category", "band", "count"],
         position_of)
-    bands = aligned_bands(search.min_price, search.max_price)
-    per_category: dict[str, int] = {}
-    if bands is not None:
-        for row_category, band, n in stored:
-            if band in bands:
-                per_category[row_category] = per_category.get(row_category, 0) + n
-    else:
+    per_category, per_band = _summed(search, stored)
+    if per_category is None:
         per_category = dict(
             matched.filter(price).order_by().values("category").annotate(n=Count("pk"))
             .values_list("category", "n")
         )
+    return facet_lists(per_category, per_band), position
+
+
+def _summed(
+    search: Search, stored: Iterable[tuple[str, int, int]]
+) -> tuple[dict[str, int] | None, list[int]]:
+    """The facet counts of ``search`` from counts per (category, band) of the set its
+    ``q`` and ``in_stock`` match: per category (None if the price filter cuts through
+    a band) and per band."""
+    bands = aligned_bands(search.min_price, search.max_price)
+    per_category: dict[str, int] | None = None if bands is None else {}
     per_band = [0] * len(PRICE_BANDS)
     for row_category, band, n in stored:
+        if per_category is not None and band in bands:
+            per_category[row_category] = per_category.get(row_category, 0) + n
         if search.category is None or row_category == search.category:
             per_band[band] += n
-    return facet_lists(per_category, per_band), position
+    return per_category, per_band
+
+
+#: A query word whose lexemes the ``simple`` parser makes as written (no hyphen,
+#: no letter outside ASCII): its prefix query is exactly the lexemes it begins.
+TERM = re.compile(r"[a-z0-9]+")
+
+
+def term_facets(
+    search: Search, position_of: str | None
+) -> tuple[dict[str, list], int, int | None] | None:
+    """PostgreSQL: :func:`facets`' answer from ``CatalogTerm`` when ``search.q`` is one
+    word, not corrected, that begins exactly one lexeme of the catalog (``stee`` of
+    "steel") and a price filter, if any, is on band edges; else None (count the
+    matches). The check and the counts are one statement, with the position of
+    ``position_of``."""
+    q = (search.q or "").strip().lower()
+    if (read_connection.vendor != "postgresql" or not TERM.fullmatch(q)
+            or len(q) > CatalogTerm._meta.get_field("lexeme").max_length
+            or corrections([q])
+            or aligned_bands(search.min_price, search.max_price) is None):
+        return None
+    table = CatalogTerm._meta.db_table
+    position_sql, position_params = _position_sql(position_of)
+    with connections[serving()].cursor() as cursor:
+        # Its first and last lexeme by the byte order of the primary key: the same
+        # word if it begins one.
+        cursor.execute(
+            f"SELECT read_position, first, last, t.category, t.band, t.count "
+            f"FROM (SELECT {position_sql} AS read_position, min(lexeme) AS first, "
+            f"max(lexeme) AS last FROM {table} WHERE lexeme LIKE %s) AS begun "
+            f"LEFT JOIN {table} AS t ON t.lexeme = first AND first = last"
+            + (" AND t.in_stock" if search.in_stock else ""),
+            [*position_params, q + "%"],
+        )
+        found = cursor.fetchall()
+    position, first, last = found[0][:3]
+    if first is None or first != last:
+        return None
+    stored = [row[3:] for row in found if row[3] is not None]
+    per_category, per_band = _summed(search, stored)
+    return facet_lists(per_category or {}, per_band), sum(n for *_k, n in stored), position
 
 
 def aligned_bands(low: Decimal | None, high: Decimal | None) -> list[int] | None:
@@ -630,9 +697,41 @@ def facet_key(row: ProductCatalog) -> tuple[str, int, bool]:
     return (row.category, band_of(Decimal(row.price)), row.stock_available > 0)
 
 
+def count_terms(sign: int, products: list[Any] | None = None) -> None:
+    """PostgreSQL: add ``sign`` (1 or -1) times the terms of ``products`` (primary keys;
+    None: every product) to the ``CatalogTerm`` counts, as their rows are now, then
+    delete the counts at 0. The catalog projector takes a product's terms out before
+    it changes and adds them after."""
+    terms = CatalogTerm._meta.db_table
+    catalog = ProductCatalog._meta.db_table
+    band, band_params = _band_sql()
+    with read_connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {terms} (lexeme, category, band, in_stock, count) "
+            "SELECT lexeme, category, band, in_stock, %s * count(*) FROM ("
+            "SELECT unnest(tsvector_to_array(search_vector)) AS lexeme, category, "
+            f"{band} AS band, stock_available > 0 AS in_stock FROM {catalog}"
+            + ("" if products is None else " WHERE product_id = ANY(%s)")
+            + ") AS product_terms GROUP BY lexeme, category, band, in_stock "
+            "ON CONFLICT (lexeme, category, band, in_stock) "
+            f"DO UPDATE SET count = {terms}.count + excluded.count",
+            [sign, *band_params, *([] if products is None else [products])],
+        )
+        cursor.execute(f"DELETE FROM {terms} WHERE count = 0")
+
+
+@functools.cache
+def _band_sql() -> tuple[str, tuple]:
+    """:func:`price_band` as SQL over the catalog's table (PostgreSQL)."""
+    query = ProductCatalog.objects.all().query
+    compiler = query.get_compiler(connection=read_connection)
+    sql, params = price_band().resolve_expression(query).as_sql(compiler, read_connection)
+    return sql, tuple(params)
+
+
 def recount_facets() -> None:
-    """``CatalogFacet`` counted again from the catalog (for rows written outside the
-    projector: the benchmark's generated catalog)."""
+    """``CatalogFacet`` and ``CatalogTerm`` counted again from the catalog (for rows
+    written outside the projector: the benchmark's generated catalog)."""
     groups = (
         ProductCatalog.objects.order_by()
         .values("category", band=price_band(),
@@ -646,6 +745,9 @@ def recount_facets() -> None:
                      count=g["n"])
         for g in groups
     ])
+    CatalogTerm.objects.all().delete()
+    if read_connection.vendor == "postgresql":
+        count_terms(1)
 
 
 def search_parameters(params: Iterable[str]) -> bool:

@@ -3,6 +3,7 @@ hostile parameters (``GET /api/queries/products/``)."""
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -24,13 +25,17 @@ def catalog(event_store):
     project()
 
 
-@pytest.fixture(params=["one statement", "group by, then a page query"])
+@pytest.fixture(params=["kept term counts", "one statement", "group by, then a page query"])
 def plan(request, monkeypatch):
-    """Both ways a search with ``q`` is answered on PostgreSQL: up to ``FEW_AT_ONCE``
-    matches by one statement, above it by a GROUP BY and a page's query."""
+    """Every way a search with ``q`` is answered on PostgreSQL: a ``q`` that begins one
+    lexeme by its kept counts and a page's query; else up to ``FEW_AT_ONCE`` matches by
+    one statement, above it by a GROUP BY and a page's query. The last two are made to
+    serve every ``q`` here."""
     from projections import search
 
-    if request.param != "one statement":
+    if request.param != "kept term counts":
+        monkeypatch.setattr(search, "term_facets", lambda search, position_of: None)
+    if request.param == "group by, then a page query":
         monkeypatch.setattr(search, "FEW_AT_ONCE", 0)
     return request.param
 
@@ -104,6 +109,51 @@ def test_facets_count_the_filtered_set_without_their_own_filter(
 ):
     body = client_for().get(URL, params).json()
     assert body["facets"] == expected_facets(**expected)
+
+
+# "mug" is one: PostgreSQL parses the SKU "MUG-1" as "mug" and "-1".
+ONE_LEXEME = ["blue", "blu", "mug", "lamp", "medium", "kitchen", "clothing", "stee", "noteb",
+              "logo", "zip", "a5", "dotted"]
+
+
+def test_a_word_that_begins_one_lexeme_is_counted_from_the_kept_counts(catalog):
+    """``term_facets`` answers for each word that begins one lexeme, under every
+    combination of filters whose price is on band edges, with the GROUP BY's facets and
+    number of matches; for any other ``q`` or price filter it leaves the count to them."""
+    from django.db.models import Q
+
+    from projections.models import ProductCatalog
+    from projections.search import Search, _match, facets, term_facets
+
+    answered = 0
+    for q, category, (low, high), in_stock in itertools.product(
+        ONE_LEXEME, [None, "kitchen", "clothing", "garden"],
+        [(None, None), (Decimal(10), None), (Decimal(10), Decimal("49.99")),
+         (Decimal(5), Decimal(30))],
+        [False, True],
+    ):
+        search = Search(q=q, category=category, min_price=low, max_price=high,
+                        in_stock=in_stock)
+        products = ProductCatalog.objects.all()
+        if in_stock:
+            products = products.filter(stock_available__gt=0)
+        price = Q()
+        if low is not None:
+            price &= Q(price__gte=low)
+        if high is not None:
+            price &= Q(price__lte=high)
+        counted = facets(_match(products, q)[0],
+                         Q(category=category) if category else Q(), price)[:2]
+        kept = term_facets(search, None)
+        if low == Decimal(5):  # cuts through a band
+            assert kept is None, search
+        else:
+            assert kept is not None and kept[:2] == counted, search
+            answered += 1
+    assert answered == len(ONE_LEXEME) * 4 * 3 * 2
+    # Several lexemes ("tee", "tee-s", "tee-m"), none, a typo, two words, syntax.
+    for q in ["tee", "t", "b", "xylophone", "mgu", "blue mug", "pen-3", "ñandú", '"mug"']:
+        assert term_facets(Search(q=q), None) is None, q
 
 
 def test_the_plain_list_keeps_its_shape_without_facets(client_for, catalog):

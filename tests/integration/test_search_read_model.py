@@ -1,6 +1,7 @@
 """The search's own structures stay equal to the catalog they are derived from: the
-precomputed facet counts (``CatalogFacet``) after every kind of event, under concurrent
-commands and catch-ups, and after a rebuild; the vocabulary likewise."""
+precomputed facet counts (``CatalogFacet``, and per lexeme ``CatalogTerm`` on
+PostgreSQL) after every kind of event, under concurrent commands and catch-ups, and
+after a rebuild; the vocabulary likewise."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from django.db.models import Q
 from catalog.domain import InsufficientStock
 from catalog.services import product_rename, product_reprice, product_restock
 from orders.services import order_cancel
-from projections.models import CatalogFacet, CatalogWord, ProductCatalog
+from projections.models import CatalogFacet, CatalogTerm, CatalogWord, ProductCatalog
 from projections.registry import get_projector
 from projections.runner import catch_up
 from projections.search import Search, facet_key, facets, facets_without_q, search_products
 from projections.shadow import rebuild
+from shop.databases import read_connection
 from tests.givens import place, project, register
 
 
@@ -36,6 +38,28 @@ def stored() -> dict[tuple, int]:
     return {(f.category, f.band, f.in_stock): f.count for f in CatalogFacet.objects.all()}
 
 
+def counted_terms() -> dict[tuple, int]:
+    """The term counts as the catalog's rows give them: each lexeme of a row's
+    ``search_vector`` (as PostgreSQL parses it), with the row's facet key."""
+    if read_connection.vendor != "postgresql":
+        return {}
+    with read_connection.cursor() as cursor:
+        cursor.execute("SELECT product_id, tsvector_to_array(search_vector) "
+                       "FROM projections_productcatalog")
+        lexemes = dict(cursor.fetchall())
+    counts: dict[tuple, int] = {}
+    for row in ProductCatalog.objects.all():
+        for lexeme in lexemes[row.pk]:
+            key = (lexeme, *facet_key(row))
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def stored_terms() -> dict[tuple, int]:
+    return {(t.lexeme, t.category, t.band, t.in_stock): t.count
+            for t in CatalogTerm.objects.all()}
+
+
 @pytest.mark.django_db
 def test_facet_counts_follow_every_event_and_answer_like_a_count(event_store, customer):
     mug = register("MUG-1", "Blue mug", price="9.50", stock=2, category="kitchen")
@@ -43,15 +67,26 @@ def test_facet_counts_follow_every_event_and_answer_like_a_count(event_store, cu
     lamp = register("LAMP-1", "Lamp", price="120.00", stock=1, category="home")
     project()
     assert stored() == counted()
+    assert stored_terms() == counted_terms()
+    if connection.vendor == "postgresql":
+        assert stored_terms()[("blue", "kitchen", 0, True)] == 1
     product_reprice(product_id=mug, price=Decimal("30.00"))  # another band
     order = place(customer, (mug, 2), (lamp, 1))  # out of stock
     project()
     assert stored() == counted()
     assert (("kitchen", 2, False) in stored()) and ("kitchen", 0, True) not in stored()
+    assert stored_terms() == counted_terms()
+    product_rename(product_id=mug, name="Green cup")  # other words
+    project()
+    assert stored_terms() == counted_terms()
+    if connection.vendor == "postgresql":
+        assert ("blue", "kitchen", 2, False) not in stored_terms()
+        assert stored_terms()[("cup", "kitchen", 2, False)] == 1
     order_cancel(order_id=order, user_id=customer.pk, is_staff=False)  # back in stock
     product_restock(product_id=lamp, quantity=3)
     project()
     assert stored() == counted()
+    assert stored_terms() == counted_terms()
 
     categories = [None, "kitchen", "clothing", ""]
     prices = [(None, None), (Decimal(10), None), (None, Decimal("24.99")),
@@ -125,9 +160,43 @@ def test_facets_and_words_stay_exact_under_racing_commands_and_catch_ups(
     assert failures == []
     project("product_catalog")
     assert stored() == counted()
+    assert stored_terms() == counted_terms()
+    assert {"widget", "renamed", "thing"} <= {key[0] for key in stored_terms()}
     words = set(CatalogWord.objects.values_list("word", flat=True))
     assert {"renamed", "widget", "thing"} <= words
-    live = stored()
+    live, live_terms = stored(), stored_terms()
     rebuild(get_projector("product_catalog"), batch_size=5)
     assert stored() == live == counted()
+    assert stored_terms() == live_terms == counted_terms()
     assert set(CatalogWord.objects.values_list("word", flat=True)) == words
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+def test_the_migration_counts_the_terms_of_a_catalog_that_had_none(
+    event_store, no_projection_trigger
+):
+    """Deploying the term counts to a shop with products: migration 0011 creates
+    ``CatalogTerm`` (lexemes compared byte by byte) and counts the catalog's terms."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    from shop.databases import READ
+
+    def migrate(target):
+        executor = MigrationExecutor(connections[READ])  # the read side's database
+        executor.loader.build_graph()
+        executor.migrate(target)
+
+    register("MUG-1", "Blue mug", price="9.50", stock=2, category="kitchen")
+    register("TEE-1", "Blue tee", price="19.99", stock=0, category="clothing")
+    project()
+    expected = counted_terms()
+    latest = MigrationExecutor(connections[READ]).loader.graph.leaf_nodes("projections")
+    migrate([("projections", "0010_documents")])  # before the term counts
+    migrate(latest)
+    assert stored_terms() == expected
+    assert expected[("blue", "clothing", 1, False)] == 1
+    with read_connection.cursor() as cursor:
+        cursor.execute("SELECT collation_name FROM information_schema.columns "
+                       "WHERE table_name = 'projections_catalogterm' AND column_name = 'lexeme'")
+        assert cursor.fetchone() == ("C",)
