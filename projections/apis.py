@@ -674,7 +674,7 @@ class ProductListApi(QueryApi):
         if self.position is None:
             self.position = found.position
         page, next_link, previous_link = pagination.search_page(
-            found.rows.only("product_id", "document"), request)
+            found.rows.values("product_id", "document"), request)
         return Response(StoredPage(next_link, previous_link, documents(page, ProductCatalog),
                                    {"facets": found.facets}))
 

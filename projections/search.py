@@ -48,7 +48,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connections
 from django.db.models import (
@@ -233,32 +233,31 @@ def search_products(
         counted, position = _facets_without_q(search, products, category, price, position_of)
         rows = products.filter(category & price).order_by(*ORDERINGS[search.order])
         return Results(rows=rows, facets=counted, position=position)
-    matched, rank = _match(products, search.q)
+    match = _match(products, search.q)
     if read_connection.vendor != "postgresql":
-        return _counted_then_paged(matched, rank, search, category, price, position_of)[0]
+        return _counted_then_paged(match, search, category, price, position_of)[0]
     counted = term_facets(search, position_of)
     broad = (search.q, search.in_stock)
     if counted is not None:  # one lexeme: its counts are kept
         found, total = _counted_then_paged(
-            matched, rank, search, category, price, position_of, counted)
+            match, search, category, price, position_of, counted)
     elif (found := None if _broad.get(broad, 0.0) > _clock() else _few(
-            matched, rank, search, category, price, window, position_of)) is None:
+            match, search, window, position_of)) is None:
         # More than FEW_AT_ONCE matches.
         if len(_broad) > _CACHE_SIZE:
             _broad.clear()
         _broad[broad] = _clock() + BROAD_SECONDS
-        found, total = _counted_then_paged(
-            matched, rank, search, category, price, position_of)
+        found, total = _counted_then_paged(match, search, category, price, position_of)
     else:
         total = found.matched
     if total:
         return found
     # The first statement's position (read before this one) holds for this one too.
     position = found.position
-    matched, rank = _similar(products, search.q)
-    found = _few(matched, rank, search, category, price, window, None)
+    match = _similar(products, search.q)
+    found = _few(match, search, window, None)
     if found is None:
-        found = _counted_then_paged(matched, rank, search, category, price)[0]
+        found = _counted_then_paged(match, search, category, price)[0]
     found.position = position
     return found
 
@@ -298,17 +297,16 @@ def _with_position(
 
 
 def _counted_then_paged(
-    matched: QuerySet, rank: RawSQL, search: Search, category: Q, price: Q,
-    position_of: str | None = None,
+    match: Match, search: Search, category: Q, price: Q, position_of: str | None = None,
     counted: tuple[dict[str, list], int, int | None] | None = None,
 ) -> tuple[Results, int]:
     """The facets by one GROUP BY over the matched set (unless ``counted`` already:
     :func:`term_facets`), and the rows as a query (paged later), for any number of
     matches; and the number of matches."""
-    counted, total, position = counted or facets(matched, category, price, position_of)
-    rows = matched.filter(category & price)
+    counted, total, position = counted or facets(match.rows, category, price, position_of)
+    rows = match.rows.filter(category & price)
     if search.order == "relevance":  # else no row's rank is computed
-        rows = rows.annotate(rank=rank)
+        rows = rows.annotate(rank=match.rank)
     ordering = ORDERINGS[search.order]
     if (search.order in FENCED and total <= FEW_MATCHES
             and read_connection.vendor == "postgresql"):
@@ -342,30 +340,30 @@ _broad: dict[tuple[str, bool], float] = {}
 
 
 def _few(
-    matched: QuerySet, rank: RawSQL, search: Search, category: Q, price: Q,
-    window: tuple[int, int], position_of: str | None,
+    match: Match, search: Search, window: tuple[int, int], position_of: str | None
 ) -> Results | None:
     """:func:`_counted_then_paged`'s answer from one statement, or None if more than
     ``FEW_AT_ONCE`` rows match (the statement stops reading at one more). The same
     statement reads the documents of the rows at ``window`` (offset, size: the page and
-    one more) and, with ``position_of``, that projection's position."""
-    def flag(condition: Q) -> Any:
-        return (ExpressionWrapper(condition, output_field=BooleanField()) if condition
-                else Value(True, output_field=BooleanField()))
+    one more) and, with ``position_of``, that projection's position.
 
-    columns = matched.order_by().annotate(
-        band=price_band(), in_price=flag(price), in_category=flag(category),
-        **({"rank": rank} if search.order == "relevance" else {}),
-    ).values(
-        "product_id", "category", "band", "in_price", "in_category", "sku", "price",
-        "name", "created_at", "document", *(["rank"] if search.order == "relevance" else []),
-    )[:FEW_AT_ONCE + 1]
-    db = columns.db
-    sql, params = columns.query.get_compiler(using=db).as_sql()
+    Written as SQL, not built with the ORM: building and compiling the query took
+    about as long as the database took to answer it."""
+    in_price, price_params = "true", []
+    if search.min_price is not None:
+        in_price, price_params = "price >= %s", [search.min_price]
+    if search.max_price is not None:
+        in_price = ("price >= %s AND " if price_params else "") + "price <= %s"
+        price_params.append(search.max_price)
+    in_category, category_params = (("category = %s", [search.category])
+                                    if search.category is not None else ("true", []))
+    rank, rank_params = ((f", {match.rank.sql} AS rank", list(match.rank.params))
+                         if search.order == "relevance" else ("", []))
+    band, band_params = _band_sql()
     position_sql, position_params = _position_sql(position_of)
     order = ORDER_SQL[search.order]
     offset, size = window
-    with connections[db].cursor() as cursor:
+    with connections[serving()].cursor() as cursor:
         # One row even when nothing matches (it carries the position): a LEFT JOIN.
         cursor.execute(
             "SELECT read_position, product_id, category, band, in_price, in_category, "
@@ -373,8 +371,13 @@ def _few(
             f"in_price AND in_category ORDER BY {order}) BETWEEN %s AND %s "
             "THEN document END "
             f"FROM (SELECT {position_sql} AS read_position) AS checkpoint "
-            f"LEFT JOIN ({sql}) AS matched ON true ORDER BY {order}",
-            [offset + 1, offset + size + 1, *position_params, *params],
+            f"LEFT JOIN (SELECT product_id, category, {band} AS band, "
+            f"{in_price} AS in_price, {in_category} AS in_category, sku, price, name, "
+            f"created_at, document{rank} FROM {_TABLE} WHERE {match.where}"
+            + (" AND stock_available > 0" if search.in_stock else "")
+            + f" LIMIT %s) AS matched ON true ORDER BY {order}",
+            [offset + 1, offset + size + 1, *position_params, *band_params, *price_params,
+             *category_params, *rank_params, *match.params, FEW_AT_ONCE + 1],
         )
         found = cursor.fetchall()
     if len(found) > FEW_AT_ONCE:
@@ -397,35 +400,35 @@ def _few(
 
 
 class Ranked:
-    """The rows of a search already ordered, by primary key: sliced (a page), the rows
-    with the documents read already, else those rows read by primary key, in that
-    order. Stands for the rows' query in ``ProductPagination.search_page``."""
+    """The rows of a search already ordered, by primary key: sliced (a page), the rows'
+    ``values()`` (dicts), of those with the documents read already without a query,
+    else read by primary key, in that order. Stands for the rows' query in
+    ``ProductPagination.search_page``."""
 
     model = ProductCatalog
 
     def __init__(self, pks: list[Any], documents: dict[Any, str] | None = None,
-                 fields: tuple[str, ...] = ()) -> None:
+                 fields: tuple[str, ...] = ("product_id", "document")) -> None:
         self.pks = pks
         self.documents = documents or {}
         self.fields = fields
 
-    def only(self, *fields: str) -> Ranked:
+    def values(self, *fields: str) -> Ranked:
         return Ranked(self.pks, self.documents, fields)
 
     def __len__(self) -> int:
         return len(self.pks)
 
-    def __getitem__(self, page: slice) -> list[ProductCatalog]:
+    def __getitem__(self, page: slice) -> list[dict[str, Any]]:
         pks = self.pks[page]
-        if self.fields in {(), ("product_id", "document")} and all(
+        if self.fields == ("product_id", "document") and all(
                 pk in self.documents for pk in pks):
-            return [ProductCatalog(product_id=pk, document=self.documents[pk]) for pk in pks]
+            return [{"product_id": pk, "document": self.documents[pk]} for pk in pks]
         if not pks:
             return []
-        rows = ProductCatalog.objects.filter(pk__in=pks)
-        if self.fields:
-            rows = rows.only(*self.fields)
-        by_pk = {row.pk: row for row in rows}
+        rows = ProductCatalog.objects.filter(pk__in=pks).values(
+            *dict.fromkeys(("product_id", *self.fields)))
+        by_pk = {row["product_id"]: row for row in rows}
         return [by_pk[pk] for pk in pks if pk in by_pk]
 
 
@@ -457,8 +460,22 @@ FENCED: dict[str, tuple[Any, ...]] = {
 }
 
 
-def _match(products: QuerySet[ProductCatalog], q: str) -> tuple[QuerySet, RawSQL]:
-    """``products`` matching ``q``, and the rank expression (higher is better)."""
+class Match(NamedTuple):
+    """What a ``q`` matches: the rows (of the products searched), their condition as
+    SQL over the catalog's table, and the rank expression (higher is better)."""
+
+    rows: QuerySet[ProductCatalog]
+    where: str
+    params: list[Any]
+    rank: RawSQL
+
+
+def _matching(products: QuerySet, where: str, params: list[Any], rank: RawSQL) -> Match:
+    return Match(products.extra(where=[where], params=params), where, params, rank)
+
+
+def _match(products: QuerySet[ProductCatalog], q: str) -> Match:
+    """``products`` matching ``q``."""
     query_words = WORD.findall(q.lower())[:MAX_WORDS]
     fixes = corrections(query_words)
     if read_connection.vendor == "postgresql":
@@ -468,27 +485,22 @@ def _match(products: QuerySet[ProductCatalog], q: str) -> tuple[QuerySet, RawSQL
 
 def _match_postgresql(
     products: QuerySet, q: str, query_words: list[str], fixes: dict[str, list[str]]
-) -> tuple[QuerySet, RawSQL]:
+) -> Match:
     # Each word: itself as a prefix, or a correction. Words are [^\W_]+: no tsquery syntax.
     loose = " & ".join(
         "(" + " | ".join([f"{w}:*", *fixes.get(w, [])]) + ")" for w in query_words
     )
     typed = "websearch_to_tsquery('simple', %s)"
-    if plain_words(q):
-        # (1) finds nothing that (2) does not: each of its words is one of (2)'s
-        # prefixes. Only (2) goes to the index, which then scans half the entries.
-        found = products.extra(where=["search_vector @@ to_tsquery('simple', %s)"],
-                               params=[loose])
-    else:
-        found = products.extra(
-            where=[f"search_vector @@ ({typed} || to_tsquery('simple', %s))"],
-            params=[q, loose],
-        )
     rank = RawSQL(
         f"ts_rank(search_vector, {typed}) * 2 + ts_rank(search_vector, to_tsquery('simple', %s))",
         (q, loose),
     )
-    return found, rank
+    if plain_words(q):
+        # (1) finds nothing that (2) does not: each of its words is one of (2)'s
+        # prefixes. Only (2) goes to the index, which then scans half the entries.
+        return _matching(products, "search_vector @@ to_tsquery('simple', %s)", [loose], rank)
+    return _matching(products, f"search_vector @@ ({typed} || to_tsquery('simple', %s))",
+                     [q, loose], rank)
 
 
 def plain_words(q: str) -> bool:
@@ -500,36 +512,32 @@ def plain_words(q: str) -> bool:
     )
 
 
-def _similar(products: QuerySet, q: str) -> tuple[QuerySet, RawSQL]:
+def _similar(products: QuerySet, q: str) -> Match:
     """PostgreSQL, when words found nothing: the closest texts by trigrams (a typo in a
     short word, a SKU), by the trigram index."""
-    similar = products.extra(where=["search_text %% %s"], params=[q.lower()])
-    return similar, RawSQL("similarity(search_text, %s)", (q.lower(),))
+    return _matching(products, "search_text %% %s", [q.lower()],
+                     RawSQL("similarity(search_text, %s)", (q.lower(),)))
 
 
 def _match_sqlite(
     products: QuerySet, query_words: list[str], fixes: dict[str, list[str]]
-) -> tuple[QuerySet, RawSQL]:
+) -> Match:
     if not query_words:
-        return products.none(), RawSQL("0", ())
+        return Match(products.none(), "false", [], RawSQL("0", ()))
     # FTS5 syntax: quoted strings, * for a prefix; the words are [^\W_]+ (no quotes).
     match = " AND ".join(
         "(" + " OR ".join([f'"{w}" *', *(f'"{c}"' for c in fixes.get(w, []))]) + ")"
         for w in query_words
     )
     table = ProductCatalog._meta.db_table
-    found = products.extra(
-        where=[f"{table}.rowid IN (SELECT rowid FROM projections_productsearch "
-               "WHERE projections_productsearch MATCH %s)"],
-        params=[match],
-    )
     # bm25 is lower for a better match: its negation ranks like PostgreSQL's.
     rank = RawSQL(
         "(SELECT -bm25(projections_productsearch) FROM projections_productsearch "
         f"WHERE projections_productsearch MATCH %s AND rowid = {table}.rowid)",
         (match,),
     )
-    return found, rank
+    return _matching(products, f"{table}.rowid IN (SELECT rowid FROM projections_productsearch "
+                     "WHERE projections_productsearch MATCH %s)", [match], rank)
 
 
 def price_band() -> Case:
