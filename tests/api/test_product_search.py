@@ -25,18 +25,22 @@ def catalog(event_store):
     project()
 
 
-@pytest.fixture(params=["kept term counts", "one statement", "group by, then a page query"])
+@pytest.fixture(params=["kept term counts", "one statement", "group by, then a page query",
+                        "by prefixes"])
 def plan(request, monkeypatch):
     """Every way a search with ``q`` is answered on PostgreSQL: a ``q`` that begins one
     lexeme by its kept counts and a page's query; else up to ``FEW_AT_ONCE`` matches by
     one statement, above it by a GROUP BY and a page's query. The last two are made to
-    serve every ``q`` here."""
+    serve every ``q`` here. The first three look a word that begins a few lexemes up as
+    them; the last looks up every word as its prefix."""
     from projections import search
 
     if request.param != "kept term counts":
         monkeypatch.setattr(search, "term_facets", lambda search, position_of: None)
     if request.param == "group by, then a page query":
         monkeypatch.setattr(search, "FEW_AT_ONCE", 0)
+    if request.param == "by prefixes":
+        monkeypatch.setattr(search, "expansions", lambda q, position_of: ({}, None))
     return request.param
 
 
@@ -154,6 +158,60 @@ def test_a_word_that_begins_one_lexeme_is_counted_from_the_kept_counts(catalog):
     # Several lexemes ("tee", "tee-s", "tee-m"), none, a typo, two words, syntax.
     for q in ["tee", "t", "b", "xylophone", "mgu", "blue mug", "pen-3", "ñandú", '"mug"']:
         assert term_facets(Search(q=q), None) is None, q
+
+
+def test_a_word_that_begins_a_few_lexemes_is_looked_up_as_them(catalog, monkeypatch):
+    """``expansions`` lists the lexemes a word begins (up to ``EXPANDED``), and a search
+    by them finds the same rows, in the same order, as by the prefixes."""
+    from projections import search
+    from projections.search import Search, expansions, search_products
+
+    assert expansions("BLU no t-shirt ñandú stee", None) == ({
+        "blu": ["blue"], "no": ["note", "note-a5", "notebook"],
+        "t": ["t", "t-shirt", "tee", "tee-m", "tee-s"], "shirt": ["shirt"], "stee": ["steel"],
+    }, None)
+    monkeypatch.setattr(search, "EXPANDED", 4)
+    assert "t" not in expansions("t", None)[0]  # begins five: looked up as a prefix
+    position = expansions("blue", "product_catalog")[1]
+    assert position == search_products(Search(q="blue"), position_of="product_catalog").position
+
+    def found(q: str) -> tuple[list, dict]:
+        result = search_products(Search(q=q))
+        return [row["product_id"] for row in result.rows.values("product_id")[0:50]], (
+            result.facets)
+
+    queries = ["blu", "t", "blue mu", "steel wat", "no", "logo t", "t-shirt", "m", "zip"]
+    by_lexemes = {q: found(q) for q in queries}
+    monkeypatch.setattr(search, "expansions", lambda q, position_of: ({}, None))
+    assert by_lexemes == {q: found(q) for q in queries}
+    assert all(rows for rows, _facets in by_lexemes.values())
+
+
+def test_a_product_that_comes_between_the_lexemes_and_the_search_is_found(
+    catalog, monkeypatch
+):
+    """The lexemes a word begins are listed by a statement before the search's: if the
+    catalog moves in between, the search is made again by the prefixes, so that the
+    position it says includes every product it should find."""
+    from projections import search
+    from projections.search import Search, search_products
+
+    listed = search.expansions
+
+    def a_product_comes_in_between(q, position_of):
+        found = listed(q, position_of)
+        register("HORN-1", "Brass horn", price="300.00", stock=1, category="music")
+        project()
+        return found
+
+    monkeypatch.setattr(search, "expansions", a_product_comes_in_between)
+    result = search_products(Search(q="ho"), position_of="product_catalog")  # "hoodie"
+    from projections.models import Checkpoint, ProductCatalog
+
+    assert result.position == Checkpoint.objects.position_of("product_catalog")
+    found = {ProductCatalog.objects.get(pk=row["product_id"]).sku
+             for row in result.rows.values("product_id")[0:20]}
+    assert found == {"HOOD-M", "HORN-1", "LAMP-9"}  # LAMP-9: its category, "home"
 
 
 def test_the_plain_list_keeps_its_shape_without_facets(client_for, catalog):
