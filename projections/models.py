@@ -277,8 +277,9 @@ class CatalogTerm(models.Model):
     ``search_vector``) and are of a category, in a price band, in stock or not: the
     facet counts of a search whose ``q`` is one word that begins one lexeme only
     (``projections.search.term_facets``), summed from at most a few hundred rows instead
-    of counted over the products it matches. Kept by the catalog projector on
-    PostgreSQL (a row at 0 is deleted); empty on SQLite, whose searches count."""
+    of counted over the products it matches; and the lexemes a word of ``q`` begins
+    (``projections.search.expansions``). Kept by the catalog projector on PostgreSQL (a
+    row at 0 is deleted); empty on SQLite, whose searches count."""
 
     pk = models.CompositePrimaryKey("lexeme", "category", "band", "in_stock")
     # Compared byte by byte on PostgreSQL (migration 0011: COLLATE "C"), so that the
