@@ -194,6 +194,7 @@ def test_a_product_that_comes_between_the_lexemes_and_the_search_is_found(
     catalog moves in between, the search is made again by the prefixes, so that the
     position it says includes every product it should find."""
     from projections import search
+    from projections.models import Checkpoint, ProductCatalog
     from projections.search import Search, search_products
 
     listed = search.expansions
@@ -206,8 +207,6 @@ def test_a_product_that_comes_between_the_lexemes_and_the_search_is_found(
 
     monkeypatch.setattr(search, "expansions", a_product_comes_in_between)
     result = search_products(Search(q="ho"), position_of="product_catalog")  # "hoodie"
-    from projections.models import Checkpoint, ProductCatalog
-
     assert result.position == Checkpoint.objects.position_of("product_catalog")
     found = {ProductCatalog.objects.get(pk=row["product_id"]).sku
              for row in result.rows.values("product_id")[0:20]}
