@@ -285,9 +285,11 @@ class ProductCatalogProjector(Projector):
     def flush(self) -> None:
         for pk in self.changed:
             self.rows[pk].document = render(self.rows[pk])
+        # Each changed product's facet count now (CatalogFacet, CatalogTerm).
+        facet_after = {pk: facet_key(self.rows[pk]) for pk in self.changed}
         # The products whose term counts move: their text, category, band or stock.
         moved = sorted(pk for pk in self.changed if (
-            self.facet_before.get(pk) != facet_key(self.rows[pk])
+            self.facet_before.get(pk) != facet_after[pk]
             or self.text_before.get(pk) != (self.rows[pk].sku, self.rows[pk].name)))
         counts_terms = moved and read_connection.vendor == "postgresql"
         if counts_terms and (known := [pk for pk in moved if pk in self.facet_before]):
@@ -295,17 +297,17 @@ class ProductCatalogProjector(Projector):
         upsert(ProductCatalog, (self.rows[pk] for pk in self.changed))
         if counts_terms:
             count_terms(1, moved)
-        self._count_facets()
+        self._count_facets(facet_after)
         if self.words:
             CatalogWord.objects.bulk_create(
                 [CatalogWord(word=word) for word in sorted(self.words)], ignore_conflicts=True
             )
 
-    def _count_facets(self) -> None:
+    def _count_facets(self, facet_after: dict[UUID, tuple[str, int, bool]]) -> None:
         """Move each changed product from its old facet count to its new one."""
         delta: Counter[tuple[str, int, bool]] = Counter()
-        for pk in self.changed:
-            before, after = self.facet_before.get(pk), facet_key(self.rows[pk])
+        for pk, after in facet_after.items():
+            before = self.facet_before.get(pk)
             if before != after:
                 if before is not None:
                     delta[before] -= 1
