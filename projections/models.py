@@ -278,7 +278,7 @@ class CatalogTerm(models.Model):
     facet counts of a search whose ``q`` is one word that begins one lexeme only
     (``projections.search.term_facets``), summed from at most a few hundred rows instead
     of counted over the products it matches; and the lexemes a word of ``q`` begins
-    (``projections.search.expansions``). Kept by the catalog projector on PostgreSQL (a
+    (``projections.search.begun``). Kept by the catalog projector on PostgreSQL (a
     row at 0 is deleted); empty on SQLite, whose searches count."""
 
     pk = models.CompositePrimaryKey("lexeme", "category", "band", "in_stock")

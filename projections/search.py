@@ -38,11 +38,10 @@ How a search with ``q`` is read on PostgreSQL (the answer is the same every way)
 - A ``q`` of plain words (no quotes, ``-``, ``or``, punctuation) is looked up by its
   prefix query alone: ``websearch_to_tsquery`` of it finds nothing more.
 - A word that begins only a few of the catalog's lexemes (``navy``, ``stee``) is looked
-  up in the text index as those lexemes, listed from ``CatalogTerm`` by a statement of
-  its own (:func:`expansions`): exact entries, which the index intersects by skipping,
-  instead of a prefix, whose every entry it collects first. The same rows and ranks; if
-  the catalog moved between the list and the search, the search is made again with the
-  prefixes.
+  up in the text index as those lexemes: exact entries, which the index intersects by
+  skipping, instead of a prefix, whose every entry it collects first. The search's own
+  statement lists them from ``CatalogTerm`` (:func:`begun`), so they are the lexemes of
+  the very rows it reads. The same rows and ranks as by the prefixes.
 """
 
 from __future__ import annotations
@@ -239,19 +238,10 @@ def search_products(
         counted, position = _facets_without_q(search, products, category, price, position_of)
         rows = products.filter(category & price).order_by(*ORDERINGS[search.order])
         return Results(rows=rows, facets=counted, position=position)
+    match = _match(products, search.q)
     if read_connection.vendor != "postgresql":
-        match = _match(products, search.q)
         return _counted_then_paged(match, search, category, price, position_of)[0]
-    lexemes, listed_at = expansions(search.q, position_of)
-    found = _search_postgresql(_match(products, search.q, lexemes), search, products,
-                               category, price, window, position_of)
-    if lexemes and position_of is not None and found.position != listed_at:
-        # The catalog moved between the list of lexemes and the search: a product that
-        # came in between, which the position read includes, may have a lexeme the
-        # list lacks. Search again by the prefixes.
-        found = _search_postgresql(_match(products, search.q), search, products,
-                                   category, price, window, position_of)
-    return found
+    return _search_postgresql(match, search, products, category, price, window, position_of)
 
 
 def _search_postgresql(
@@ -499,21 +489,17 @@ def _matching(products: QuerySet, where: str, params: list[Any], rank: RawSQL) -
     return Match(products.extra(where=[where], params=params), where, params, rank)
 
 
-def _match(
-    products: QuerySet[ProductCatalog], q: str, lexemes: dict[str, list[str]] | None = None
-) -> Match:
-    """``products`` matching ``q``; on PostgreSQL, a word of ``lexemes`` (uncorrected)
-    as the lexemes it begins (:func:`expansions`)."""
+def _match(products: QuerySet[ProductCatalog], q: str) -> Match:
+    """``products`` matching ``q``."""
     query_words = WORD.findall(q.lower())[:MAX_WORDS]
     fixes = corrections(query_words)
     if read_connection.vendor == "postgresql":
-        return _match_postgresql(products, q, query_words, fixes, lexemes or {})
+        return _match_postgresql(products, q, query_words, fixes)
     return _match_sqlite(products, query_words, fixes)
 
 
 def _match_postgresql(
-    products: QuerySet, q: str, query_words: list[str], fixes: dict[str, list[str]],
-    lexemes: dict[str, list[str]],
+    products: QuerySet, q: str, query_words: list[str], fixes: dict[str, list[str]]
 ) -> Match:
     # Each word: itself as a prefix, or a correction. Words are [^\W_]+: no tsquery syntax.
     def loose(words: list[str]) -> str:
@@ -525,19 +511,19 @@ def _match_postgresql(
         f"ts_rank(search_vector, {typed}) * 2 + ts_rank(search_vector, to_tsquery('simple', %s))",
         (q, loose(query_words)),
     )
-    # The same rows, found by exact entries of the index where a word's lexemes are
-    # listed: the rank above still reads the prefixes (the same scores).
-    exact = [w for w in query_words if lexemes.get(w) and w not in fixes]
+    # The same rows, found by exact entries of the index where a word begins a few
+    # lexemes (:func:`begun`): the rank above still reads the prefixes (the same scores).
+    exact = [w for w in dict.fromkeys(query_words)
+             if EXPANDED and TERM.fullmatch(w) and w not in fixes]
     prefixed = [w for w in query_words if w not in exact]
     parts, params = [], []
     if prefixed or not exact:  # no word at all: the empty query, which finds nothing
         parts.append("to_tsquery('simple', %s)")
         params.append(loose(prefixed))
-    if exact:
-        parts.append("%s::tsquery")
-        params.append(" & ".join(
-            "(" + " | ".join(tsquery_lexeme(lexeme) for lexeme in lexemes[w]) + ")"
-            for w in exact))
+    for w in exact:
+        sql, begun_params = begun(w)
+        parts.append(sql)
+        params += begun_params
     words_query = " && ".join(parts)
     if plain_words(q):
         # (1) finds nothing that (2) does not: each of its words is one of (2)'s
@@ -547,46 +533,33 @@ def _match_postgresql(
                      [q, *params], rank)
 
 
-def tsquery_lexeme(lexeme: str) -> str:
-    """``lexeme`` quoted for ``tsquery``'s input: taken as it is, not parsed again."""
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 #: A word of ``q`` that begins at most this many lexemes of the catalog is searched as
 #: them: the text index then intersects exact entries, skipping, where a prefix (a
 #: partial match) first collects every entry it begins (8,333 products for ``navy``
-#: at 100,000: 2.4 ms against 0.5 for ``navy & candle``).
+#: at 100,000: 2.4 ms against 0.5 for ``navy & candle``). 0: every word as a prefix.
 EXPANDED = 8
 
 
-def expansions(q: str, position_of: str | None) -> tuple[dict[str, list[str]], int | None]:
-    """PostgreSQL: the catalog's lexemes (``CatalogTerm``) each word of ``q`` of
-    ``TERM``'s letters begins, for the words that begin 1 to ``EXPANDED`` of them, and
-    the position of ``position_of``, read in the same statement. Each word's lexemes by
-    a skip scan of the primary key: one probe per lexeme, not one per count row."""
-    query_words = [w for w in dict.fromkeys(WORD.findall(q.lower())[:MAX_WORDS])
-                   if TERM.fullmatch(w) and len(w) < CatalogTerm._meta.get_field(
-                       "lexeme").max_length]
-    if not query_words:
-        return {}, None
+def begun(word: str) -> tuple[str, list[str]]:
+    """PostgreSQL: a ``tsquery`` expression (SQL and parameters) of the lexemes of the
+    catalog (``CatalogTerm``) that ``word`` (of ``TERM``'s letters) begins, OR-ed, if
+    they are 1 to ``EXPANDED``; else ``word`` as a prefix. Listed by a skip scan of the
+    primary key (one probe per lexeme, not one per count row), inside the statement
+    that searches: the lexemes of the rows it reads, in the same snapshot."""
     terms = CatalogTerm._meta.db_table
-    begun = (
-        "ARRAY(WITH RECURSIVE found (lexeme, n) AS ("
+    # Each lexeme as a quoted tsquery operand, taken as it is, not parsed again.
+    quoted = r"'''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''''"
+    return (
+        f"(SELECT CASE WHEN count(*) BETWEEN 1 AND {EXPANDED} "
+        f"THEN string_agg({quoted}, ' | ')::tsquery ELSE to_tsquery('simple', %s) END "
+        "FROM (WITH RECURSIVE found (lexeme, n) AS ("
         f"(SELECT lexeme, 1 FROM {terms} WHERE lexeme LIKE %s ORDER BY lexeme LIMIT 1) "
         f"UNION ALL SELECT (SELECT t.lexeme FROM {terms} AS t WHERE t.lexeme > found.lexeme "
         "AND t.lexeme LIKE %s ORDER BY t.lexeme LIMIT 1), found.n + 1 FROM found "
         f"WHERE found.lexeme IS NOT NULL AND found.n <= {EXPANDED}) "
-        "SELECT lexeme FROM found WHERE lexeme IS NOT NULL)"
+        "SELECT lexeme FROM found WHERE lexeme IS NOT NULL) AS begun)",
+        [f"{word}:*", f"{word}%", f"{word}%"],
     )
-    position_sql, position_params = _position_sql(position_of)
-    with connections[serving()].cursor() as cursor:
-        cursor.execute(
-            f"SELECT {position_sql}, " + ", ".join([begun] * len(query_words)),
-            [*position_params, *(w + "%" for w in query_words for _ in range(2))],
-        )
-        position, *found = cursor.fetchone()
-    return {w: list(begins) for w, begins in zip(query_words, found, strict=True)
-            if 0 < len(begins) <= EXPANDED}, position
 
 
 def plain_words(q: str) -> bool:

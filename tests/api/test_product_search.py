@@ -40,7 +40,7 @@ def plan(request, monkeypatch):
     if request.param == "group by, then a page query":
         monkeypatch.setattr(search, "FEW_AT_ONCE", 0)
     if request.param == "by prefixes":
-        monkeypatch.setattr(search, "expansions", lambda q, position_of: ({}, None))
+        monkeypatch.setattr(search, "EXPANDED", 0)
     return request.param
 
 
@@ -160,20 +160,33 @@ def test_a_word_that_begins_one_lexeme_is_counted_from_the_kept_counts(catalog):
         assert term_facets(Search(q=q), None) is None, q
 
 
-def test_a_word_that_begins_a_few_lexemes_is_looked_up_as_them(catalog, monkeypatch):
-    """``expansions`` lists the lexemes a word begins (up to ``EXPANDED``), and a search
-    by them finds the same rows, in the same order, as by the prefixes."""
-    from projections import search
-    from projections.search import Search, expansions, search_products
+def begun_query(word: str) -> str:
+    """The ``tsquery`` that :func:`projections.search.begun` makes of ``word``, as text."""
+    from django.db import connections
 
-    assert expansions("BLU no t-shirt ñandú stee", None) == ({
-        "blu": ["blue"], "no": ["note", "note-a5", "notebook"],
-        "t": ["t", "t-shirt", "tee", "tee-m", "tee-s"], "shirt": ["shirt"], "stee": ["steel"],
-    }, None)
-    monkeypatch.setattr(search, "EXPANDED", 4)
-    assert "t" not in expansions("t", None)[0]  # begins five: looked up as a prefix
-    position = expansions("blue", "product_catalog")[1]
-    assert position == search_products(Search(q="blue"), position_of="product_catalog").position
+    from projections.search import begun
+    from shop.databases import serving
+
+    sql, params = begun(word)
+    with connections[serving()].cursor() as cursor:
+        cursor.execute(f"SELECT ({sql})::text", params)
+        return cursor.fetchone()[0]
+
+
+def test_a_word_that_begins_a_few_lexemes_is_looked_up_as_them(catalog, monkeypatch):
+    """``begun`` ORs the lexemes a word begins (up to ``EXPANDED``), else takes the word
+    as a prefix; a search by them finds the same rows, in the same order, with the same
+    facets, as by the prefixes."""
+    from projections import search
+    from projections.search import Search, search_products
+
+    assert begun_query("blu") == "'blue'"
+    assert begun_query("no") == "'note' | 'note-a5' | 'notebook'"
+    assert begun_query("t") == "'t' | 't-shirt' | 'tee' | 'tee-m' | 'tee-s'"
+    assert begun_query("qwz") == "'qwz':*"  # begins none
+    with monkeypatch.context() as patched:
+        patched.setattr(search, "EXPANDED", 4)
+        assert begun_query("t") == "'t':*"  # begins five
 
     def found(q: str) -> tuple[list, dict]:
         result = search_products(Search(q=q))
@@ -182,35 +195,31 @@ def test_a_word_that_begins_a_few_lexemes_is_looked_up_as_them(catalog, monkeypa
 
     queries = ["blu", "t", "blue mu", "steel wat", "no", "logo t", "t-shirt", "m", "zip"]
     by_lexemes = {q: found(q) for q in queries}
-    monkeypatch.setattr(search, "expansions", lambda q, position_of: ({}, None))
+    monkeypatch.setattr(search, "EXPANDED", 0)
     assert by_lexemes == {q: found(q) for q in queries}
     assert all(rows for rows, _facets in by_lexemes.values())
 
 
-def test_a_product_that_comes_between_the_lexemes_and_the_search_is_found(
-    catalog, monkeypatch
-):
-    """The lexemes a word begins are listed by a statement before the search's: if the
-    catalog moves in between, the search is made again by the prefixes, so that the
-    position it says includes every product it should find."""
-    from projections import search
-    from projections.models import Checkpoint, ProductCatalog
-    from projections.search import Search, search_products
+def test_a_lexeme_is_looked_up_as_it_is_stored(catalog):
+    """A lexeme with a quote or a backslash (``CatalogTerm`` holds what the text index
+    holds) is one operand of the ``tsquery``, matched exactly."""
+    from django.db import connections
 
-    listed = search.expansions
+    from projections.models import CatalogTerm
+    from projections.search import begun
+    from shop.databases import serving
 
-    def a_product_comes_in_between(q, position_of):
-        found = listed(q, position_of)
-        register("HORN-1", "Brass horn", price="300.00", stock=1, category="music")
-        project()
-        return found
-
-    monkeypatch.setattr(search, "expansions", a_product_comes_in_between)
-    result = search_products(Search(q="ho"), position_of="product_catalog")  # "hoodie"
-    assert result.position == Checkpoint.objects.position_of("product_catalog")
-    found = {ProductCatalog.objects.get(pk=row["product_id"]).sku
-             for row in result.rows.values("product_id")[0:20]}
-    assert found == {"HOOD-M", "HORN-1", "LAMP-9"}  # LAMP-9: its category, "home"
+    for lexeme in ["zed's", "zed\\x", "zed'\\"]:
+        CatalogTerm.objects.create(lexeme=lexeme, category="", band=0, in_stock=True, count=1)
+    sql, params = begun("zed")
+    with connections[serving()].cursor() as cursor:
+        cursor.execute(
+            f"SELECT l, array_to_tsvector(ARRAY[l]) @@ ({sql}) FROM unnest(%s::text[]) AS l",
+            [*params, ["zed's", "zed\\x", "zed'\\", "zed", "zeds"]],
+        )
+        matched = dict(cursor.fetchall())
+    assert matched == {"zed's": True, "zed\\x": True, "zed'\\": True, "zed": False,
+                       "zeds": False}
 
 
 def test_the_plain_list_keeps_its_shape_without_facets(client_for, catalog):

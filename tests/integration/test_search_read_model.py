@@ -200,3 +200,51 @@ def test_the_migration_counts_the_terms_of_a_catalog_that_had_none(
         cursor.execute("SELECT collation_name FROM information_schema.columns "
                        "WHERE table_name = 'projections_catalogterm' AND column_name = 'lexeme'")
         assert cursor.fetchone() == ("C",)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+def test_a_search_finds_every_product_its_position_includes_while_words_arrive(
+    event_store, no_projection_trigger
+):
+    """Products whose names bring new lexemes of one word arrive while a loop searches
+    that word: each answer has every product its position includes. The lexemes a word
+    begins are listed inside the search's own statement; listed by a statement before
+    it, a product projected in between would be missing while the position says it is
+    there."""
+    from catalog.domain import product_id_for_sku
+    from projections.models import Checkpoint
+
+    register("H-0", "Horneta", price="5.00")
+    project("product_catalog")
+    arrived = {Checkpoint.objects.position_of("product_catalog"): "H-0"}
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def arrivals() -> None:
+        try:
+            for i, letter in enumerate("bcdefg", start=1):
+                register(f"H-{i}", f"Hornet{letter}", price="5.00")
+                project("product_catalog")
+                arrived[Checkpoint.objects.position_of("product_catalog")] = f"H-{i}"
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            done.set()
+            connections.close_all()
+
+    writer = threading.Thread(target=arrivals)
+    writer.start()
+    searched = 0
+    while not done.is_set() or searched < 3:
+        result = search_products(Search(q="hornet"), position_of="product_catalog")
+        found = {row["product_id"] for row in result.rows.values("product_id")[0:20]}
+        included = {product_id_for_sku(sku) for at, sku in list(arrived.items())
+                    if at <= result.position}
+        assert included <= found, (result.position, sorted(arrived.items()))
+        searched += 1
+        assert searched < 10_000
+    writer.join(timeout=60)
+    assert failures == []
+    result = search_products(Search(q="hornet"), position_of="product_catalog")
+    assert len(result.rows.values("product_id")[0:20]) == 7
