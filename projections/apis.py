@@ -208,23 +208,32 @@ class WaitSlots:
 WAIT_SLOTS = WaitSlots()
 
 
-@functools.cache
-def _defaults(serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
-    serializer = serializer_class(data=QueryDict())  # as a request without parameters
-    serializer.is_valid(raise_exception=True)
+#: How many valid sets of query parameters a process keeps the validated values of.
+VALIDATED_CACHE_SIZE = 1024
+
+
+@functools.lru_cache(maxsize=VALIDATED_CACHE_SIZE)
+def _validated(
+    serializer_class: type[serializers.Serializer], params: tuple[tuple[str, tuple[str, ...]], ...]
+) -> dict[str, Any]:
+    data = QueryDict(mutable=True)
+    for name, values in params:
+        data.setlist(name, list(values))
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)  # an error is raised, never kept
     return dict(serializer.validated_data)
 
 
 def validated(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
     """The request's query parameters validated by ``serializer_class`` (400 if not
-    valid). Without a parameter it names, its defaults, validated once per process:
-    most queries send none, and validating costs a copy of every field."""
+    valid). Validating costs a copy of every field of the serializer, so a process keeps
+    the values of the last ``VALIDATED_CACHE_SIZE`` valid sets of the parameters it
+    names (most queries send none, or repeat a search, a filter or a page): the
+    serializers used here read only those parameters, nothing of the request else."""
     params = request.query_params
-    if not any(name in params for name in serializer_class._declared_fields):
-        return dict(_defaults(serializer_class))
-    serializer = serializer_class(data=params)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    named = tuple((name, tuple(params.getlist(name)))
+                  for name in serializer_class._declared_fields if name in params)
+    return dict(_validated(serializer_class, named))
 
 
 class QueryApi(APIView):
@@ -661,14 +670,13 @@ class ProductListApi(QueryApi):
     def get(self, request: Request) -> Response:
         if not search_parameters(request.query_params):
             return self.stored_page(product_list())
-        params = ProductSearchSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
+        params = validated(ProductSearchSerializer, request)
         pagination = self.pagination_class()
         # Unless initial() read it, the search reads the position no later than its
         # rows: in their statement, or first.
         (projection,) = self.projections
         found = search_products(
-            Search(**params.validated_data), window=pagination.search_window(request),
+            Search(**params), window=pagination.search_window(request),
             position_of=projection if self.position is None else None,
         )
         if self.position is None:

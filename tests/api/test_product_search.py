@@ -274,6 +274,28 @@ def test_hostile_search_parameters_are_400_naming_the_field(client_for, catalog,
     assert field in body["errors"], body
 
 
+def test_valid_parameters_are_validated_once_and_errors_every_time(client_for, catalog):
+    """A process keeps the validated values of a valid set of parameters (bounded);
+    an invalid set is never kept: each time it is 400 again."""
+    from projections.apis import VALIDATED_CACHE_SIZE, _validated
+
+    _validated.cache_clear()
+    client = client_for()
+    first = client.get(URL, {"q": "mug", "category": "kitchen", "min_price": "5"})
+    again = client.get(URL, {"q": "mug", "category": "kitchen", "min_price": "5"})
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json() and first.json()["results"]
+    kept = _validated.cache_info()
+    assert kept.hits >= 1 and kept.maxsize == VALIDATED_CACHE_SIZE
+    for _ in range(2):
+        refused = client.get(URL, {"q": "mug", "min_price": "20", "max_price": "10"})
+        assert refused.status_code == 400 and "min_price" in refused.json()["errors"]
+    assert _validated.cache_info().currsize == kept.currsize
+    # Another value is another set: validated on its own.
+    assert client.get(URL, {"q": "mug", "category": "kitchen", "min_price": "-5"}
+                      ).status_code == 400
+
+
 @pytest.mark.parametrize(
     "q",
     ["'", '"', "\\", "mug:*", "a & b | !c", "(((", "<->", "%", "_", "-mug", "or", "ñandú",
