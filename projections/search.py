@@ -4,9 +4,10 @@ catalog read model (``ProductCatalog``).
 Why columns of the catalog rather than a read model of its own: search shows exactly
 the catalog's rows, fed by the same events; a second table would only copy them. The
 search structures are the database's own, kept by the database from the row: on
-PostgreSQL a generated ``tsvector`` column with a GIN index and a trigram GIN index on
-the generated ``search_text``; on SQLite an FTS5 table kept by triggers (migration
-0009). The projector adds the vocabulary (``CatalogWord``) and counts (``CatalogFacet``
+PostgreSQL a generated ``tsvector`` column with a GIN index over the category and it
+(``btree_gin``, migration 0012: a search within a category finds its matches in the
+index) and a trigram GIN index on the generated ``search_text``; on SQLite an FTS5
+table kept by triggers (migration 0009). The projector adds the vocabulary (``CatalogWord``) and counts (``CatalogFacet``
 per category, price band and stock; on PostgreSQL ``CatalogTerm``, the same per lexeme).
 
 How ``q`` matches, on PostgreSQL:

@@ -248,3 +248,27 @@ def test_a_search_finds_every_product_its_position_includes_while_words_arrive(
     assert failures == []
     result = search_products(Search(q="hornet"), position_of="product_catalog")
     assert len(result.rows.values("product_id")[0:20]) == 7
+
+
+def text_indexes() -> list[str]:
+    with read_connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = "
+                       "'projections_productcatalog' AND indexdef LIKE '%%search_vector%%'")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+def test_one_text_index_over_the_category_and_the_lexemes(event_store):
+    """The text index is over (category, search_vector) (``btree_gin``, migration
+    0012): a search within a category finds its matches in it, one without reads the
+    lexemes alone. It replaced the index over the lexemes alone, and a blue/green
+    rebuild keeps it."""
+    register("MUG-1", "Blue mug", category="kitchen")
+    project("product_catalog")
+    for _ in range(2):
+        [index] = text_indexes()
+        assert "catalog_category_search" in index
+        assert "USING gin (category, search_vector)" in index
+        assert "WITH (fastupdate=off)" in index
+        rebuild(get_projector("product_catalog"), batch_size=5)
