@@ -7,8 +7,9 @@ search structures are the database's own, kept by the database from the row: on
 PostgreSQL a generated ``tsvector`` column with a GIN index over the category and it
 (``btree_gin``, migration 0012: a search within a category finds its matches in the
 index) and a trigram GIN index on the generated ``search_text``; on SQLite an FTS5
-table kept by triggers (migration 0009). The projector adds the vocabulary (``CatalogWord``) and counts (``CatalogFacet``
-per category, price band and stock; on PostgreSQL ``CatalogTerm``, the same per lexeme).
+table kept by triggers (migration 0009). The projector adds the vocabulary
+(``CatalogWord``) and counts (``CatalogFacet`` per category, price band and stock; on
+PostgreSQL ``CatalogTerm``, the same per lexeme).
 
 How ``q`` matches, on PostgreSQL:
 
@@ -43,6 +44,10 @@ How a search with ``q`` is read on PostgreSQL (the answer is the same every way)
   skipping, instead of a prefix, whose every entry it collects first. The search's own
   statement lists them from ``CatalogTerm`` (:func:`begun`), so they are the lexemes of
   the very rows it reads. The same rows and ranks as by the prefixes.
+- The statements written here as SQL (:func:`_few`, :func:`term_facets`) bind their
+  parameters on the server (``shop.databases.prepared_cursor``): a connection prepares
+  each after a few runs, and PostgreSQL plans it once. So nothing in them is worked out
+  per row from a parameter (the rank's queries are subqueries, made once).
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ from projections.models import (
     Checkpoint,
     ProductCatalog,
 )
-from shop.databases import read_connection, serving
+from shop.databases import prepared_cursor, read_connection, serving
 
 WORD = re.compile(r"[^\W_]+")
 #: Words shorter than this are only prefixes, never corrected (too many neighbours).
@@ -379,7 +384,7 @@ def _few(
     position_sql, position_params = _position_sql(position_of)
     order = ORDER_SQL[search.order]
     offset, size = window
-    with connections[serving()].cursor() as cursor:
+    with prepared_cursor() as cursor:
         # One row even when nothing matches (it carries the position): a LEFT JOIN.
         cursor.execute(
             "SELECT read_position, product_id, category, band, in_price, in_category, "
@@ -508,8 +513,11 @@ def _match_postgresql(
             "(" + " | ".join([f"{w}:*", *fixes.get(w, [])]) + ")" for w in words)
 
     typed = "websearch_to_tsquery('simple', %s)"
+    # Each query made once per statement (a subquery), not once per row: a prepared
+    # statement's generic plan would parse the parameter again for every row it ranks.
     rank = RawSQL(
-        f"ts_rank(search_vector, {typed}) * 2 + ts_rank(search_vector, to_tsquery('simple', %s))",
+        f"ts_rank(search_vector, (SELECT {typed})) * 2 "
+        "+ ts_rank(search_vector, (SELECT to_tsquery('simple', %s)))",
         (q, loose(query_words)),
     )
     # The same rows, found by exact entries of the index where a word begins a few
@@ -554,13 +562,22 @@ def begun(word: str) -> tuple[str, list[str]]:
         f"(SELECT CASE WHEN count(*) BETWEEN 1 AND {EXPANDED} "
         f"THEN string_agg({quoted}, ' | ')::tsquery ELSE to_tsquery('simple', %s) END "
         "FROM (WITH RECURSIVE found (lexeme, n) AS ("
-        f"(SELECT lexeme, 1 FROM {terms} WHERE lexeme LIKE %s ORDER BY lexeme LIMIT 1) "
+        f"(SELECT lexeme, 1 FROM {terms} WHERE lexeme >= %s AND lexeme < %s "
+        "ORDER BY lexeme LIMIT 1) "
         f"UNION ALL SELECT (SELECT t.lexeme FROM {terms} AS t WHERE t.lexeme > found.lexeme "
-        "AND t.lexeme LIKE %s ORDER BY t.lexeme LIMIT 1), found.n + 1 FROM found "
+        "AND t.lexeme < %s ORDER BY t.lexeme LIMIT 1), found.n + 1 FROM found "
         f"WHERE found.lexeme IS NOT NULL AND found.n <= {EXPANDED}) "
         "SELECT lexeme FROM found WHERE lexeme IS NOT NULL) AS begun)",
-        [f"{word}:*", f"{word}%", f"{word}%"],
+        [f"{word}:*", *beginning(word), beginning(word)[1]],
     )
+
+
+def beginning(word: str) -> tuple[str, str]:
+    """The bounds of the lexemes ``word`` (of ``TERM``'s letters) begins, in the byte
+    order of ``CatalogTerm``'s key: from ``word`` to the next word of its length. A
+    range, not ``LIKE 'word%'``, so that a prepared statement's generic plan still
+    reads the key's index from ``word`` on."""
+    return word, word[:-1] + chr(ord(word[-1]) + 1)
 
 
 def plain_words(q: str) -> bool:
@@ -705,16 +722,16 @@ def term_facets(
         return None
     table = CatalogTerm._meta.db_table
     position_sql, position_params = _position_sql(position_of)
-    with connections[serving()].cursor() as cursor:
+    with prepared_cursor() as cursor:
         # Its first and last lexeme by the byte order of the primary key: the same
         # word if it begins one.
         cursor.execute(
             f"SELECT read_position, first, last, t.category, t.band, t.count "
             f"FROM (SELECT {position_sql} AS read_position, min(lexeme) AS first, "
-            f"max(lexeme) AS last FROM {table} WHERE lexeme LIKE %s) AS begun "
+            f"max(lexeme) AS last FROM {table} WHERE lexeme >= %s AND lexeme < %s) AS begun "
             f"LEFT JOIN {table} AS t ON t.lexeme = first AND first = last"
             + (" AND t.in_stock" if search.in_stock else ""),
-            [*position_params, q + "%"],
+            [*position_params, *beginning(q)],
         )
         found = cursor.fetchall()
     position, first, last = found[0][:3]

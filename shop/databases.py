@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.backends.utils import CursorWrapper
 from django.utils.connection import ConnectionProxy
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,29 @@ def switch_to_primary() -> None:
 def serving() -> str:
     """The database the read side's queries read from right now."""
     return _serving.get() or READ
+
+
+def prepared_cursor(alias: str | None = None) -> CursorWrapper:
+    """A cursor of the read side's database ``alias`` (default: :func:`serving`) that
+    binds its parameters on the server: psycopg then prepares a statement a connection
+    has run ``PREPARE_THRESHOLD`` times, and PostgreSQL plans it once (a generic plan,
+    when that is no costlier than planning each time). For the hand-written statements
+    of ``projections.search``, whose planning was a third of their time. Their SQL may
+    not repeat a parameter in two places PostgreSQL must find equal (a GROUP BY of a
+    selected expression). Django's own cursors bind on the client and never prepare.
+
+    Through Django's cursor wrapper: the same error translation, query log and execute
+    wrappers as ``connection.cursor()``. On SQLite, a plain cursor."""
+    connection = connections[alias or serving()]
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        # As BaseDatabaseWrapper._cursor(), with a server-binding cursor.
+        return connection._prepare_cursor(ServerBindingCursor(connection.connection))
 
 
 class ReadSideRouter:

@@ -47,6 +47,20 @@ def env_fraction(name: str, default: float) -> float:
     return fraction
 
 
+def env_prepare_threshold(name: str, default: int) -> int | None:
+    """psycopg's ``prepare_threshold`` from the environment: a whole number >= 0, or
+    ``off`` (None: never prepare); unset or empty: ``default``. Anything else stops the
+    start with a sentence naming the variable."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if value == "off":
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise ImproperlyConfigured(f"{name} must be a whole number >= 0 or 'off', not {value!r}.")
+    return int(value)
+
+
 DEBUG = env_bool("DEBUG", default=False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -174,6 +188,14 @@ for _number, _url in enumerate(READ_REPLICA_URLS, start=1):
     }
     DATABASES[f"replica{_number}"].setdefault("OPTIONS", {})["connect_timeout"] = 2
 DATABASE_ROUTERS = ["shop.databases.ReadSideRouter"]
+# PostgreSQL: a hand-written read-side statement (shop.databases.prepared_cursor) that a
+# connection runs this many times is prepared, and planned once. "off": never (a pooler
+# in transaction mode without prepared statement support). Django's own queries are
+# never prepared either way.
+PREPARE_THRESHOLD = env_prepare_threshold("PREPARE_THRESHOLD", 5)
+for _database in DATABASES.values():
+    if _database["ENGINE"] == "django.db.backends.postgresql":
+        _database.setdefault("OPTIONS", {})["prepare_threshold"] = PREPARE_THRESHOLD
 
 # A request body over 1 MiB is refused (413) before it is read (shop/middleware.py).
 MAX_REQUEST_BODY_BYTES = 1024 * 1024

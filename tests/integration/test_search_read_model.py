@@ -272,3 +272,72 @@ def test_one_text_index_over_the_category_and_the_lexemes(event_store):
         assert "USING gin (category, search_vector)" in index
         assert "WITH (fastupdate=off)" in index
         rebuild(get_projector("product_catalog"), batch_size=5)
+
+
+def prepared_searches() -> list[str]:
+    """The search statements prepared on this thread's read connection."""
+    with read_connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements "
+                       "WHERE statement LIKE '%%read_position%%'")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+def test_prepared_searches_read_the_tables_a_rebuild_swaps_in(event_store, no_projection_trigger):
+    """A search's statements are prepared on their connection once run
+    ``PREPARE_THRESHOLD`` times (then PostgreSQL may plan them once). While one
+    connection searches in a loop with its statements prepared, blue/green rebuilds
+    swap the catalog's tables for new ones on another: no search fails or misses a
+    product, and the prepared statements then read the new tables (a product projected
+    into them is found). (psycopg forgets a connection's prepared statements when that
+    connection itself drops or alters a table, or rolls back; not when another does.)"""
+    from django.conf import settings
+
+    if settings.PREPARE_THRESHOLD is None:
+        pytest.skip("PREPARE_THRESHOLD=off: nothing is prepared")
+    for i in range(6):
+        register(f"MUG-{i}", f"Mug number {i}", price=f"{i + 3}.00", category="kitchen")
+    project("product_catalog")
+
+    def mugs() -> set:
+        result = search_products(Search(q="mug", sort="price"), position_of="product_catalog")
+        return {row["product_id"] for row in result.rows.values("product_id")[0:50]}
+
+    prepared, done, registered = threading.Event(), threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+    after: list = []
+
+    def searching() -> None:
+        try:
+            for _ in range(settings.PREPARE_THRESHOLD + 3):
+                assert len(mugs()) == 6
+            before = prepared_searches()
+            assert before
+            prepared.set()
+            while not done.is_set():
+                assert len(mugs()) == 6
+            assert registered.wait(timeout=60)
+            after.extend([len(mugs()), before, prepared_searches()])
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            prepared.set()
+            connections.close_all()
+
+    searcher = threading.Thread(target=searching)
+    searcher.start()
+    try:
+        assert prepared.wait(timeout=60)
+        for _ in range(3):
+            rebuild(get_projector("product_catalog"), batch_size=2)
+    finally:
+        done.set()
+    register("MUG-9", "Mug number 9", price="9.00", category="kitchen")
+    project("product_catalog")
+    registered.set()
+    searcher.join(timeout=60)
+    assert failures == []
+    found, before, still = after
+    assert found == 7
+    assert set(before) <= set(still)  # the same statements, prepared before the swaps
