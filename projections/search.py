@@ -325,6 +325,9 @@ def _counted_then_paged(
     :func:`term_facets`), and the rows as a query (paged later), for any number of
     matches; and the number of matches."""
     counted, total, position = counted or facets(match.rows, category, price, position_of)
+    if search.order == "relevance" and read_connection.vendor == "postgresql":
+        return Results(rows=_ranked_page(match, search), facets=counted,
+                       position=position), total
     rows = match.rows.filter(category & price)
     if search.order == "relevance":  # else no row's rank is computed
         rows = rows.annotate(rank=match.rank)
@@ -360,6 +363,20 @@ BROAD_SECONDS = 60.0
 _broad: dict[tuple[str, bool], float] = {}
 
 
+def _filters_sql(search: Search) -> tuple[tuple[str, list], tuple[str, list]]:
+    """The price filter and the category filter of ``search`` as SQL conditions over
+    the catalog's table, each with its parameters ("true" without the filter)."""
+    in_price, price_params = "true", []
+    if search.min_price is not None:
+        in_price, price_params = "price >= %s", [search.min_price]
+    if search.max_price is not None:
+        in_price = ("price >= %s AND " if price_params else "") + "price <= %s"
+        price_params.append(search.max_price)
+    in_category, category_params = (("category = %s", [search.category])
+                                    if search.category is not None else ("true", []))
+    return (in_price, price_params), (in_category, category_params)
+
+
 def _few(
     match: Match, search: Search, window: tuple[int, int], position_of: str | None
 ) -> Results | None:
@@ -370,14 +387,7 @@ def _few(
 
     Written as SQL, not built with the ORM: building and compiling the query took
     about as long as the database took to answer it."""
-    in_price, price_params = "true", []
-    if search.min_price is not None:
-        in_price, price_params = "price >= %s", [search.min_price]
-    if search.max_price is not None:
-        in_price = ("price >= %s AND " if price_params else "") + "price <= %s"
-        price_params.append(search.max_price)
-    in_category, category_params = (("category = %s", [search.category])
-                                    if search.category is not None else ("true", []))
+    (in_price, price_params), (in_category, category_params) = _filters_sql(search)
     rank, rank_params = ((f", {match.rank.sql} AS rank", list(match.rank.params))
                          if search.order == "relevance" else ("", []))
     band, band_params = _band_sql()
@@ -418,6 +428,47 @@ def _few(
                     {pk: doc for pk, doc in page if doc is not None}),
         facets=facet_lists(per_category, per_band), matched=len(found), position=position,
     )
+
+
+def _ranked_page(match: Match, search: Search) -> Paged:
+    """PostgreSQL: the rows ``match`` finds within ``search``'s filters, best first, as
+    one statement of SQL read a page at a time (:class:`Paged`): prepared, not built
+    and compiled by the ORM for every page. A relevance order ranks every row it
+    finds, so its plan does not depend on how many there are, and one plan serves."""
+    (in_price, price_params), (in_category, category_params) = _filters_sql(search)
+    return Paged(
+        f"SELECT product_id, document FROM {_TABLE} WHERE {match.where}"
+        + (" AND stock_available > 0" if search.in_stock else "")
+        + f" AND {in_price} AND {in_category} "
+        f"ORDER BY {match.rank.sql} DESC, sku, product_id",
+        [*match.params, *price_params, *category_params, *match.rank.params],
+    )
+
+
+class Paged:
+    """The rows of a search as a statement (SQL and parameters, ordered): sliced (a
+    page), that page's rows' ``values()`` (dicts of ``product_id`` and ``document``),
+    read by one prepared statement with the slice's offset and limit. Stands for the
+    rows' query in ``ProductPagination.search_page``."""
+
+    model = ProductCatalog
+
+    def __init__(self, sql: str, params: list[Any],
+                 fields: tuple[str, ...] = ("product_id", "document")) -> None:
+        if not set(fields) <= {"product_id", "document"}:
+            raise ValueError(f"Paged reads product_id and document, not {fields}")
+        self.sql, self.params, self.fields = sql, params, fields
+
+    def values(self, *fields: str) -> Paged:
+        return Paged(self.sql, self.params, fields)
+
+    def __getitem__(self, page: slice) -> list[dict[str, Any]]:
+        start = page.start or 0
+        limit = None if page.stop is None else max(page.stop - start, 0)  # None: all
+        with prepared_cursor() as cursor:
+            cursor.execute(f"{self.sql} OFFSET %s LIMIT %s", [*self.params, start, limit])
+            return [{field: row[("product_id", "document").index(field)]
+                     for field in self.fields} for row in cursor.fetchall()]
 
 
 class Ranked:
