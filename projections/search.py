@@ -382,8 +382,10 @@ def _few(
 ) -> Results | None:
     """:func:`_counted_then_paged`'s answer from one statement, or None if more than
     ``FEW_AT_ONCE`` rows match (the statement stops reading at one more). The same
-    statement reads the documents of the rows at ``window`` (offset, size: the page and
-    one more) and, with ``position_of``, that projection's position.
+    statement counts the facets, per category and price band, and reads the rows at
+    ``window`` (offset, size: the page and one more) with their documents and, with
+    ``position_of``, that projection's position. Its answer is a few dozen rows however
+    many products match.
 
     Written as SQL, not built with the ORM: building and compiling the query took
     about as long as the database took to answer it."""
@@ -395,38 +397,50 @@ def _few(
     order = ORDER_SQL[search.order]
     offset, size = window
     with prepared_cursor() as cursor:
-        # One row even when nothing matches (it carries the position): a LEFT JOIN.
         cursor.execute(
-            "SELECT read_position, product_id, category, band, in_price, in_category, "
-            "CASE WHEN in_price AND in_category AND row_number() OVER (PARTITION BY "
-            f"in_price AND in_category ORDER BY {order}) BETWEEN %s AND %s "
-            "THEN document END "
-            f"FROM (SELECT {position_sql} AS read_position) AS checkpoint "
-            f"LEFT JOIN (SELECT product_id, category, {band} AS band, "
+            f"WITH matched AS MATERIALIZED (SELECT product_id, category, {band} AS band, "
             f"{in_price} AS in_price, {in_category} AS in_category, sku, price, name, "
-            f"created_at, document{rank} FROM {_TABLE} WHERE {match.where}"
+            f"created_at{rank} FROM {_TABLE} WHERE {match.where}"
             + (" AND stock_available > 0" if search.in_stock else "")
-            + f" LIMIT %s) AS matched ON true ORDER BY {order}",
-            [offset + 1, offset + size + 1, *position_params, *band_params, *price_params,
-             *category_params, *rank_params, *match.params, FEW_AT_ONCE + 1],
+            + " LIMIT %s) "
+            # Three kinds of rows. The position and the number of matches (one row,
+            # even when nothing matched):
+            f"SELECT NULL::bigint, {position_sql}, (SELECT count(*) FROM matched), "
+            "NULL::varchar, NULL::integer, NULL::uuid, NULL::text "
+            # the counts of each category and band, in the price filter and in the
+            # category filter (a facet without its own filter):
+            "UNION ALL SELECT NULL, count(*) FILTER (WHERE in_price), "
+            "count(*) FILTER (WHERE in_category), category, band, NULL, NULL "
+            "FROM matched GROUP BY category, band "
+            # and the rows of the window, numbered in the search's order:
+            "UNION ALL SELECT page.n, NULL, NULL, NULL, NULL, page.product_id, c.document "
+            f"FROM (SELECT product_id, row_number() OVER (ORDER BY {order}) AS n "
+            f"FROM matched WHERE in_price AND in_category ORDER BY {order} "
+            f"OFFSET %s LIMIT %s) AS page JOIN {_TABLE} AS c ON c.product_id = page.product_id",
+            [*band_params, *price_params, *category_params, *rank_params, *match.params,
+             FEW_AT_ONCE + 1, *position_params, offset, size + 1],
         )
         found = cursor.fetchall()
-    if len(found) > FEW_AT_ONCE:
+    # n, then the position and the number of matches, or the two counts
+    (_n, position, matched, *_rest), = (row for row in found if row[0] is None
+                                        and row[3] is None)
+    if matched > FEW_AT_ONCE:
         return None
-    position = found[0][0]
-    if found[0][1] is None:  # nothing matched
-        found = []
     per_category: dict[str, int] = {}
     per_band = [0] * len(PRICE_BANDS)
-    for _position, _pk, row_category, band, in_price, in_category, _doc in found:
-        per_category[row_category] = per_category.get(row_category, 0) + in_price
-        per_band[band] += in_category
-    page = [(pk, doc) for _p, pk, _c, _b, in_price, in_category, doc in found
-            if in_price and in_category]
+    page = []
+    for n, in_price_count, in_category_count, row_category, band, pk, document in found:
+        if n is not None:
+            page.append((n, pk, document))
+        elif row_category is not None:
+            per_category[row_category] = per_category.get(row_category, 0) + in_price_count
+            per_band[band] += in_category_count
+    page.sort()
     return Results(
-        rows=Ranked([pk for pk, _doc in page],
-                    {pk: doc for pk, doc in page if doc is not None}),
-        facets=facet_lists(per_category, per_band), matched=len(found), position=position,
+        rows=Ranked([pk for _n, pk, _doc in page],
+                    {pk: doc for _n, pk, doc in page if doc is not None},
+                    offset=offset, complete=len(page) < size + 1),
+        facets=facet_lists(per_category, per_band), matched=matched, position=position,
     )
 
 
@@ -472,27 +486,33 @@ class Paged:
 
 
 class Ranked:
-    """The rows of a search already ordered, by primary key: sliced (a page), the rows'
-    ``values()`` (dicts), of those with the documents read already without a query,
-    else read by primary key, in that order. Stands for the rows' query in
-    ``ProductPagination.search_page``."""
+    """The rows of a search's window already read, in order, by primary key: sliced (a
+    page, from the window's ``offset``), the rows' ``values()`` (dicts), of those with
+    the documents read already without a query, else read by primary key, in that order.
+    ``complete``: no row follows them (a slice past them is empty, not unknown). Stands
+    for the rows' query in ``ProductPagination.search_page``."""
 
     model = ProductCatalog
 
     def __init__(self, pks: list[Any], documents: dict[Any, str] | None = None,
-                 fields: tuple[str, ...] = ("product_id", "document")) -> None:
+                 fields: tuple[str, ...] = ("product_id", "document"), *,
+                 offset: int = 0, complete: bool = True) -> None:
         self.pks = pks
         self.documents = documents or {}
         self.fields = fields
+        self.offset, self.complete = offset, complete
 
     def values(self, *fields: str) -> Ranked:
-        return Ranked(self.pks, self.documents, fields)
-
-    def __len__(self) -> int:
-        return len(self.pks)
+        return Ranked(self.pks, self.documents, fields, offset=self.offset,
+                      complete=self.complete)
 
     def __getitem__(self, page: slice) -> list[dict[str, Any]]:
-        pks = self.pks[page]
+        start = (page.start or 0) - self.offset
+        stop = None if page.stop is None else page.stop - self.offset
+        if start < 0 or ((stop is None or stop > len(self.pks)) and not self.complete):
+            raise IndexError(f"rows {page.start}:{page.stop} are outside the window read "
+                             f"({self.offset}:{self.offset + len(self.pks)})")
+        pks = self.pks[start:stop]
         if self.fields == ("product_id", "document") and all(
                 pk in self.documents for pk in pks):
             return [{"product_id": pk, "document": self.documents[pk]} for pk in pks]

@@ -189,7 +189,7 @@ def test_a_word_that_begins_a_few_lexemes_is_looked_up_as_them(catalog, monkeypa
         assert begun_query("t") == "'t':*"  # begins five
 
     def found(q: str) -> tuple[list, dict]:
-        result = search_products(Search(q=q))
+        result = search_products(Search(q=q), window=(0, 50))
         return [row["product_id"] for row in result.rows.values("product_id")[0:50]], (
             result.facets)
 
@@ -226,6 +226,28 @@ def test_the_plain_list_keeps_its_shape_without_facets(client_for, catalog):
     body = client_for().get(URL).json()
     assert set(body) == {"next", "previous", "results"}
     assert [row["sku"] for row in body["results"]] == sorted(s for s, *_ in CATALOG)
+
+
+def test_a_search_read_in_one_statement_holds_the_window_it_read(event_store):
+    """Up to ``FEW_AT_ONCE`` matches, one statement reads the facets and the window's
+    rows (offset and size, and one more: is there a next page); slicing past them is
+    an error unless no row follows them."""
+    from projections.search import Ranked, Search, search_products
+
+    for i in range(6):
+        register(f"CUP-{i}", f"Cup number {i}", price=f"{i + 1}.00")
+    project()
+    # Two words: one word that begins one lexeme is counted from CatalogTerm instead.
+    found = search_products(Search(q="cup number", sort="price"), window=(2, 2))
+    assert isinstance(found.rows, Ranked) and found.matched == 6
+    assert [row["product_id"] for row in found.rows.values("product_id")[2:5]] == [
+        product_id_for_sku(f"CUP-{i}") for i in (2, 3, 4)]
+    for outside in (slice(1, 3), slice(2, 6)):
+        with pytest.raises(IndexError):
+            found.rows[outside]
+    last = search_products(Search(q="cup number", sort="price"), window=(4, 20))
+    assert [row["product_id"] for row in last.rows[4:30]] == [
+        product_id_for_sku(f"CUP-{i}") for i in (4, 5)]
 
 
 @pytest.mark.parametrize("sort", ["price", "relevance"])  # ranks equal: then by SKU

@@ -301,7 +301,8 @@ def test_prepared_searches_read_the_tables_a_rebuild_swaps_in(event_store, no_pr
     project("product_catalog")
 
     def mugs() -> set:
-        result = search_products(Search(q="mug", sort="price"), position_of="product_catalog")
+        result = search_products(Search(q="mug", sort="price"), window=(0, 50),
+                                 position_of="product_catalog")
         return {row["product_id"] for row in result.rows.values("product_id")[0:50]}
 
     prepared, done, registered = threading.Event(), threading.Event(), threading.Event()
