@@ -146,10 +146,12 @@ def prepared_cursor(alias: str | None = None) -> CursorWrapper:
     not repeat a parameter in two places PostgreSQL must find equal (a GROUP BY of a
     selected expression). Django's own cursors bind on the client and never prepare.
 
-    Through Django's cursor wrapper: the same error translation, query log and execute
-    wrappers as ``connection.cursor()``. On SQLite, a plain cursor."""
+    Through Django's cursor wrapper: the same error translation and execute wrappers as
+    ``connection.cursor()``. A plain cursor on SQLite, and while Django records the
+    queries (``DEBUG``, a test's ``CaptureQueriesContext``): psycopg keeps no text of a
+    statement it runs as a prepared one, and the query log would show None."""
     connection = connections[alias or serving()]
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or connection.queries_logged:
         return connection.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
 

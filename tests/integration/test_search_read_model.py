@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection, connections
 from django.db.models import Q
+from django.test.utils import CaptureQueriesContext
 
 from catalog.domain import InsufficientStock
 from catalog.services import product_rename, product_reprice, product_restock
@@ -342,3 +343,22 @@ def test_prepared_searches_read_the_tables_a_rebuild_swaps_in(event_store, no_pr
     found, before, still = after
     assert found == 7
     assert set(before) <= set(still)  # the same statements, prepared before the swaps
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+def test_a_search_whose_queries_django_records_logs_each_as_text(event_store):
+    """While Django records queries (``DEBUG``, ``CaptureQueriesContext``), the search's
+    hand-written statements are not prepared: psycopg keeps no text of a prepared one,
+    and the log would show None from its sixth run on."""
+    from shop.databases import READ
+
+    register("MUG-1", "Blue mug", category="kitchen")
+    register("MUG-2", "Blue mug", category="garden")
+    project("product_catalog")
+    for _ in range(8):
+        with CaptureQueriesContext(connections[READ]) as captured:
+            search_products(Search(q="blue mug"), position_of="product_catalog")
+        logged = [query["sql"] for query in captured.captured_queries]
+        assert all(isinstance(sql, str) for sql in logged)
+        assert any("WITH matched" in sql for sql in logged)  # the search's own statement
