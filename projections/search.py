@@ -421,7 +421,7 @@ def _few(
              FEW_AT_ONCE + 1, *position_params, offset, size + 1],
         )
         found = cursor.fetchall()
-    # n, then the position and the number of matches, or the two counts
+    # The one row with neither a number nor a category: the position and the matches.
     (_n, position, matched, *_rest), = (row for row in found if row[0] is None
                                         and row[3] is None)
     if matched > FEW_AT_ONCE:
