@@ -237,15 +237,17 @@ def test_a_search_finds_every_product_its_position_includes_while_words_arrive(
     writer = threading.Thread(target=arrivals)
     writer.start()
     searched = 0
-    while not done.is_set() or searched < 3:
-        result = search_products(Search(q="hornet"), position_of="product_catalog")
-        found = {row["product_id"] for row in result.rows.values("product_id")[0:20]}
-        included = {product_id_for_sku(sku) for at, sku in list(arrived.items())
-                    if at <= result.position}
-        assert included <= found, (result.position, sorted(arrived.items()))
-        searched += 1
-        assert searched < 10_000
-    writer.join(timeout=60)
+    try:
+        while not done.is_set() or searched < 3:
+            result = search_products(Search(q="hornet"), position_of="product_catalog")
+            found = {row["product_id"] for row in result.rows.values("product_id")[0:20]}
+            included = {product_id_for_sku(sku) for at, sku in list(arrived.items())
+                        if at <= result.position}
+            assert included <= found, (result.position, sorted(arrived.items()))
+            searched += 1
+            assert searched < 10_000
+    finally:
+        writer.join(timeout=60)
     assert failures == []
     result = search_products(Search(q="hornet"), position_of="product_catalog")
     assert len(result.rows.values("product_id")[0:20]) == 7
