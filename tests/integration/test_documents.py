@@ -24,6 +24,7 @@ from shipping.services import shipment_change_status, shipment_create
 from shop.accounts.privacy import customer_forget
 from shop.databases import READ
 from tests.givens import place, project, register
+from tests.support.threads import background
 
 SERIALIZERS = {OrderHistory: OrderOutputSerializer, ProductCatalog: ProductListApi.OutputSerializer}
 
@@ -265,18 +266,11 @@ def test_a_page_is_at_least_as_fresh_as_its_position_while_orders_project(
     failures: list[BaseException] = []
 
     def orders_and_catch_ups() -> None:
-        try:
-            for _ in range(25):
-                place(customer, (mug, 1))
-                catch_up(get_projector("order_history"), batch_size=2)
-        except BaseException as exc:
-            failures.append(exc)
-        finally:
-            done.set()
-            connections.close_all()
+        for _ in range(25):
+            place(customer, (mug, 1))
+            catch_up(get_projector("order_history"), batch_size=2)
 
-    writer = threading.Thread(target=orders_and_catch_ups)
-    writer.start()
+    writer = background(orders_and_catch_ups, failures, then=done.set)
     client = APIClient()
     client.force_authenticate(customer)
     seen = []

@@ -6,6 +6,7 @@ after a rebuild; the vocabulary likewise."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import threading
 from decimal import Decimal
@@ -25,6 +26,7 @@ from projections.search import Search, facet_key, facets, facets_without_q, sear
 from projections.shadow import rebuild
 from shop.databases import read_connection
 from tests.givens import place, project, register
+from tests.support.threads import background
 
 
 def counted() -> dict[tuple, int]:
@@ -122,37 +124,25 @@ def test_facets_and_words_stay_exact_under_racing_commands_and_catch_ups(
     failures: list[BaseException] = []
 
     def commands(worker: int) -> None:
-        try:
-            for step in range(12):
-                product = products[(worker * 5 + step) % len(products)]
-                if step % 4 == 0:
-                    price = Decimal(f"{(step * 13) % 140 + 1}.00")
-                    product_reprice(product_id=product, price=price)
-                elif step % 4 == 1:
-                    with contextlib.suppress(InsufficientStock):  # a refused order
-                        place(users[worker], (product, 1))
-                elif step % 4 == 2:
-                    product_restock(product_id=product, quantity=1)
-                else:
-                    product_rename(product_id=product, name=f"Renamed {worker} {step} widget")
-        except BaseException as exc:
-            failures.append(exc)
-        finally:
-            connections.close_all()
+        for step in range(12):
+            product = products[(worker * 5 + step) % len(products)]
+            if step % 4 == 0:
+                price = Decimal(f"{(step * 13) % 140 + 1}.00")
+                product_reprice(product_id=product, price=price)
+            elif step % 4 == 1:
+                with contextlib.suppress(InsufficientStock):  # a refused order
+                    place(users[worker], (product, 1))
+            elif step % 4 == 2:
+                product_restock(product_id=product, quantity=1)
+            else:
+                product_rename(product_id=product, name=f"Renamed {worker} {step} widget")
 
     def catch_ups() -> None:
-        try:
-            while not stop.is_set():
-                catch_up(get_projector("product_catalog"), batch_size=3)
-        except BaseException as exc:
-            failures.append(exc)
-        finally:
-            connections.close_all()
+        while not stop.is_set():
+            catch_up(get_projector("product_catalog"), batch_size=3)
 
-    writers = [threading.Thread(target=commands, args=(i,)) for i in range(3)]
-    readers = [threading.Thread(target=catch_ups) for _ in range(2)]
-    for thread in writers + readers:
-        thread.start()
+    writers = [background(functools.partial(commands, i), failures) for i in range(3)]
+    readers = [background(catch_ups, failures) for _ in range(2)]
     for thread in writers:
         thread.join(timeout=120)
     stop.set()
@@ -223,19 +213,12 @@ def test_a_search_finds_every_product_its_position_includes_while_words_arrive(
     failures: list[BaseException] = []
 
     def arrivals() -> None:
-        try:
-            for i, letter in enumerate("bcdefg", start=1):
-                register(f"H-{i}", f"Hornet{letter}", price="5.00")
-                project("product_catalog")
-                arrived[Checkpoint.objects.position_of("product_catalog")] = f"H-{i}"
-        except BaseException as exc:
-            failures.append(exc)
-        finally:
-            done.set()
-            connections.close_all()
+        for i, letter in enumerate("bcdefg", start=1):
+            register(f"H-{i}", f"Hornet{letter}", price="5.00")
+            project("product_catalog")
+            arrived[Checkpoint.objects.position_of("product_catalog")] = f"H-{i}"
 
-    writer = threading.Thread(target=arrivals)
-    writer.start()
+    writer = background(arrivals, failures, then=done.set)
     searched = 0
     try:
         while not done.is_set() or searched < 3:
@@ -313,24 +296,17 @@ def test_prepared_searches_read_the_tables_a_rebuild_swaps_in(event_store, no_pr
     after: list = []
 
     def searching() -> None:
-        try:
-            for _ in range(settings.PREPARE_THRESHOLD + 3):
-                assert len(mugs()) == 6
-            before = prepared_searches()
-            assert before
-            prepared.set()
-            while not done.is_set():
-                assert len(mugs()) == 6
-            assert registered.wait(timeout=60)
-            after.extend([len(mugs()), before, prepared_searches()])
-        except BaseException as exc:
-            failures.append(exc)
-        finally:
-            prepared.set()
-            connections.close_all()
+        for _ in range(settings.PREPARE_THRESHOLD + 3):
+            assert len(mugs()) == 6
+        before = prepared_searches()
+        assert before
+        prepared.set()
+        while not done.is_set():
+            assert len(mugs()) == 6
+        assert registered.wait(timeout=60)
+        after.extend([len(mugs()), before, prepared_searches()])
 
-    searcher = threading.Thread(target=searching)
-    searcher.start()
+    searcher = background(searching, failures, then=prepared.set)
     try:
         assert prepared.wait(timeout=60)
         for _ in range(3):
