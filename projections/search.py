@@ -627,6 +627,7 @@ def begun(word: str) -> tuple[str, list[str]]:
     primary key (one probe per lexeme, not one per count row), inside the statement
     that searches: the lexemes of the rows it reads, in the same snapshot."""
     terms = CatalogTerm._meta.db_table
+    low, high = beginning(word)
     # Each lexeme as a quoted tsquery operand, taken as it is, not parsed again.
     quoted = r"'''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''''"
     return (
@@ -639,7 +640,7 @@ def begun(word: str) -> tuple[str, list[str]]:
         "AND t.lexeme < %s ORDER BY t.lexeme LIMIT 1), found.n + 1 FROM found "
         f"WHERE found.lexeme IS NOT NULL AND found.n <= {EXPANDED}) "
         "SELECT lexeme FROM found WHERE lexeme IS NOT NULL) AS begun)",
-        [f"{word}:*", *beginning(word), beginning(word)[1]],
+        [f"{word}:*", low, high, high],
     )
 
 
