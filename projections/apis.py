@@ -59,7 +59,7 @@ from projections.activity import TYPES as ACTIVITY_TYPES
 from projections.activity import sentence
 from projections.documents import documents, renders
 from projections.models import Checkpoint, OrderHistory, ProductCatalog
-from projections.pages import DOCUMENT_RENDERERS, StoredDocument, StoredPage
+from projections.pages import DOCUMENT_RENDERERS, StoredDocument, StoredPage, StoredRows
 from projections.registry import PROJECTORS
 from projections.runner import wait_for
 from projections.search import SORTS, Search, search_parameters, search_products
@@ -347,9 +347,8 @@ class QueryApi(APIView):
         return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
     def stored_page(self, queryset: Any) -> Response:
-        """One page of ``queryset``'s stored documents (``projections.pages``): only the
-        ordering's columns and the documents are read, as plain values (no model
-        instances).
+        """One page of ``queryset``'s stored documents: only the ordering's columns and
+        the documents are read, by one prepared statement (``StoredRows``).
 
         Unless ``initial`` read the position already, the page's own statement reads it
         (one snapshot: the rows are exactly that fresh). An empty page carries no
@@ -357,12 +356,10 @@ class QueryApi(APIView):
         model = queryset.model
         columns = {name.lstrip("-") for name in self.pagination_class.ordering}
         columns |= {model._meta.pk.attname, "document"}
+        position_of = None
         if self.position is None:
-            [name] = self.projections
-            queryset = queryset.annotate(
-                read_position=Checkpoint.objects.position_column(name))
-            columns.add("read_position")
-        rows = queryset.values(*columns)
+            [position_of] = self.projections
+        rows = StoredRows.of(queryset, position_of=position_of).values(*sorted(columns))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, self.request, view=self)
         if self.position is None and page:

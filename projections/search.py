@@ -83,6 +83,7 @@ from projections.models import (
     Checkpoint,
     ProductCatalog,
 )
+from projections.pages import StoredRows
 from shop.databases import prepared_cursor, read_connection, serving
 
 WORD = re.compile(r"[^\W_]+")
@@ -214,7 +215,7 @@ class Search:
 class Results:
     """One search's rows (ordered, not yet paged) and its facet counts."""
 
-    rows: QuerySet[ProductCatalog] | Ranked
+    rows: QuerySet[ProductCatalog] | StoredRows | Ranked
     facets: dict[str, list[dict[str, Any]]]
     #: How many rows ``q`` matched, when known (filters aside).
     matched: int | None = None
@@ -242,7 +243,8 @@ def search_products(
         products = products.filter(stock_available__gt=0)
     if not search.q:
         counted, position = _facets_without_q(search, products, category, price, position_of)
-        rows = products.filter(category & price).order_by(*ORDERINGS[search.order])
+        rows = StoredRows.of(products.filter(category & price),
+                             order=(ORDER_SQL[search.order], ()))
         return Results(rows=rows, facets=counted, position=position)
     match = _match(products, search.q)
     if read_connection.vendor != "postgresql":
@@ -344,8 +346,10 @@ def _counted_then_paged(
 #: look ``q`` up in the index and visit the matched rows again.
 FEW_AT_ONCE = 1000
 
-#: The order of :data:`ORDERINGS` over the columns of :func:`_few`'s subquery.
+#: The order of :data:`ORDERINGS` over the columns of :func:`_few`'s subquery (the
+#: catalog's own column names: a search without ``q`` orders its table by them too).
 ORDER_SQL: dict[str, str] = {
+    "sku": "sku, product_id",
     "relevance": "rank DESC, sku, product_id",
     "price": "price, product_id",
     "-price": "price DESC, product_id",
@@ -444,45 +448,18 @@ def _few(
     )
 
 
-def _ranked_page(match: Match, search: Search) -> Paged:
+def _ranked_page(match: Match, search: Search) -> StoredRows:
     """PostgreSQL: the rows ``match`` finds within ``search``'s filters, best first, as
-    one statement of SQL read a page at a time (:class:`Paged`): prepared, not built
+    one statement of SQL read a page at a time (``StoredRows``): prepared, not built
     and compiled by the ORM for every page. A relevance order ranks every row it
     finds, so its plan does not depend on how many there are, and one plan serves."""
     (in_price, price_params), (in_category, category_params) = _filters_sql(search)
-    return Paged(
-        f"SELECT product_id, document FROM {_TABLE} WHERE {match.where}"
-        + (" AND stock_available > 0" if search.in_stock else "")
-        + f" AND {in_price} AND {in_category} "
-        f"ORDER BY {match.rank.sql} DESC, sku, product_id",
-        [*match.params, *price_params, *category_params, *match.rank.params],
+    where = (f"{match.where}" + (" AND stock_available > 0" if search.in_stock else "")
+             + f" AND {in_price} AND {in_category}")
+    return StoredRows(
+        ProductCatalog, ((where, (*match.params, *price_params, *category_params)),),
+        (f"{match.rank.sql} DESC, sku, product_id", tuple(match.rank.params)),
     )
-
-
-class Paged:
-    """The rows of a search as a statement (SQL and parameters, ordered): sliced (a
-    page), that page's rows' ``values()`` (dicts of ``product_id`` and ``document``),
-    read by one prepared statement with the slice's offset and limit. Stands for the
-    rows' query in ``ProductPagination.search_page``."""
-
-    model = ProductCatalog
-
-    def __init__(self, sql: str, params: list[Any],
-                 fields: tuple[str, ...] = ("product_id", "document")) -> None:
-        if not set(fields) <= {"product_id", "document"}:
-            raise ValueError(f"Paged reads product_id and document, not {fields}")
-        self.sql, self.params, self.fields = sql, params, fields
-
-    def values(self, *fields: str) -> Paged:
-        return Paged(self.sql, self.params, fields)
-
-    def __getitem__(self, page: slice) -> list[dict[str, Any]]:
-        start = page.start or 0
-        limit = None if page.stop is None else max(page.stop - start, 0)  # None: all
-        with prepared_cursor() as cursor:
-            cursor.execute(f"{self.sql} OFFSET %s LIMIT %s", [*self.params, start, limit])
-            return [{field: row[("product_id", "document").index(field)]
-                     for field in self.fields} for row in cursor.fetchall()]
 
 
 class Ranked:

@@ -26,6 +26,7 @@ from projections.search import Search, facet_key, facets, facets_without_q, sear
 from projections.shadow import rebuild
 from shop.databases import read_connection
 from tests.givens import place, project, register
+from tests.support.prepared import prepared_statements
 from tests.support.threads import background
 
 
@@ -262,10 +263,7 @@ def test_one_text_index_over_the_category_and_the_lexemes(event_store):
 
 def prepared_searches() -> list[str]:
     """The search statements prepared on this thread's read connection."""
-    with read_connection.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements "
-                       "WHERE statement LIKE '%%read_position%%'")
-        return [statement for (statement,) in cursor.fetchall()]
+    return prepared_statements("read_position")
 
 
 @pytest.mark.django_db(transaction=True)

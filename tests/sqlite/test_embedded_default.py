@@ -146,13 +146,19 @@ SEARCH = textwrap.dedent(
     failures = check(skus)
     assert failures == [], failures
     assert client.get("/api/queries/products/", {"q": "'\\"*("}).status_code == 200
+    from tests.page_cases import cursor_walk_mismatches
+
+    mismatches = cursor_walk_mismatches()
+    assert mismatches == [], mismatches
     print("search ok")
     """
 )
 
 
 def test_search_answers_q_usefully_on_sqlite(tmp_path: Path):
-    """The same relevance table as on PostgreSQL, through FTS5 (tests/search_cases.py)."""
+    """The same relevance table as on PostgreSQL, through FTS5 (tests/search_cases.py);
+    cursor pages read by ``StoredRows`` as DRF reads them from a queryset
+    (tests/page_cases.py)."""
     env = embedded_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     run(["manage.py", "migrate", "--no-input"], env)
     assert "search ok" in run(["manage.py", "shell", "-c", SEARCH], env)
