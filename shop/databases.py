@@ -142,7 +142,8 @@ def prepared_cursor(alias: str | None = None) -> CursorWrapper:
     binds its parameters on the server: psycopg then prepares a statement a connection
     has run ``PREPARE_THRESHOLD`` times, and PostgreSQL plans it once (a generic plan,
     when that is no costlier than planning each time). For the hand-written statements
-    of ``projections.search``, whose planning was a third of their time. Their SQL may
+    of ``projections.search``, whose planning was a third of their time, and the
+    pages of ``projections.pages.StoredRows``. Their SQL may
     not repeat a parameter in two places PostgreSQL must find equal (a GROUP BY of a
     selected expression). Django's own cursors bind on the client and never prepare.
 
