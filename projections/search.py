@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import (
     BooleanField,
@@ -297,18 +298,20 @@ def _position_sql(name: str | None) -> tuple[str, tuple]:
 
 
 def _with_position(
-    rows: QuerySet, columns: list[str], position_of: str | None
+    sql: str, params: list[Any], columns: list[str], position_of: str | None, *,
+    prepared: bool,
 ) -> tuple[int | None, list[tuple]]:
-    """The ``columns`` of ``rows`` (a ``values()`` query; the first column never
-    NULL), and the position of ``position_of`` read in the same statement on
-    PostgreSQL (else first)."""
-    if position_of is None or read_connection.vendor != "postgresql":
-        position = _read_position(position_of)
-        return position, [tuple(row[c] for c in columns) for row in rows]
-    sql, params = rows.query.get_compiler(using=rows.db).as_sql()
-    position_sql, position_params = _position_sql(position_of)
+    """The ``columns`` of the rows of ``sql`` (the first column never NULL), and the
+    position of ``position_of``, read in the same statement on PostgreSQL (else first).
+    ``prepared``: through ``prepared_cursor`` (SQL that repeats no parameter in two
+    places PostgreSQL must find equal; not the ORM's GROUP BY of an expression)."""
     picked = ", ".join(f'found."{c}"' for c in columns)
-    with connections[rows.db].cursor() as cursor:
+    with (prepared_cursor() if prepared else connections[serving()].cursor()) as cursor:
+        if position_of is None or read_connection.vendor != "postgresql":
+            position = _read_position(position_of)
+            cursor.execute(f"SELECT {picked} FROM ({sql}) AS found", params)
+            return position, cursor.fetchall()
+        position_sql, position_params = _position_sql(position_of)
         # One row even when there is none (it carries the position): a LEFT JOIN.
         cursor.execute(
             f"SELECT read_position, {picked} FROM (SELECT {position_sql} AS read_position) "
@@ -692,8 +695,13 @@ def facets(
             rows=Count("pk"),
         )
     )
+    try:
+        sql, params = groups.query.get_compiler(using=groups.db).as_sql()
+    except EmptyResultSet:  # nothing can match (SQLite: a q without a word)
+        return facet_lists({}, [0] * len(PRICE_BANDS)), 0, _read_position(position_of)
     position, found = _with_position(
-        groups, ["category", "band", "in_price", "in_category", "rows"], position_of)
+        sql, params, ["category", "band", "in_price", "in_category", "rows"], position_of,
+        prepared=False)
     per_category: dict[str, int] = {}
     per_band = [0] * len(PRICE_BANDS)
     total = 0
@@ -717,13 +725,12 @@ def _facets_without_q(
     rows: always for the price facet; for the category facet when there is no price
     filter or one on band edges, otherwise counted over the rows in the price range
     (the ``price`` index)."""
-    counts = CatalogFacet.objects.all()
-    if search.in_stock:
-        counts = counts.filter(in_stock=True)
-    # All of them at once (categories x bands x in stock: a few hundred rows at most).
+    # All of them at once (categories x bands x in stock: a few hundred rows at most),
+    # by one prepared statement.
     position, stored = _with_position(
-        counts.values("category", "band", "count"), ["category", "band", "count"],
-        position_of)
+        f"SELECT category, band, count FROM {CatalogFacet._meta.db_table}"
+        + (" WHERE in_stock" if search.in_stock else ""), [],
+        ["category", "band", "count"], position_of, prepared=True)
     per_category, per_band = _summed(search, stored)
     if per_category is None:
         per_category = dict(

@@ -196,18 +196,22 @@ def test_the_migration_counts_the_terms_of_a_catalog_that_had_none(
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+@pytest.mark.parametrize("search", [Search(q="hornet"), Search(category="hornets")],
+                         ids=["q", "no q"])
 def test_a_search_finds_every_product_its_position_includes_while_words_arrive(
-    event_store, no_projection_trigger
+    event_store, no_projection_trigger, search
 ):
     """Products whose names bring new lexemes of one word arrive while a loop searches
-    that word: each answer has every product its position includes. The lexemes a word
-    begins are listed inside the search's own statement; listed by a statement before
-    it, a product projected in between would be missing while the position says it is
-    there."""
+    that word (or, without ``q``, their category): each answer has every product its
+    position includes, in its rows and in its facet counts. The lexemes a word begins
+    are listed inside the search's own statement; listed by a statement before it, a
+    product projected in between would be missing while the position says it is there.
+    Without ``q`` the position is read with the facet counts (one prepared statement),
+    the rows after them."""
     from catalog.domain import product_id_for_sku
     from projections.models import Checkpoint
 
-    register("H-0", "Horneta", price="5.00")
+    register("H-0", "Horneta", price="5.00", category="hornets")
     project("product_catalog")
     arrived = {Checkpoint.objects.position_of("product_catalog"): "H-0"}
     done = threading.Event()
@@ -215,26 +219,29 @@ def test_a_search_finds_every_product_its_position_includes_while_words_arrive(
 
     def arrivals() -> None:
         for i, letter in enumerate("bcdefg", start=1):
-            register(f"H-{i}", f"Hornet{letter}", price="5.00")
+            register(f"H-{i}", f"Hornet{letter}", price="5.00", category="hornets")
             project("product_catalog")
             arrived[Checkpoint.objects.position_of("product_catalog")] = f"H-{i}"
 
     writer = background(arrivals, failures, then=done.set)
     searched = 0
     try:
-        while not done.is_set() or searched < 3:
-            result = search_products(Search(q="hornet"), position_of="product_catalog")
+        while not done.is_set() or searched < 8:
+            result = search_products(search, position_of="product_catalog")
             found = {row["product_id"] for row in result.rows.values("product_id")[0:20]}
             included = {product_id_for_sku(sku) for at, sku in list(arrived.items())
                         if at <= result.position}
             assert included <= found, (result.position, sorted(arrived.items()))
+            [counted] = result.facets["category"]
+            assert counted["count"] >= len(included), (result.position, counted)
             searched += 1
             assert searched < 10_000
     finally:
         writer.join(timeout=60)
     assert failures == []
-    result = search_products(Search(q="hornet"), position_of="product_catalog")
+    result = search_products(search, position_of="product_catalog")
     assert len(result.rows.values("product_id")[0:20]) == 7
+    assert result.facets["category"] == [{"value": "hornets", "count": 7}]
 
 
 def text_indexes() -> list[str]:
