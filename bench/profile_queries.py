@@ -33,7 +33,7 @@ DATABASE = "shop_bench_profile"
 STAGES = {
     "authentication": ("rest_framework/request.py", "_authenticate"),
     "checkpoint read": ("projections/apis.py", "current_position"),
-    "page query": ("django/db/models/query.py", "_fetch_all"),
+    "page query": ("projections/pages.py", "__getitem__"),  # StoredRows' statement
     "cursor links": ("rest_framework/pagination.py", "get_next_link"),
     "rendering": ("rest_framework/response.py", "rendered_content"),
     "whole request": ("django/core/handlers/base.py", "get_response"),

@@ -10,7 +10,6 @@ import functools
 from collections.abc import Iterable
 
 from django.db import models
-from django.db.models.expressions import RawSQL
 
 from shop.databases import READ, read_connection
 from shop.eventstore import ShopApplication
@@ -33,18 +32,12 @@ class CheckpointQuerySet(models.QuerySet):
         """The projection's position: 0 before it has a row."""
         return self.of(name, upstream).values_list("position", flat=True).first() or 0
 
-    def position_column(self, name: str, upstream: str = ShopApplication.name) -> RawSQL:
-        """The projection's position as a column of another query (0 before it has a
-        row): a page and the position it is as fresh as, read in one statement. The
-        subquery is compiled once per process (building and compiling it took a third
-        of a history page's time)."""
-        return RawSQL(*self.position_sql(name, upstream),
-                      output_field=models.BigIntegerField())
-
     def position_sql(self, name: str, upstream: str = ShopApplication.name
                      ) -> tuple[str, tuple]:
-        """:meth:`position_column` as SQL and its parameters, for a hand-written
-        statement."""
+        """The projection's position (0 before it has a row) as a scalar SQL
+        expression and its parameters, for a column of a hand-written statement: a page
+        and the position it is as fresh as, read in one statement. Compiled once per
+        process."""
         return _position_statement(name, upstream)
 
     def positions(self, names: Iterable[str]) -> dict[str, int]:
@@ -93,7 +86,7 @@ def _lock_statement(name: str, upstream: str) -> tuple[list[str], str, tuple]:
 
 @functools.lru_cache(maxsize=64)
 def _position_statement(name: str, upstream: str) -> tuple[str, tuple]:
-    """``Checkpoint.objects.position_column``'s SQL and parameters."""
+    """``Checkpoint.objects.position_sql``'s SQL and parameters."""
     sql, params = (
         Checkpoint.objects.of(name, upstream).values("position")[:1].query
         .get_compiler(READ).as_sql()
