@@ -26,7 +26,7 @@ from projections.search import Search, facet_key, facets, facets_without_q, sear
 from projections.shadow import rebuild
 from shop.databases import read_connection
 from tests.givens import place, project, register
-from tests.support.prepared import prepared_statements
+from tests.support.prepared import read_through_rebuilds
 from tests.support.threads import background
 
 
@@ -268,11 +268,6 @@ def test_one_text_index_over_the_category_and_the_lexemes(event_store):
         rebuild(get_projector("product_catalog"), batch_size=5)
 
 
-def prepared_searches() -> list[str]:
-    """The search statements prepared on this thread's read connection."""
-    return prepared_statements("read_position")
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
 def test_prepared_searches_read_the_tables_a_rebuild_swaps_in(event_store, no_projection_trigger):
@@ -291,39 +286,17 @@ def test_prepared_searches_read_the_tables_a_rebuild_swaps_in(event_store, no_pr
         register(f"MUG-{i}", f"Mug number {i}", price=f"{i + 3}.00", category="kitchen")
     project("product_catalog")
 
-    def mugs() -> set:
+    def mugs() -> int:
         result = search_products(Search(q="mug", sort="price"), window=(0, 50),
                                  position_of="product_catalog")
-        return {row["product_id"] for row in result.rows.values("product_id")[0:50]}
+        return len({row["product_id"] for row in result.rows.values("product_id")[0:50]})
 
-    prepared, done, registered = threading.Event(), threading.Event(), threading.Event()
-    failures: list[BaseException] = []
-    after: list = []
+    def arrive() -> None:
+        register("MUG-9", "Mug number 9", price="9.00", category="kitchen")
+        project("product_catalog")
 
-    def searching() -> None:
-        for _ in range(settings.PREPARE_THRESHOLD + 3):
-            assert len(mugs()) == 6
-        before = prepared_searches()
-        assert before
-        prepared.set()
-        while not done.is_set():
-            assert len(mugs()) == 6
-        assert registered.wait(timeout=60)
-        after.extend([len(mugs()), before, prepared_searches()])
-
-    searcher = background(searching, failures, then=prepared.set)
-    try:
-        assert prepared.wait(timeout=60)
-        for _ in range(3):
-            rebuild(get_projector("product_catalog"), batch_size=2)
-    finally:
-        done.set()
-    register("MUG-9", "Mug number 9", price="9.00", category="kitchen")
-    project("product_catalog")
-    registered.set()
-    searcher.join(timeout=60)
-    assert failures == []
-    found, before, still = after
+    found, before, still = read_through_rebuilds(
+        mugs, 6, "product_catalog", "read_position", arrive)
     assert found == 7
     assert set(before) <= set(still)  # the same statements, prepared before the swaps
 

@@ -3,20 +3,15 @@ query per page, paged by DRF's cursor exactly as the queryset it stands for."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.db import connection
 from django.db.models import Count
 
 from projections.models import Checkpoint, OrderHistory, ProductCatalog
 from projections.pages import StoredRows
-from projections.registry import get_projector
-from projections.shadow import rebuild
 from tests.givens import place, project, register
 from tests.page_cases import cursor_walk_mismatches
-from tests.support.prepared import prepared_statements
-from tests.support.threads import background
+from tests.support.prepared import read_through_rebuilds
 
 
 @pytest.mark.django_db
@@ -82,33 +77,11 @@ def test_prepared_history_pages_read_the_tables_a_rebuild_swaps_in(
         assert response.status_code == 200, response.content
         return len(response.json()["results"])
 
-    prepared, done, placed = threading.Event(), threading.Event(), threading.Event()
-    failures: list[BaseException] = []
-    after: list = []
+    def arrive() -> None:
+        place(customer, (mug, 1))
+        project()
 
-    def reading() -> None:
-        for _ in range(settings.PREPARE_THRESHOLD + 3):
-            assert history() == 6
-        before = prepared_statements("projections_orderhistory")
-        assert before
-        prepared.set()
-        while not done.is_set():
-            assert history() == 6
-        assert placed.wait(timeout=60)
-        after.extend([history(), before, prepared_statements("projections_orderhistory")])
-
-    reader = background(reading, failures, then=prepared.set)
-    try:
-        assert prepared.wait(timeout=60)
-        for _ in range(3):
-            rebuild(get_projector("order_history"), batch_size=2)
-    finally:
-        done.set()
-    place(customer, (mug, 1))
-    project()
-    placed.set()
-    reader.join(timeout=60)
-    assert failures == []
-    found, before, still = after
+    found, before, still = read_through_rebuilds(
+        history, 6, "order_history", "projections_orderhistory", arrive)
     assert found == 7
     assert set(before) <= set(still)  # the same statement, prepared before the swaps
