@@ -103,7 +103,7 @@ class StoredRows:
         start = page.start or 0
         limit = max(page.stop - start, 0)
         sql, params = self.sql()
-        fields = self.fields or tuple(f.name for f in self.model._meta.concrete_fields)
+        fields = self._read_fields()
         alias = serving()
         with prepared_cursor(alias) as cursor:
             cursor.execute(f"{sql} LIMIT %s OFFSET %s", [*params, limit, start])
@@ -125,8 +125,7 @@ class StoredRows:
 
     def sql(self) -> tuple[str, list[Any]]:
         """The statement (without the page's LIMIT and OFFSET) and its parameters."""
-        fields = self.fields or tuple(f.name for f in self.model._meta.concrete_fields)
-        select = [self._column(name) for name in fields]
+        select = [self._column(name) for name in self._read_fields()]
         params: list[Any] = []
         if self.position_of is not None:
             position_sql, position_params = Checkpoint.objects.position_sql(
@@ -141,6 +140,10 @@ class StoredRows:
         table = connections[serving()].ops.quote_name(self.model._meta.db_table)
         return (f"SELECT {', '.join(select)} FROM {table} WHERE {where} ORDER BY {order}",
                 params)
+
+    def _read_fields(self) -> tuple[str, ...]:
+        """:meth:`values`' fields, or every column of the model."""
+        return self.fields or tuple(f.name for f in self.model._meta.concrete_fields)
 
     def _column(self, name: str) -> str:
         return connections[serving()].ops.quote_name(self.model._meta.get_field(name).column)
