@@ -15,7 +15,6 @@ decoded data instead.
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,7 +25,7 @@ from django.db.models import Model, QuerySet
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 
 from projections.models import Checkpoint
-from shop.databases import prepared_cursor, serving
+from shop.databases import prepared_cursor, row_converter, serving
 
 #: A cursor's filter: the lookups DRF's cursor pagination makes, as SQL.
 CURSOR_LOOKUPS = {"lt": "<", "gt": ">"}
@@ -108,16 +107,10 @@ class StoredRows:
         with prepared_cursor(alias) as cursor:
             cursor.execute(f"{sql} LIMIT %s OFFSET %s", [*params, limit, start])
             found = cursor.fetchall()
-        converters = _converters(self.model, fields, alias)
-        connection = connections[alias]
+        convert = row_converter(self.model, fields, alias)
         rows = []
         for found_row in found:
-            row = dict(zip(fields, found_row, strict=False))
-            for name, (functions, column) in converters.items():
-                value = row[name]
-                for convert in functions:
-                    value = convert(value, column, connection)
-                row[name] = value
+            row = dict(zip(fields, convert(found_row[:len(fields)]), strict=True))
             if self.position_of is not None:
                 row["read_position"] = found_row[-1]
             rows.append(row)
@@ -147,24 +140,6 @@ class StoredRows:
 
     def _column(self, name: str) -> str:
         return connections[serving()].ops.quote_name(self.model._meta.get_field(name).column)
-
-
-@functools.cache
-def _converters(model: type[Model], fields: tuple[str, ...], alias: str
-                ) -> dict[str, tuple[list, Any]]:
-    """The converters the ORM applies to each of ``fields`` read from ``alias``'s
-    database (``SQLCompiler.get_converters``): on SQLite, text to UUIDs, datetimes
-    and decimals; none on PostgreSQL."""
-    connection = connections[alias]
-    table = model._meta.db_table
-    converters = {}
-    for name in fields:
-        column = model._meta.get_field(name).get_col(table)
-        functions = (connection.ops.get_db_converters(column)
-                     + column.get_db_converters(connection))
-        if functions:
-            converters[name] = (functions, column)
-    return converters
 
 
 @dataclass

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.utils import CursorWrapper
+from django.db.models import Model
 from django.utils.connection import ConnectionProxy
 
 logger = logging.getLogger(__name__)
@@ -161,6 +164,35 @@ def prepared_cursor(alias: str | None = None) -> CursorWrapper:
     with connection.wrap_database_errors:
         # As BaseDatabaseWrapper._cursor(), with a server-binding cursor.
         return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+
+
+@functools.cache
+def row_converter(model: type[Model], fields: tuple[str, ...], alias: str
+                  ) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """What turns a row of ``fields`` of ``model`` (names or attnames, in this order),
+    read by a hand-written statement on ``alias``, into the values the ORM would have
+    given: its converters (``SQLCompiler.get_converters``; on SQLite, text to UUIDs,
+    datetimes, decimals and booleans; none on PostgreSQL)."""
+    connection = connections[alias]
+    table = model._meta.db_table
+    converting = []
+    for index, name in enumerate(fields):
+        column = model._meta.get_field(name).get_col(table)
+        functions = (connection.ops.get_db_converters(column)
+                     + column.get_db_converters(connection))
+        if functions:
+            converting.append((index, functions, column))
+    if not converting:
+        return tuple
+
+    def convert(row: Sequence[Any]) -> tuple[Any, ...]:
+        values = list(row)
+        for index, functions, column in converting:
+            for function in functions:
+                values[index] = function(values[index], column, connection)
+        return tuple(values)
+
+    return convert
 
 
 class ReadSideRouter:

@@ -3,14 +3,21 @@ never expired, survived a password change, had no logout, sat in plain text)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
+
+from tests.support.prepared import prepared_statements
+from tests.support.threads import background
+from tests.token_cases import token_lookup_mismatches
 
 pytestmark = pytest.mark.django_db
 
@@ -125,3 +132,51 @@ def test_a_session_cannot_log_out_a_token(alice):
 def test_a_name_in_another_case_or_form_logs_in(alice):
     assert works(login("ALICE")["token"])
     assert works(login("ａｌｉｃｅ")["token"])
+
+
+def test_the_token_lookup_reads_what_knox_reads():
+    """Every request's token lookup is one hand-written statement (``tokens_of_key``);
+    it gives the same tokens and users as knox's ORM query (tests/token_cases.py)."""
+    assert token_lookup_mismatches() == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("ending", ["logout", "password change", "deactivation", "expiry"])
+def test_a_token_ends_at_once_for_a_client_whose_lookup_is_prepared(alice, ending):
+    """A client keeps calling with its token on one connection, where the token lookup
+    is a prepared statement (planned once, run with each request's key). The token
+    ends (its user logs out, changes the password, is deactivated, or it expires)
+    while the client calls: every request sent after that answers 401, none 200."""
+    token = login()["token"]
+    prepared, ended = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+    statuses: list[tuple[bool, int]] = []  # (sent after the end, status)
+
+    def calling() -> None:
+        client = as_token(token, "Bearer")
+        for _ in range(settings.PREPARE_THRESHOLD + 3):
+            assert client.get(ORDERS).status_code == 200
+        assert prepared_statements('"token_key" = $1', DEFAULT_DB_ALIAS)
+        prepared.set()
+        deadline = time.monotonic() + 30
+        while len([after for after, _ in statuses if after]) < 5:
+            assert time.monotonic() < deadline
+            after = ended.is_set()
+            statuses.append((after, client.get(ORDERS).status_code))
+
+    caller = background(calling, failures, then=prepared.set)
+    assert prepared.wait(timeout=60)
+    if ending == "logout":
+        assert as_token(token).post("/api/auth/logout/").status_code == 204
+    elif ending == "password change":
+        alice.set_password("another-horse-battery")
+        alice.save()
+    elif ending == "deactivation":
+        User.objects.filter(pk=alice.pk).update(is_active=False)  # no signal: the door checks
+    else:
+        AuthToken.objects.filter(user=alice).update(expiry=timezone.now())
+    ended.set()
+    caller.join(timeout=60)
+    assert failures == []
+    assert {status for after, status in statuses if after} == {401}
+    assert {status for after, status in statuses if not after} <= {200, 401}

@@ -80,6 +80,13 @@ CHECK = textwrap.dedent(
     with get_app().recorder.datastore.transaction(commit=True) as cursor:  # a day later
         cursor.execute("UPDATE shop_idempotency SET created_at = created_at - 90000")
     assert idempotency.delete_expired() == 2
+
+    # Token authentication's own statement reads what knox's query reads
+    # (tests/token_cases.py): SQLite's datetimes and booleans converted as by the ORM.
+    from tests.token_cases import token_lookup_mismatches
+
+    mismatches = token_lookup_mismatches()
+    assert mismatches == [], mismatches
     print("embedded ok", len(response.json()["results"]))
     """
 )

@@ -7,17 +7,18 @@ import threading
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import connections
 
 from projections.registry import get_projector
 from projections.shadow import rebuild
-from shop.databases import read_connection
+from shop.databases import READ
 from tests.support.threads import background
 
 
-def prepared_statements(containing: str) -> list[str]:
-    """The text of each statement prepared on this thread's read connection that
-    contains ``containing``."""
-    with read_connection.cursor() as cursor:
+def prepared_statements(containing: str, alias: str = READ) -> list[str]:
+    """The text of each statement prepared on this thread's connection to ``alias``
+    (the read side's, unless told) that contains ``containing``."""
+    with connections[alias].cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements "
                        "WHERE strpos(statement, %s) > 0", [containing])
         return [statement for (statement,) in cursor.fetchall()]
