@@ -90,9 +90,9 @@ def tokens_of_key(key: str) -> list[AbstractAuthToken]:
     each with its user: what knox reads with ``filter(token_key=key)
     .select_related("user")``, read by one statement written once per process and
     bound on the server (``prepared_cursor``: PostgreSQL plans it once per
-    connection). Building and compiling that query was a third of an authenticated
-    query's time (bench/README.md). The instances are the ORM's: ``from_db`` with its
-    converters (``row_converter``)."""
+    connection). Built and compiled for every request, knox's query made
+    authentication the largest stage of an authenticated query (bench/README.md). The
+    instances are the ORM's: ``from_db`` with its converters (``row_converter``)."""
     token_model = get_token_model()
     alias = router.db_for_read(token_model)
     sql, token_fields, user_fields = _token_statement(alias)
