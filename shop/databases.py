@@ -172,7 +172,8 @@ def row_converter(model: type[Model], fields: tuple[str, ...], alias: str
     """What turns a row of ``fields`` of ``model`` (names or attnames, in this order),
     read by a hand-written statement on ``alias``, into the values the ORM would have
     given: its converters (``SQLCompiler.get_converters``; on SQLite, text to UUIDs,
-    datetimes, decimals and booleans; none on PostgreSQL)."""
+    datetimes, decimals and booleans; none on PostgreSQL). Kept per process, it holds
+    no connection: each call converts with the calling thread's own."""
     connection = connections[alias]
     table = model._meta.db_table
     converting = []
@@ -186,6 +187,7 @@ def row_converter(model: type[Model], fields: tuple[str, ...], alias: str
         return tuple
 
     def convert(row: Sequence[Any]) -> tuple[Any, ...]:
+        connection = connections[alias]
         values = list(row)
         for index, functions, column in converting:
             for function in functions:
