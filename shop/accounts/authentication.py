@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import binascii
 import functools
+from collections.abc import Callable, Sequence
 from hmac import compare_digest
+from typing import Any, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
@@ -93,30 +95,40 @@ def tokens_of_key(key: str) -> list[AbstractAuthToken]:
     connection). Built and compiled for every request, knox's query made
     authentication the largest stage of an authenticated query (bench/README.md). The
     instances are the ORM's: ``from_db`` with its converters (``row_converter``)."""
-    token_model = get_token_model()
-    alias = router.db_for_read(token_model)
-    sql, token_fields, user_fields = _token_statement(alias)
+    alias = router.db_for_read(get_token_model())
+    statement = _token_statement(alias)
     with prepared_cursor(alias) as cursor:
-        cursor.execute(sql, [key])
+        cursor.execute(statement.sql, [key])
         found = cursor.fetchall()
-    user_field = token_model._meta.get_field("user")
-    user_model = user_field.related_model
-    as_token = row_converter(token_model, token_fields, alias)
-    as_user = row_converter(user_model, user_fields, alias)
+    split = len(statement.token_fields)
     tokens = []
     for row in found:
-        auth_token = token_model.from_db(alias, token_fields, as_token(row[:len(token_fields)]))
-        user = user_model.from_db(alias, user_fields, as_user(row[len(token_fields):]))
-        user_field.set_cached_value(auth_token, user)
+        auth_token = statement.user_field.model.from_db(
+            alias, statement.token_fields, statement.as_token(row[:split]))
+        user = statement.user_field.related_model.from_db(
+            alias, statement.user_fields, statement.as_user(row[split:]))
+        statement.user_field.set_cached_value(auth_token, user)
         tokens.append(auth_token)
     return tokens
 
 
+class TokenStatement(NamedTuple):
+    sql: str
+    #: The attnames of the token's and of the user's columns, in the statement's order.
+    token_fields: tuple[str, ...]
+    user_fields: tuple[str, ...]
+    #: The token's ``user`` foreign key (its model is the token's, its related model
+    #: the user's).
+    user_field: Any
+    as_token: Callable[[Sequence[Any]], tuple[Any, ...]]
+    as_user: Callable[[Sequence[Any]], tuple[Any, ...]]
+
+
 @functools.cache
-def _token_statement(alias: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """:func:`tokens_of_key`'s SQL on ``alias``, and the attnames of the token's and the
-    user's columns it reads, in order (every concrete field of each: the models of
-    tables of their own, as knox's and Django's are)."""
+def _token_statement(alias: str) -> TokenStatement:
+    """:func:`tokens_of_key`'s SQL on ``alias``, and what it needs to read its rows,
+    made once per process: every concrete field of the token and of its user (the models
+    of tables of their own, as knox's and Django's are), and their converters."""
     token_model = get_token_model()
     user_field = token_model._meta.get_field("user")
     user_model = user_field.related_model
@@ -134,7 +146,9 @@ def _token_statement(alias: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]
         f"ON u.{quote(user_model._meta.pk.column)} = t.{quote(user_field.column)} "
         f"WHERE t.{quote(token_model._meta.get_field('token_key').column)} = %s"
     )
-    return sql, token_fields, user_fields
+    return TokenStatement(sql, token_fields, user_fields, user_field,
+                          row_converter(token_model, token_fields, alias),
+                          row_converter(user_model, user_fields, alias))
 
 
 class TokenOrBearerScheme(OpenApiAuthenticationExtension):
