@@ -2,6 +2,7 @@
 """Where a product search's time goes: one process, no server, no load generator.
 
     python bench/profile_search.py [--products N] [--rounds R] [--explain] [--keep]
+                                   [--under-load]
 
 Makes its own database (``shop_bench_profile_search``, dropped at the end), writes a
 catalog of ``--products`` rows as the search phase does (``jobs.py catalog``), then
@@ -11,13 +12,21 @@ stack, no socket), the plain product list and each of the search phase's 50 quer
 rounds (noise only adds), the list and the searches alternated. Prints the mean per
 kind of query and its ratio to the plain list; ``--explain`` adds the read database's
 time per statement of the slowest query of each kind (``EXPLAIN ANALYZE``).
-bench/README.md records a run.
+
+``--under-load``: instead, the search phase's gunicorn on that catalog and wrk (as
+``run.py``), the plain list and the 50 searches alternated for ``--rounds`` rounds, and
+where each request's CPU goes: the CPU seconds of PostgreSQL's processes, of gunicorn's
+and of the whole machine (``/proc``, Linux) during a round, per request served. Medians
+of the rounds. bench/README.md records runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -63,6 +72,86 @@ def statements(path: str) -> list[tuple[float, str]]:
     return timed
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user and system) used so far by the live processes of PostgreSQL
+    and of gunicorn, and by the whole machine since boot (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"postgres": 0.0, "gunicorn": 0.0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        group = "postgres" if name.startswith("postgres") else name
+        if group in used:
+            used[group] += (int(fields[11]) + int(fields[12])) / tick
+    with open("/proc/stat") as totals:  # user nice system (idle iowait) irq softirq steal
+        ticks = [int(n) for n in totals.readline().split()[1:9]]
+    used["machine"] = (sum(ticks[:3]) + sum(ticks[5:8])) / tick
+    return used
+
+
+def measure(base: str, plain: Path, search: Path, rounds: int, seconds: float,
+            runs: dict[str, list[dict[str, float]]]) -> None:
+    """wrk rounds of the list and the searches at ``base``, each round's req/s and CPU
+    ms per request appended to ``runs``."""
+    from bench import loadgen
+    from bench.run import CONNECTIONS
+
+    for script in (plain, search):  # warm: every worker's caches and statements
+        loadgen.run_wrk(base, script, connections=CONNECTIONS, duration=2)
+    for _ in range(rounds):
+        for name, script in (("plain list", plain), ("50 searches", search)):
+            before = cpu_seconds()
+            result = loadgen.run_wrk(base, script, connections=CONNECTIONS,
+                                     duration=seconds)
+            after = cpu_seconds()
+            served = result["requests"] - result["errors"]
+            if result["errors"] or not served:
+                raise RuntimeError(f"{name}: {result['errors']} errors of "
+                                   f"{result['requests']} requests")
+            run = {group: (after[group] - before[group]) * 1000 / served
+                   for group in after}
+            runs[name].append({"rps": result["rps"], **run})
+
+
+def under_load(rounds: int, seconds: float) -> None:
+    """Where a request's CPU goes under wrk: the list and the 50 searches alternated."""
+    from bench import loadgen
+    from bench.procs import Processes, django_env, start_gunicorn
+    from bench.run import CONNECTIONS, GUNICORN_THREADS, GUNICORN_WORKERS
+    from tests.support.processes import free_port
+
+    runs: dict[str, list[dict[str, float]]] = defaultdict(list)
+    with tempfile.TemporaryDirectory(prefix="profile-search-") as directory:
+        scratch = Path(directory)
+        procs = Processes(scratch)
+        search = loadgen.write_script(scratch, "search", "GET", "/", [],
+                                      paths=[f"{PLAIN}?{q}" for q in search_queries()])
+        plain = loadgen.write_script(scratch, "products", "GET", PLAIN, [])
+        try:
+            base = start_gunicorn(procs, free_port(),
+                                  django_env(os.environ["DATABASE_URL"]),
+                                  GUNICORN_WORKERS, GUNICORN_THREADS)
+            measure(base, plain, search, rounds, seconds, runs)
+        finally:
+            procs.stop_all()
+    print(f"\nunder wrk ({CONNECTIONS} connections, gunicorn {GUNICORN_WORKERS} x "
+          f"{GUNICORN_THREADS} threads), median of {rounds} rounds of {seconds:.0f} s; "
+          "CPU ms per request")
+    print(f"{'':<14} {'req/s':>8} {'postgres':>9} {'gunicorn':>9} {'machine':>9}")
+    medians = {name: {key: statistics.median(run[key] for run in measured)
+                      for key in measured[0]} for name, measured in runs.items()}
+    for name, median in medians.items():
+        print(f"{name:<14} {median['rps']:8.1f} {median['postgres']:9.2f} "
+              f"{median['gunicorn']:9.2f} {median['machine']:9.2f}")
+    ratios = [searched["rps"] / listed["rps"]
+              for listed, searched in zip(runs["plain list"], runs["50 searches"], strict=True)]
+    print(f"search req/s / list req/s per round: {', '.join(f'{r:.3f}' for r in ratios)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,6 +159,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--under-load", action="store_true",
+                        help="CPU per request under wrk instead (gunicorn, Linux)")
+    parser.add_argument("--seconds", type=float, default=8.0,
+                        help="each wrk round's length (--under-load)")
     args = parser.parse_args()
     with in_process_shop(DATABASE, keep=args.keep):
         from django.test import Client
@@ -78,6 +171,9 @@ def main() -> None:
 
         made = jobs.job_catalog(argparse.Namespace(products=args.products))
         print(f"catalog: {made['products']:,} products in {made['seconds']:.0f} s")
+        if args.under_load:
+            under_load(args.rounds, args.seconds)
+            return
         client = Client()
         paths = [f"{PLAIN}?{q}" for q in search_queries()]
         for path in [PLAIN, *paths]:  # warm: caches, the vocabulary, compiled statements
