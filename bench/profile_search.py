@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Where a product search's time goes: one process, no server, no load generator.
+"""Where a product search's time goes: in one process (no server, no load generator), or
+under load (``--under-load``).
 
     python bench/profile_search.py [--products N] [--rounds R] [--explain] [--keep]
                                    [--under-load]
