@@ -3,7 +3,7 @@
 under load (``--under-load``).
 
     python bench/profile_search.py [--products N] [--rounds R] [--explain] [--keep]
-                                   [--under-load]
+                                   [--under-load [--seconds S]]
 
 Makes its own database (``shop_bench_profile_search``, dropped at the end), writes a
 catalog of ``--products`` rows as the search phase does (``jobs.py catalog``), then
