@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -94,38 +93,39 @@ def cpu_seconds() -> dict[str, float]:
     return used
 
 
-def measure(base: str, plain: Path, search: Path, rounds: int, seconds: float,
-            runs: dict[str, list[dict[str, float]]]) -> None:
-    """wrk rounds of the list and the searches at ``base``, each round's req/s and CPU
-    ms per request appended to ``runs``."""
+def measure(base: str, plain: Path, search: Path, rounds: int, seconds: float
+            ) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """wrk rounds of the list and the searches at ``base``, alternated as the bench's
+    own pairs are (``run.alternate``): each round's req/s and CPU ms per request."""
     from bench import loadgen
-    from bench.run import CONNECTIONS
+    from bench.run import CONNECTIONS, alternate
 
-    for script in (plain, search):  # warm: every worker's caches and statements
-        loadgen.run_wrk(base, script, connections=CONNECTIONS, duration=2)
-    for _ in range(rounds):
-        for name, script in (("plain list", plain), ("50 searches", search)):
+    def rounds_of(name: str, script: Path):
+        def one_round() -> dict[str, float]:
             before = cpu_seconds()
-            result = loadgen.run_wrk(base, script, connections=CONNECTIONS,
-                                     duration=seconds)
+            result = loadgen.run_wrk(base, script, connections=CONNECTIONS, duration=seconds)
             after = cpu_seconds()
             served = result["requests"] - result["errors"]
             if result["errors"] or not served:
                 raise RuntimeError(f"{name}: {result['errors']} errors of "
                                    f"{result['requests']} requests")
-            run = {group: (after[group] - before[group]) * 1000 / served
-                   for group in after}
-            runs[name].append({"rps": result["rps"], **run})
+            return {"rps": result["rps"],
+                    **{group: (after[group] - before[group]) * 1000 / served
+                       for group in after}}
+        return one_round
+
+    for script in (plain, search):  # warm: every worker's caches and statements
+        loadgen.run_wrk(base, script, connections=CONNECTIONS, duration=2)
+    return alternate(rounds, rounds_of("plain list", plain), rounds_of("50 searches", search))
 
 
 def under_load(rounds: int, seconds: float) -> None:
     """Where a request's CPU goes under wrk: the list and the 50 searches alternated."""
     from bench import loadgen
     from bench.procs import Processes, django_env, start_gunicorn
-    from bench.run import CONNECTIONS, GUNICORN_THREADS, GUNICORN_WORKERS
+    from bench.run import CONNECTIONS, GUNICORN_THREADS, GUNICORN_WORKERS, median
     from tests.support.processes import free_port
 
-    runs: dict[str, list[dict[str, float]]] = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="profile-search-") as directory:
         scratch = Path(directory)
         procs = Processes(scratch)
@@ -136,20 +136,18 @@ def under_load(rounds: int, seconds: float) -> None:
             base = start_gunicorn(procs, free_port(),
                                   django_env(os.environ["DATABASE_URL"]),
                                   GUNICORN_WORKERS, GUNICORN_THREADS)
-            measure(base, plain, search, rounds, seconds, runs)
+            listed, searched = measure(base, plain, search, rounds, seconds)
         finally:
             procs.stop_all()
     print(f"\nunder wrk ({CONNECTIONS} connections, gunicorn {GUNICORN_WORKERS} x "
           f"{GUNICORN_THREADS} threads), median of {rounds} rounds of {seconds:.0f} s; "
           "CPU ms per request")
     print(f"{'':<14} {'req/s':>8} {'postgres':>9} {'gunicorn':>9} {'machine':>9}")
-    medians = {name: {key: statistics.median(run[key] for run in measured)
-                      for key in measured[0]} for name, measured in runs.items()}
-    for name, median in medians.items():
-        print(f"{name:<14} {median['rps']:8.1f} {median['postgres']:9.2f} "
-              f"{median['gunicorn']:9.2f} {median['machine']:9.2f}")
-    ratios = [searched["rps"] / listed["rps"]
-              for listed, searched in zip(runs["plain list"], runs["50 searches"], strict=True)]
+    for name, runs in (("plain list", listed), ("50 searches", searched)):
+        middle = {key: median([run[key] for run in runs]) for key in runs[0]}
+        print(f"{name:<14} {middle['rps']:8.1f} {middle['postgres']:9.2f} "
+              f"{middle['gunicorn']:9.2f} {middle['machine']:9.2f}")
+    ratios = [s["rps"] / p["rps"] for p, s in zip(listed, searched, strict=True)]
     print(f"search req/s / list req/s per round: {', '.join(f'{r:.3f}' for r in ratios)}")
 
 
