@@ -37,7 +37,10 @@ class RequestLimitsMiddleware:
         refusal = (self.body_refusal(request) or self.query_refusal(request)
                    or self.header_refusal(request))
         if refusal is not None:
-            refusal["Connection"] = "close"  # the unread body must not be parsed as a request
+            # The unread body is the server's to discard: a WSGI application may not
+            # send ``Connection: close`` (PEP 3333: gunicorn drops the header, Django's
+            # development server answers 500 to it), and behind nginx
+            # (deploy/nginx.conf) no body over the limit reaches the app.
             return refusal
         return self.get_response(request)
 

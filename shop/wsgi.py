@@ -28,7 +28,6 @@ def refusal(start_response: Callable, status: str, code: str, detail: str) -> It
         [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),
-            ("Connection", "close"),
         ],
     )
     return [body]
