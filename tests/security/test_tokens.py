@@ -17,11 +17,10 @@ from rest_framework.test import APIClient
 
 from tests.support.prepared import prepared_statements
 from tests.support.threads import background
-from tests.token_cases import token_lookup_mismatches
+from tests.token_cases import PASSWORD, token_lookup_mismatches
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "correct-horse-battery"
 ORDERS = "/api/queries/orders/"
 
 
