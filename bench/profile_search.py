@@ -35,12 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.procs import in_process_shop  # noqa: E402
-from bench.search_catalog import search_queries  # noqa: E402
+from bench.search_catalog import PRODUCT_LIST, search_paths, wrk_scripts  # noqa: E402
 
 DATABASE = "shop_bench_profile_search"
 KINDS = ["typo", "prefix + category", "words + price + in_stock", "category by -price",
          "words by price"]
-PLAIN = "/api/queries/products/"
 
 
 def once(client, path: str) -> float:
@@ -121,7 +120,6 @@ def measure(base: str, plain: Path, search: Path, rounds: int, seconds: float
 
 def under_load(rounds: int, seconds: float) -> None:
     """Where a request's CPU goes under wrk: the list and the 50 searches alternated."""
-    from bench import loadgen
     from bench.procs import Processes, django_env, start_gunicorn
     from bench.run import CONNECTIONS, GUNICORN_THREADS, GUNICORN_WORKERS, median
     from tests.support.processes import free_port
@@ -129,9 +127,7 @@ def under_load(rounds: int, seconds: float) -> None:
     with tempfile.TemporaryDirectory(prefix="profile-search-") as directory:
         scratch = Path(directory)
         procs = Processes(scratch)
-        search = loadgen.write_script(scratch, "search", "GET", "/", [],
-                                      paths=[f"{PLAIN}?{q}" for q in search_queries()])
-        plain = loadgen.write_script(scratch, "products", "GET", PLAIN, [])
+        plain, search = wrk_scripts(scratch)
         try:
             base = start_gunicorn(procs, free_port(),
                                   django_env(os.environ["DATABASE_URL"]),
@@ -174,15 +170,15 @@ def main() -> None:
             under_load(args.rounds, args.seconds)
             return
         client = Client()
-        paths = [f"{PLAIN}?{q}" for q in search_queries()]
-        for path in [PLAIN, *paths]:  # warm: caches, the vocabulary, compiled statements
+        paths = search_paths()
+        for path in [PRODUCT_LIST, *paths]:  # warm: caches, the vocabulary, compiled statements
             once(client, path)
         best: dict[str, float] = defaultdict(lambda: float("inf"))
         for _ in range(args.rounds):
             for path in paths:
-                best[PLAIN] = min(best[PLAIN], once(client, PLAIN))
+                best[PRODUCT_LIST] = min(best[PRODUCT_LIST], once(client, PRODUCT_LIST))
                 best[path] = min(best[path], once(client, path))
-        plain = best[PLAIN]
+        plain = best[PRODUCT_LIST]
         by_kind: dict[str, list[str]] = defaultdict(list)
         for i, path in enumerate(paths):
             by_kind[KINDS[i % len(KINDS)]].append(path)
@@ -197,7 +193,7 @@ def main() -> None:
         if args.explain:
             for kind, kind_paths in by_kind.items():
                 worst = max(kind_paths, key=lambda p: best[p])
-                print(f"\n{kind}: {worst.removeprefix(PLAIN)} ({best[worst]:.2f} ms)")
+                print(f"\n{kind}: {worst.removeprefix(PRODUCT_LIST)} ({best[worst]:.2f} ms)")
                 for ms, sql in statements(worst):
                     print(f"  {ms:6.2f} ms  {sql}")
 

@@ -50,7 +50,7 @@ from bench.procs import (  # noqa: E402
     start_gunicorn,
     start_redis,
 )
-from bench.search_catalog import search_queries  # noqa: E402
+from bench.search_catalog import search_queries, wrk_scripts  # noqa: E402
 from tests.support.http import request  # noqa: E402
 from tests.support.processes import free_port, wait_until  # noqa: E402
 from tests.support.replica import Cluster, pg_bin  # noqa: E402
@@ -451,9 +451,7 @@ def phase_search(procs: Processes, cfg: dict, tmp: Path) -> dict:
     url = recreate_database(SEARCH_DB)
     env = django_env(url)
     migrate(env)
-    search = loadgen.write_script(tmp, "search", "GET", "/", [],
-                                  paths=[f"/api/queries/products/?{q}" for q in search_queries()])
-    plain = loadgen.write_script(tmp, "products", "GET", "/api/queries/products/", [])
+    plain, search = wrk_scripts(tmp)
     small, large = cfg["search_small"], cfg["search_large"]
     job("catalog", "--products", str(small), env=env)
     base = start_gunicorn(procs, free_port(), env, GUNICORN_WORKERS, GUNICORN_THREADS)

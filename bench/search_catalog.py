@@ -1,9 +1,13 @@
-"""The search phase's catalog words and queries (no Django: ``run.py`` reads the queries,
-``jobs.py catalog`` writes the products)."""
+"""The search phase's catalog words, queries and wrk scripts (no Django: ``run.py`` and
+``profile_search.py`` read the queries and scripts, ``jobs.py catalog`` writes the
+products)."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
+
+from bench import loadgen
 
 # The bench catalog's words: names such as "Blue steel mug 4821", in 20 categories.
 COLORS = ["blue", "red", "green", "black", "white", "grey", "yellow", "orange", "pink",
@@ -18,6 +22,10 @@ NOUNS = ["mug", "bowl", "plate", "cup", "bottle", "lamp", "chair", "table", "shi
 CATEGORIES = ["kitchen", "dining", "bath", "bedroom", "office", "clothing", "outdoor",
               "garden", "kids", "pets", "travel", "sports", "decor", "lighting", "storage",
               "cleaning", "tools", "crafts", "music", "gifts"]
+
+
+#: The plain product list (first page, no filter): the search phase's baseline.
+PRODUCT_LIST = "/api/queries/products/"
 
 
 #: The search phase's queries: each has a typo, a filter or a sort (bench/run.py).
@@ -41,3 +49,16 @@ def search_queries() -> list[str]:
         else:  # words sorted by price
             queries.append(f"q={material}+{noun}&sort=price")
     return queries
+
+
+def search_paths() -> list[str]:
+    """The product list's path with each of :func:`search_queries`."""
+    return [f"{PRODUCT_LIST}?{q}" for q in search_queries()]
+
+
+def wrk_scripts(directory: Path) -> tuple[Path, Path]:
+    """The wrk scripts of the search phase, written in ``directory``: the plain product
+    list, and the 50 searches in turn."""
+    plain = loadgen.write_script(directory, "products", "GET", PRODUCT_LIST, [])
+    search = loadgen.write_script(directory, "search", "GET", "/", [], paths=search_paths())
+    return plain, search
