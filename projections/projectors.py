@@ -31,6 +31,7 @@ from projections.models import (
     Activity,
     ActivitySubject,
     CatalogFacet,
+    CatalogPosting,
     CatalogTerm,
     CatalogWord,
     OrderHistory,
@@ -43,7 +44,7 @@ from projections.models import (
     SalesProductDaily,
 )
 from projections.runner import Projector, handles
-from projections.search import count_terms, facet_key, words
+from projections.search import count_terms, facet_key, post_terms, words
 from shipping import domain as shipping
 from shipping.domain import Shipment
 from shop.accounts.domain import Customer
@@ -263,11 +264,16 @@ def _fetch_statement(
     )
 
 
+def text_of(row: ProductCatalog) -> tuple[str, str, str]:
+    """What a product's search lexemes and postings are made of."""
+    return row.sku, row.name, row.category
+
+
 class ProductCatalogProjector(Projector):
     """``ProductCatalog``: each product's name, price and the stock a shopper can buy."""
 
     name = "product_catalog"
-    models = (ProductCatalog, CatalogWord, CatalogFacet, CatalogTerm)
+    models = (ProductCatalog, CatalogWord, CatalogFacet, CatalogTerm, CatalogPosting)
 
     def begin(self) -> None:
         self.rows: dict[UUID, ProductCatalog] = {}
@@ -278,25 +284,29 @@ class ProductCatalogProjector(Projector):
         self.rows = {row.pk: row for row in fetch(
             ProductCatalog, product_id=(e.originator_id for e in events))}
         # Which facet count each row is in before the batch (CatalogFacet), and with
-        # its text, which term counts (CatalogTerm).
+        # its text, which term counts (CatalogTerm) and postings (CatalogPosting).
         self.facet_before = {pk: facet_key(row) for pk, row in self.rows.items()}
-        self.text_before = {pk: (row.sku, row.name) for pk, row in self.rows.items()}
+        self.text_before = {pk: text_of(row) for pk, row in self.rows.items()}
 
     def flush(self) -> None:
         for pk in self.changed:
             self.rows[pk].document = render(self.rows[pk])
         # Each changed product's facet count now (CatalogFacet, CatalogTerm).
         facet_after = {pk: facet_key(self.rows[pk]) for pk in self.changed}
-        # The products whose term counts move: their text, category, band or stock.
-        moved = sorted(pk for pk in self.changed if (
-            self.facet_before.get(pk) != facet_after[pk]
-            or self.text_before.get(pk) != (self.rows[pk].sku, self.rows[pk].name)))
+        # The products whose postings change (their SKU, name or category), and whose
+        # term counts move (those, and a new band or stock).
+        retexted = sorted(pk for pk in self.changed
+                          if self.text_before.get(pk) != text_of(self.rows[pk]))
+        moved = sorted(set(retexted).union(
+            pk for pk in self.changed if self.facet_before.get(pk) != facet_after[pk]))
         counts_terms = moved and read_connection.vendor == "postgresql"
         if counts_terms and (known := [pk for pk in moved if pk in self.facet_before]):
             count_terms(-1, known)  # as the rows are before this batch
         upsert(ProductCatalog, (self.rows[pk] for pk in self.changed))
         if counts_terms:
             count_terms(1, moved)
+            if retexted:
+                post_terms(retexted)
         self._count_facets(facet_after)
         if self.words:
             CatalogWord.objects.bulk_create(

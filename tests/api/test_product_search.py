@@ -25,18 +25,22 @@ def catalog(event_store):
     project()
 
 
-@pytest.fixture(params=["kept term counts", "one statement", "group by, then a page query",
-                        "by prefixes"])
+@pytest.fixture(params=["kept term counts", "kept counts, ranked page", "one statement",
+                        "group by, then a page query", "by prefixes"])
 def plan(request, monkeypatch):
     """Every way a search with ``q`` is answered on PostgreSQL: a ``q`` that begins one
-    lexeme by its kept counts and a page's query; else up to ``FEW_AT_ONCE`` matches by
-    one statement, above it by a GROUP BY and a page's query. The last two are made to
-    serve every ``q`` here. The first three look a word that begins a few lexemes up as
-    them; the last looks up every word as its prefix."""
+    lexeme by its kept counts and, in relevance order (filtered by category at most),
+    its kept postings, else a page's query (made to serve every such search in the
+    second); else up to ``FEW_AT_ONCE`` matches by one statement, above it by a GROUP
+    BY and a page's query. The last two are made to serve every ``q`` here. The first
+    four look a word that begins a few lexemes up as them; the last looks up every word
+    as its prefix."""
     from projections import search
 
-    if request.param != "kept term counts":
-        monkeypatch.setattr(search, "term_facets", lambda search, position_of: None)
+    if request.param == "kept counts, ranked page":
+        monkeypatch.setattr(search, "POSTED", False)
+    elif request.param != "kept term counts":
+        monkeypatch.setattr(search, "term_facets", lambda search, position_of, window=None: None)
     if request.param == "group by, then a page query":
         monkeypatch.setattr(search, "FEW_AT_ONCE", 0)
     if request.param == "by prefixes":
@@ -158,6 +162,74 @@ def test_a_word_that_begins_one_lexeme_is_counted_from_the_kept_counts(catalog):
     # Several lexemes ("tee", "tee-s", "tee-m"), none, a typo, two words, syntax.
     for q in ["tee", "t", "b", "xylophone", "mgu", "blue mug", "pen-3", "ñandú", '"mug"']:
         assert term_facets(Search(q=q), None) is None, q
+
+
+# sku, name, category: "steel" up to four times in a product (SKU and name), "pan" up
+# to twice; ranks that differ, and ties broken by SKU.
+POSTED_CATALOG = [
+    ("POT-1", "Steel pot", "kitchen"),
+    ("STEEL-2", "Steel steel steel pan", "kitchen"),
+    ("PAN-3", "Pan of steel and more steel", "outdoor"),
+    ("PAN-4", "Copper pan", "kitchen"),
+    ("STEEL-5", "Steel", ""),
+    ("WOK-6", "Steel wok", "outdoor"),
+    ("POT-7", "Copper pot, steel lid", "kitchen"),
+    ("PAN-8", "Pan pan", ""),
+]
+
+
+def test_a_word_that_begins_one_lexeme_is_paged_from_its_postings_as_ranked(
+    event_store, monkeypatch
+):
+    """A relevance search whose ``q`` begins one lexeme (filtered by category at most)
+    reads its page from ``CatalogPosting``: the same rows, in the same order, as the
+    page ranked over every match, at every window, with the same facets; the search
+    statements read the postings, not the ranked catalog."""
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    from projections import search as search_module
+    from projections.search import Search, posted, search_products, term_facets
+    from shop.databases import serving
+
+    for sku, name, category in POSTED_CATALOG:
+        register(sku, name, category=category)
+    project()
+
+    def read(search: Search, window: tuple[int, int]) -> tuple[list, dict, list[str]]:
+        with CaptureQueriesContext(connections[serving()]) as statements:
+            found = search_products(search, window=window)
+            offset, size = window
+            rows = found.rows.values("product_id", "document")[offset:offset + size + 1]
+        return ([(row["product_id"], row["document"]) for row in rows], found.facets,
+                [query["sql"] for query in statements.captured_queries])
+
+    compared = 0
+    for q, category, window in itertools.product(
+        ["steel", "stee", "s", "pan", "copper", "cop", "kitchen", "lid"],
+        [None, "kitchen", "outdoor", "", "garden"], [(0, 2), (2, 2), (4, 3), (0, 20)],
+    ):
+        search = Search(q=q, category=category)
+        monkeypatch.setattr(search_module, "POSTED", True)
+        assert posted(search) and term_facets(search, None) is not None, search
+        rows, facets, statements = read(search, window)
+        assert any("catalogposting" in sql for sql in statements), statements
+        monkeypatch.setattr(search_module, "POSTED", False)
+        ranked_rows, ranked_facets, ranked_statements = read(search, window)
+        assert not any("catalogposting" in sql for sql in ranked_statements)
+        assert (rows, facets) == (ranked_rows, ranked_facets), (search, window)
+        compared += bool(rows)
+    assert compared > 50
+    # The ranks decide: SKU order alone would put POT-1 first.
+    skus_of = {product_id_for_sku(sku): sku for sku, *_ in POSTED_CATALOG}
+    monkeypatch.setattr(search_module, "POSTED", True)
+    first = [skus_of[row["product_id"]] for row in
+             search_products(Search(q="steel"), window=(0, 20)).rows[0:20]]
+    assert first[:2] == ["STEEL-2", "PAN-3"] and sorted(first) != first
+    # A price filter, in stock or another order: the page is ranked or sorted as before.
+    for search in [Search(q="steel", in_stock=True), Search(q="steel", min_price=Decimal(1)),
+                   Search(q="steel", sort="price"), Search(q="steel red")]:
+        assert not (posted(search) and term_facets(search, None))
 
 
 def begun_query(word: str) -> str:
