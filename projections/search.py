@@ -48,9 +48,10 @@ How a search with ``q`` is read on PostgreSQL (the answer is the same every way)
   skipping, instead of a prefix, whose every entry it collects first. The search's own
   statement lists them from ``CatalogTerm`` (:func:`begun`), so they are the lexemes of
   the very rows it reads. The same rows and ranks as by the prefixes.
-- The statements written here as SQL (:func:`_few`, :func:`term_facets`) bind their
-  parameters on the server (``shop.databases.prepared_cursor``): a connection prepares
-  each after a few runs, and PostgreSQL plans it once. So nothing in them is worked out
+- The statements written here as SQL (:func:`_few`, :func:`term_facets`, and for a
+  search without ``q`` :func:`_without_q`) bind their parameters on the server
+  (``shop.databases.prepared_cursor``): a connection prepares each after a few runs,
+  and PostgreSQL plans it once. So nothing in them is worked out
   per row from a parameter (the rank's queries are subqueries, made once).
 """
 
@@ -243,12 +244,14 @@ def search_products(
     if kept is not None and kept.page is not None and kept.matched:  # its page is kept too
         return Results(rows=kept.page, facets=kept.facets, matched=kept.matched,
                        position=kept.position)
+    if not search.q and postgresql:
+        return _without_q(search, window, position_of)
     category = Q(category=search.category) if search.category is not None else Q()
     price = price_filter(search)
     products = ProductCatalog.objects.all()
     if search.in_stock:
         products = products.filter(stock_available__gt=0)
-    if not search.q:
+    if not search.q:  # SQLite: the facets, then the rows' query
         counted, position = _facets_without_q(search, products, category, price, position_of)
         rows = StoredRows.of(products.filter(category & price),
                              order=(ORDER_SQL[search.order], ()))
@@ -751,6 +754,46 @@ def facets(
     return facet_lists(per_category, per_band), total, position
 
 
+def _without_q(search: Search, window: tuple[int, int], position_of: str | None) -> Results:
+    """PostgreSQL, a search without ``q``: the rows at ``window`` (offset, size: the
+    page and one more), the ``CatalogFacet`` counts (as :func:`_facets_without_q`) and
+    the position of ``position_of``, by one prepared statement."""
+    (in_price, price_params), (in_category, category_params) = _filters_sql(search)
+    order = ORDER_SQL[search.order]
+    offset, size = window
+    position, found = _with_position(
+        # n: 0 for a count, else the row's place in the order (from 1).
+        f"SELECT 0::bigint AS n, category, band, count, NULL::uuid AS product_id, "
+        f"NULL::text AS document FROM {CatalogFacet._meta.db_table}"
+        + (" WHERE in_stock" if search.in_stock else "")
+        + f" UNION ALL SELECT * FROM (SELECT row_number() OVER (ORDER BY {order}), NULL, "
+        f"NULL::smallint, NULL::integer, product_id, document FROM {_TABLE} "
+        f"WHERE {in_price} AND {in_category}"
+        + (" AND stock_available > 0" if search.in_stock else "")
+        + f" ORDER BY {order} OFFSET %s LIMIT %s) AS page",
+        [*price_params, *category_params, offset, size + 1],
+        ["n", "category", "band", "count", "product_id", "document"], position_of,
+        prepared=True)
+    per_category, per_band = _summed(search, (row[1:4] for row in found if not row[0]))
+    if per_category is None:  # the price filter cuts through a band: count
+        products = ProductCatalog.objects.all()
+        if search.in_stock:
+            products = products.filter(stock_available__gt=0)
+        per_category = _categories_in(products, price_filter(search))
+    page = sorted((n, pk, document) for n, _c, _b, _n, pk, document in found if n)
+    return Results(
+        rows=Ranked([pk for _n, pk, _doc in page],
+                    {pk: doc for _n, pk, doc in page if doc is not None},
+                    offset=offset, complete=len(page) < size + 1),
+        facets=facet_lists(per_category, per_band), position=position)
+
+
+def _categories_in(products: QuerySet, price: Q) -> dict[str, int]:
+    """How many of ``products`` each category has in the price filter ``price``."""
+    return dict(products.filter(price).order_by().values("category").annotate(n=Count("pk"))
+                .values_list("category", "n"))
+
+
 def facets_without_q(
     search: Search, matched: QuerySet, category: Q, price: Q
 ) -> dict[str, list[dict[str, Any]]]:
@@ -772,10 +815,7 @@ def _facets_without_q(
         ["category", "band", "count"], position_of, prepared=True)
     per_category, per_band = _summed(search, stored)
     if per_category is None:
-        per_category = dict(
-            matched.filter(price).order_by().values("category").annotate(n=Count("pk"))
-            .values_list("category", "n")
-        )
+        per_category = _categories_in(matched, price)
     return facet_lists(per_category, per_band), position
 
 

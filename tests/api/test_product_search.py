@@ -7,6 +7,7 @@ import itertools
 from decimal import Decimal
 
 import pytest
+from django.db.models import Q
 
 from catalog.domain import product_id_for_sku
 from catalog.services import product_rename
@@ -128,8 +129,6 @@ def test_a_word_that_begins_one_lexeme_is_counted_from_the_kept_counts(catalog):
     """``term_facets`` answers for each word that begins one lexeme, under every
     combination of filters whose price is on band edges, with the GROUP BY's facets and
     number of matches; for any other ``q`` or price filter it leaves the count to them."""
-    from django.db.models import Q
-
     from projections.models import ProductCatalog
     from projections.search import Search, _match, facets, term_facets
 
@@ -230,6 +229,54 @@ def test_a_word_that_begins_one_lexeme_is_paged_from_its_postings_as_ranked(
     for search in [Search(q="steel", in_stock=True), Search(q="steel", min_price=Decimal(1)),
                    Search(q="steel", sort="price"), Search(q="steel red")]:
         assert not (posted(search) and term_facets(search, None))
+
+
+def test_a_search_without_q_reads_its_counts_and_window_in_one_statement(catalog):
+    """PostgreSQL: without ``q``, one statement reads the kept counts, the rows at the
+    window and the position: at every window, sort and filter, the rows of the
+    catalog's query in that order and the facets of the kept counts (as SQLite reads
+    them, by two statements)."""
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    from projections.models import ProductCatalog
+    from projections.pages import StoredRows
+    from projections.search import (
+        ORDER_SQL,
+        SORTS,
+        Search,
+        facets_without_q,
+        price_filter,
+        search_products,
+    )
+    from shop.databases import serving
+
+    compared = 0
+    for sort, category, (low, high), in_stock, (offset, size) in itertools.product(
+        [None, *SORTS], [None, "kitchen", "clothing", "", "garden"],
+        [(None, None), (Decimal(10), None), (Decimal(10), Decimal("49.99")),
+         (Decimal(5), Decimal(30))],
+        [False, True], [(0, 2), (2, 3), (0, 20)],
+    ):
+        search = Search(category=category, min_price=low, max_price=high,
+                        in_stock=in_stock, sort=sort)
+        with CaptureQueriesContext(connections[serving()]) as statements:
+            found = search_products(search, window=(offset, size),
+                                    position_of="product_catalog")
+            rows = found.rows.values("product_id", "document")[offset:offset + size + 1]
+        assert len(statements) == (1 if low != Decimal(5) else 2), search  # + a count
+        products = ProductCatalog.objects.all()
+        if in_stock:
+            products = products.filter(stock_available__gt=0)
+        category_filter = Q(category=category) if category is not None else Q()
+        expected = StoredRows.of(products.filter(category_filter & price_filter(search)),
+                                 order=(ORDER_SQL[search.order], ()))
+        assert rows == expected.values("product_id", "document")[offset:offset + size + 1]
+        assert found.facets == facets_without_q(search, products, category_filter,
+                                                price_filter(search))
+        assert found.position > 0
+        compared += bool(rows)
+    assert compared > 300
 
 
 def begun_query(word: str) -> str:
