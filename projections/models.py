@@ -299,10 +299,11 @@ class CatalogPosting(models.Model):
     """A product that has the search lexeme ``lexeme``, with what orders it in a search
     for that lexeme alone: its ``ts_rank`` for the lexeme, then its SKU (a search's
     relevance order), and its category. The page of a search whose ``q`` is one word
-    that begins one lexeme only (``projections.search.posted_page``) is then read from
-    an index in order, 21 entries, instead of ranking every product the word matches
-    (11,000 for ``steel`` at 100,000 products). Kept by the catalog projector on
-    PostgreSQL when a product's SKU, name or category changes; empty on SQLite."""
+    that begins one lexeme only (``projections.search.posted`` and ``term_facets``) is
+    then read from an index in order, 21 entries, instead of ranking every product the
+    word matches (11,000 for ``steel`` at 100,000 products). Kept by the catalog
+    projector on PostgreSQL when a product's SKU, name or category changes; empty on
+    SQLite."""
 
     pk = models.CompositePrimaryKey("product_id", "lexeme")
     product_id = models.UUIDField()

@@ -51,8 +51,8 @@ How a search with ``q`` is read on PostgreSQL (the answer is the same every way)
 - The statements written here as SQL (:func:`_few`, :func:`term_facets`, and for a
   search without ``q`` :func:`_without_q`) bind their parameters on the server
   (``shop.databases.prepared_cursor``): a connection prepares each after a few runs,
-  and PostgreSQL plans it once. So nothing in them is worked out
-  per row from a parameter (the rank's queries are subqueries, made once).
+  and PostgreSQL plans it once. So nothing in them is worked out per row from a
+  parameter (the rank's queries are subqueries, made once).
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def test_a_word_that_begins_one_lexeme_is_counted_from_the_kept_counts(catalog):
 
 
 # sku, name, category: "steel" up to four times in a product (SKU and name), "pan" up
-# to twice; ranks that differ, and ties broken by SKU.
+# to three times; ranks that differ, and ties broken by SKU.
 POSTED_CATALOG = [
     ("POT-1", "Steel pot", "kitchen"),
     ("STEEL-2", "Steel steel steel pan", "kitchen"),
