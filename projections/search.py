@@ -248,9 +248,7 @@ def search_products(
         return _without_q(search, window, position_of)
     category = Q(category=search.category) if search.category is not None else Q()
     price = price_filter(search)
-    products = ProductCatalog.objects.all()
-    if search.in_stock:
-        products = products.filter(stock_available__gt=0)
+    products = searched(search)
     if not search.q:  # SQLite: the facets, then the rows' query
         counted, position = _facets_without_q(search, products, category, price, position_of)
         rows = StoredRows.of(products.filter(category & price),
@@ -261,6 +259,14 @@ def search_products(
         return _counted_then_paged(match, search, category, price, position_of)[0]
     return _search_postgresql(match, search, products, category, price, window, position_of,
                               kept)
+
+
+def searched(search: Search) -> QuerySet[ProductCatalog]:
+    """The catalog's rows ``search`` looks in: every product, or those in stock."""
+    products = ProductCatalog.objects.all()
+    if search.in_stock:
+        products = products.filter(stock_available__gt=0)
+    return products
 
 
 def price_filter(search: Search) -> Q:
@@ -480,11 +486,8 @@ def _few(
         elif row_category is not None:
             per_category[row_category] = per_category.get(row_category, 0) + in_price_count
             per_band[band] += in_category_count
-    page.sort()
     return Results(
-        rows=Ranked([pk for _n, pk, _doc in page],
-                    {pk: doc for _n, pk, doc in page if doc is not None},
-                    offset=offset, complete=len(page) < size + 1),
+        rows=Ranked.window(page, window),
         facets=facet_lists(per_category, per_band), matched=matched, position=position,
     )
 
@@ -519,6 +522,17 @@ class Ranked:
         self.documents = documents or {}
         self.fields = fields
         self.offset, self.complete = offset, complete
+
+    @classmethod
+    def window(cls, rows: Iterable[tuple[int, Any, str | None]],
+               window: tuple[int, int]) -> Ranked:
+        """The rows a statement read at ``window`` (offset, size: the page and one
+        more), each ``(n, pk, document)``, ``n`` its place in the search's order."""
+        offset, size = window
+        page = sorted(rows)
+        return cls([pk for _n, pk, _doc in page],
+                   {pk: doc for _n, pk, doc in page if doc is not None},
+                   offset=offset, complete=len(page) < size + 1)
 
     def values(self, *fields: str) -> Ranked:
         return Ranked(self.pks, self.documents, fields, offset=self.offset,
@@ -774,24 +788,26 @@ def _without_q(search: Search, window: tuple[int, int], position_of: str | None)
         [*price_params, *category_params, offset, size + 1],
         ["n", "category", "band", "count", "product_id", "document"], position_of,
         prepared=True)
-    per_category, per_band = _summed(search, (row[1:4] for row in found if not row[0]))
-    if per_category is None:  # the price filter cuts through a band: count
-        products = ProductCatalog.objects.all()
-        if search.in_stock:
-            products = products.filter(stock_available__gt=0)
-        per_category = _categories_in(products, price_filter(search))
-    page = sorted((n, pk, document) for n, _c, _b, _n, pk, document in found if n)
     return Results(
-        rows=Ranked([pk for _n, pk, _doc in page],
-                    {pk: doc for _n, pk, doc in page if doc is not None},
-                    offset=offset, complete=len(page) < size + 1),
-        facets=facet_lists(per_category, per_band), position=position)
+        rows=Ranked.window(((n, pk, document) for n, _c, _b, _n, pk, document in found
+                            if n), window),
+        facets=_stored_facets(search, (row[1:4] for row in found if not row[0]),
+                              searched(search), price_filter(search)),
+        position=position)
 
 
-def _categories_in(products: QuerySet, price: Q) -> dict[str, int]:
-    """How many of ``products`` each category has in the price filter ``price``."""
-    return dict(products.filter(price).order_by().values("category").annotate(n=Count("pk"))
-                .values_list("category", "n"))
+def _stored_facets(
+    search: Search, stored: Iterable[tuple[str, int, int]], products: QuerySet, price: Q
+) -> dict[str, list[dict[str, Any]]]:
+    """The facets of a search without ``q`` from the ``CatalogFacet`` rows ``stored``:
+    always for the price facet; for the category facet when there is no price filter
+    or one on band edges, otherwise counted over ``products`` in the price range
+    ``price`` (the ``price`` index)."""
+    per_category, per_band = _summed(search, stored)
+    if per_category is None:  # the price filter cuts through a band: count
+        per_category = dict(products.filter(price).order_by().values("category")
+                            .annotate(n=Count("pk")).values_list("category", "n"))
+    return facet_lists(per_category, per_band)
 
 
 def facets_without_q(
@@ -804,19 +820,14 @@ def _facets_without_q(
     search: Search, matched: QuerySet, category: Q, price: Q, position_of: str | None
 ) -> tuple[dict[str, list[dict[str, Any]]], int | None]:
     """The same counts for a search without ``q``, from the precomputed ``CatalogFacet``
-    rows: always for the price facet; for the category facet when there is no price
-    filter or one on band edges, otherwise counted over the rows in the price range
-    (the ``price`` index)."""
+    rows (:func:`_stored_facets`), and the position of ``position_of``."""
     # All of them at once (categories x bands x in stock: a few hundred rows at most),
     # by one prepared statement.
     position, stored = _with_position(
         f"SELECT category, band, count FROM {CatalogFacet._meta.db_table}"
         + (" WHERE in_stock" if search.in_stock else ""), [],
         ["category", "band", "count"], position_of, prepared=True)
-    per_category, per_band = _summed(search, stored)
-    if per_category is None:
-        per_category = _categories_in(matched, price)
-    return facet_lists(per_category, per_band), position
+    return _stored_facets(search, stored, matched, price), position
 
 
 def _summed(
@@ -904,12 +915,8 @@ def term_facets(
         return None
     stored = [row[3:] for row in counts if row[3] is not None]
     per_category, per_band = _summed(search, stored)
-    page = None
-    if paged:
-        rows = sorted(row[6:] for row in found if row[6] is not None)
-        page = Ranked([pk for _n, pk, _doc in rows],
-                      {pk: doc for _n, pk, doc in rows if doc is not None},
-                      offset=window[0], complete=len(rows) < window[1] + 1)
+    page = (Ranked.window((row[6:] for row in found if row[6] is not None), window)
+            if paged else None)
     return Kept(facet_lists(per_category or {}, per_band), sum(n for *_k, n in stored),
                 position, page)
 
