@@ -447,7 +447,8 @@ def phase_search(procs: Processes, cfg: dict, tmp: Path) -> dict:
     """Search over a catalog of ``search_large`` products (its own database, written by
     ``jobs.py catalog``): wrk over 50 queries (each a typo, a filter or a sort) against
     the plain product list's first page, and the search's p99 at ``search_small`` then
-    at ``search_large`` products (one gunicorn, the catalog grown in between)."""
+    at ``search_large`` products (one gunicorn, the catalog grown in between). Both
+    sizes are measured the same way: the searches' rounds alternated with the list's."""
     url = recreate_database(SEARCH_DB)
     env = django_env(url)
     migrate(env)
@@ -455,20 +456,19 @@ def phase_search(procs: Processes, cfg: dict, tmp: Path) -> dict:
     small, large = cfg["search_small"], cfg["search_large"]
     job("catalog", "--products", str(small), env=env)
     base = start_gunicorn(procs, free_port(), env, GUNICORN_WORKERS, GUNICORN_THREADS)
-    say(f"search_p99_ms at {small:,} products")
-    loadgen.run_wrk(base, search, connections=CONNECTIONS, duration=cfg["wrk_warmup"])
-    at_small = [loadgen.run_wrk(base, search, connections=CONNECTIONS,
-                                duration=cfg["wrk_seconds"]) for _ in range(cfg["rounds"])]
+    say(f"search_p99_ms: the same pairs at {small:,} products")
+    at_small = wrk_pair(base, cfg, search, plain, f"search_rps at {small:,}")
     job("catalog", "--products", str(large), env=env)
     say(f"search_rps: 50 searches vs the plain product list, {large:,} products")
     pair = wrk_pair(base, cfg, search, plain, "search_rps")
     procs.stop("gunicorn")
-    p99_small = median([r["latency_p99_us"] / 1000 for r in at_small])
+    p99_small = median([r["latency_p99_us"] / 1000 for r in at_small["target_runs"]])
     p99_large = median([r["latency_p99_us"] / 1000 for r in pair["target_runs"]])
     say(f"  search p99: {p99_large:.1f} ms at {large:,} products, {p99_small:.1f} ms at "
-        f"{small:,}")
-    return {"search_rps": pair, "small_runs": at_small, "p99_small_ms": p99_small,
-            "p99_large_ms": p99_large, "products": [small, large],
+        f"{small:,}; search req/s: {pair['value']:,.0f} at {large:,}, "
+        f"{at_small['value']:,.0f} at {small:,} ({pair['value'] / at_small['value']:.3f})")
+    return {"search_rps": pair, "small_runs": at_small["target_runs"], "small_pair": at_small,
+            "p99_small_ms": p99_small, "p99_large_ms": p99_large, "products": [small, large],
             "queries": search_queries()}
 
 
