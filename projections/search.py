@@ -246,19 +246,16 @@ def search_products(
                        position=kept.position)
     if not search.q and postgresql:
         return _without_q(search, window, position_of)
-    category = Q(category=search.category) if search.category is not None else Q()
-    price = price_filter(search)
-    products = searched(search)
     if not search.q:  # SQLite: the facets, then the rows' query
+        products, category, price = searched(search), category_filter(search), price_filter(search)
         counted, position = _facets_without_q(search, products, category, price, position_of)
         rows = StoredRows.of(products.filter(category & price),
                              order=(ORDER_SQL[search.order], ()))
         return Results(rows=rows, facets=counted, position=position)
-    match = _match(products, search.q)
+    match = _match(search)
     if not postgresql:
-        return _counted_then_paged(match, search, category, price, position_of)[0]
-    return _search_postgresql(match, search, products, category, price, window, position_of,
-                              kept)
+        return _counted_then_paged(match, search, position_of)[0]
+    return _search_postgresql(match, search, window, position_of, kept)
 
 
 def searched(search: Search) -> QuerySet[ProductCatalog]:
@@ -267,6 +264,11 @@ def searched(search: Search) -> QuerySet[ProductCatalog]:
     if search.in_stock:
         products = products.filter(stock_available__gt=0)
     return products
+
+
+def category_filter(search: Search) -> Q:
+    """The category filter of ``search`` (``Q()`` without one)."""
+    return Q(category=search.category) if search.category is not None else Q()
 
 
 def price_filter(search: Search) -> Q:
@@ -280,33 +282,32 @@ def price_filter(search: Search) -> Q:
 
 
 def _search_postgresql(
-    match: Match, search: Search, products: QuerySet, category: Q, price: Q,
-    window: tuple[int, int], position_of: str | None, kept: Kept | None,
+    match: Match, search: Search, window: tuple[int, int], position_of: str | None,
+    kept: Kept | None,
 ) -> Results:
     """:func:`search_products` on PostgreSQL, for the rows of ``match``: by the kept
     counts (``kept``: :func:`term_facets`' answer), one statement, or a GROUP BY and a
     page's query; the trigram fallback if nothing matched."""
     broad = (search.q, search.in_stock)
     if kept is not None:  # one lexeme: its counts are kept
-        found, total = _counted_then_paged(
-            match, search, category, price, position_of, kept[:3])
+        found, total = _counted_then_paged(match, search, position_of, kept[:3])
     elif (found := None if _broad.get(broad, 0.0) > _clock() else _few(
             match, search, window, position_of)) is None:
         # More than FEW_AT_ONCE matches.
         if len(_broad) > _CACHE_SIZE:
             _broad.clear()
         _broad[broad] = _clock() + BROAD_SECONDS
-        found, total = _counted_then_paged(match, search, category, price, position_of)
+        found, total = _counted_then_paged(match, search, position_of)
     else:
         total = found.matched
     if total:
         return found
     # The first statement's position (read before this one) holds for this one too.
     position = found.position
-    match = _similar(products, search.q)
+    match = _similar(search)
     found = _few(match, search, window, None)
     if found is None:
-        found = _counted_then_paged(match, search, category, price)[0]
+        found = _counted_then_paged(match, search)[0]
     found.position = position
     return found
 
@@ -367,17 +368,18 @@ def _with_position(
 
 
 def _counted_then_paged(
-    match: Match, search: Search, category: Q, price: Q, position_of: str | None = None,
+    match: Match, search: Search, position_of: str | None = None,
     counted: tuple[dict[str, list], int, int | None] | None = None,
 ) -> tuple[Results, int]:
     """The facets by one GROUP BY over the matched set (unless ``counted`` already:
     :func:`term_facets`), and the rows as a query (paged later), for any number of
     matches; and the number of matches."""
-    counted, total, position = counted or facets(match.rows, category, price, position_of)
-    if search.order == "relevance" and read_connection.vendor == "postgresql":
+    category, price = category_filter(search), price_filter(search)
+    counted, total, position = counted or facets(match.rows(), category, price, position_of)
+    if search.order == "relevance" and read_connection.vendor == "postgresql":  # as SQL
         return Results(rows=_ranked_page(match, search), facets=counted,
                        position=position), total
-    rows = match.rows.filter(category & price)
+    rows = match.rows().filter(category & price)
     if search.order == "relevance":  # else no row's rank is computed
         rows = rows.annotate(rank=match.rank)
     ordering = ORDERINGS[search.order]
@@ -586,36 +588,42 @@ FENCED: dict[str, tuple[Any, ...]] = {
 
 
 class Match(NamedTuple):
-    """What a ``q`` matches: the rows (of the products searched), their condition as
-    SQL over the catalog's table, and the rank expression (higher is better)."""
+    """What the ``q`` of a search matches among the rows it looks in (``searched``):
+    their condition as SQL over the catalog's table (None: no row, without a query),
+    and the rank expression (higher is better)."""
 
-    rows: QuerySet[ProductCatalog]
-    where: str
+    search: Search
+    where: str | None
     params: list[Any]
     rank: RawSQL
 
+    def rows(self) -> QuerySet[ProductCatalog]:
+        """The matched rows as a query set: built only by the paths that need one (the
+        statements written as SQL take the condition alone)."""
+        products = searched(self.search)
+        if self.where is None:
+            return products.none()
+        return products.extra(where=[self.where], params=self.params)
 
-def _matching(products: QuerySet, where: str, params: list[Any], rank: RawSQL) -> Match:
-    return Match(products.extra(where=[where], params=params), where, params, rank)
 
-
-def _match(products: QuerySet[ProductCatalog], q: str) -> Match:
-    """``products`` matching ``q``."""
-    query_words = WORD.findall(q.lower())[:MAX_WORDS]
+def _match(search: Search) -> Match:
+    """The rows of ``search`` that its ``q`` matches."""
+    query_words = WORD.findall(search.q.lower())[:MAX_WORDS]
     fixes = corrections(query_words)
     if read_connection.vendor == "postgresql":
-        return _match_postgresql(products, q, query_words, fixes)
-    return _match_sqlite(products, query_words, fixes)
+        return _match_postgresql(search, query_words, fixes)
+    return _match_sqlite(search, query_words, fixes)
 
 
 def _match_postgresql(
-    products: QuerySet, q: str, query_words: list[str], fixes: dict[str, list[str]]
+    search: Search, query_words: list[str], fixes: dict[str, list[str]]
 ) -> Match:
     # Each word: itself as a prefix, or a correction. Words are [^\W_]+: no tsquery syntax.
     def loose(words: list[str]) -> str:
         return " & ".join(
             "(" + " | ".join([f"{w}:*", *fixes.get(w, [])]) + ")" for w in words)
 
+    q = search.q
     typed = "websearch_to_tsquery('simple', %s)"
     # Each query made once per statement (a subquery), not once per row: a prepared
     # statement's generic plan would parse the parameter again for every row it ranks.
@@ -641,9 +649,8 @@ def _match_postgresql(
     if plain_words(q):
         # (1) finds nothing that (2) does not: each of its words is one of (2)'s
         # prefixes. Only (2) goes to the index, which then scans half the entries.
-        return _matching(products, f"search_vector @@ ({words_query})", params, rank)
-    return _matching(products, f"search_vector @@ ({typed} || ({words_query}))",
-                     [q, *params], rank)
+        return Match(search, f"search_vector @@ ({words_query})", params, rank)
+    return Match(search, f"search_vector @@ ({typed} || ({words_query}))", [q, *params], rank)
 
 
 #: A word of ``q`` that begins at most this many lexemes of the catalog is searched as
@@ -697,18 +704,18 @@ def plain_words(q: str) -> bool:
     )
 
 
-def _similar(products: QuerySet, q: str) -> Match:
+def _similar(search: Search) -> Match:
     """PostgreSQL, when words found nothing: the closest texts by trigrams (a typo in a
     short word, a SKU), by the trigram index."""
-    return _matching(products, "search_text %% %s", [q.lower()],
-                     RawSQL("similarity(search_text, %s)", (q.lower(),)))
+    q = search.q.lower()
+    return Match(search, "search_text %% %s", [q], RawSQL("similarity(search_text, %s)", (q,)))
 
 
 def _match_sqlite(
-    products: QuerySet, query_words: list[str], fixes: dict[str, list[str]]
+    search: Search, query_words: list[str], fixes: dict[str, list[str]]
 ) -> Match:
-    if not query_words:
-        return Match(products.none(), "false", [], RawSQL("0", ()))
+    if not query_words:  # nothing to look up: no row
+        return Match(search, None, [], RawSQL("0", ()))
     # FTS5 syntax: quoted strings, * for a prefix; the words are [^\W_]+ (no quotes).
     match = " AND ".join(
         "(" + " OR ".join([f'"{w}" *', *(f'"{c}"' for c in fixes.get(w, []))]) + ")"
@@ -721,8 +728,8 @@ def _match_sqlite(
         f"WHERE projections_productsearch MATCH %s AND rowid = {table}.rowid)",
         (match,),
     )
-    return _matching(products, f"{table}.rowid IN (SELECT rowid FROM projections_productsearch "
-                     "WHERE projections_productsearch MATCH %s)", [match], rank)
+    return Match(search, f"{table}.rowid IN (SELECT rowid FROM projections_productsearch "
+                 "WHERE projections_productsearch MATCH %s)", [match], rank)
 
 
 def price_band() -> Case:
@@ -791,20 +798,23 @@ def _without_q(search: Search, window: tuple[int, int], position_of: str | None)
     return Results(
         rows=Ranked.window(((n, pk, document) for n, _c, _b, _n, pk, document in found
                             if n), window),
-        facets=_stored_facets(search, (row[1:4] for row in found if not row[0]),
-                              searched(search), price_filter(search)),
+        facets=_stored_facets(search, (row[1:4] for row in found if not row[0])),
         position=position)
 
 
 def _stored_facets(
-    search: Search, stored: Iterable[tuple[str, int, int]], products: QuerySet, price: Q
+    search: Search, stored: Iterable[tuple[str, int, int]],
+    products: QuerySet | None = None, price: Q | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """The facets of a search without ``q`` from the ``CatalogFacet`` rows ``stored``:
     always for the price facet; for the category facet when there is no price filter
-    or one on band edges, otherwise counted over ``products`` in the price range
-    ``price`` (the ``price`` index)."""
+    or one on band edges, otherwise counted over ``products`` (by default the rows
+    ``search`` looks in) in the price range ``price`` (by default its price filter;
+    the ``price`` index)."""
     per_category, per_band = _summed(search, stored)
     if per_category is None:  # the price filter cuts through a band: count
+        products = searched(search) if products is None else products
+        price = price_filter(search) if price is None else price
         per_category = dict(products.filter(price).order_by().values("category")
                             .annotate(n=Count("pk")).values_list("category", "n"))
     return facet_lists(per_category, per_band)
