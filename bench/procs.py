@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.http import request
-from tests.support.processes import Process, RedisServer, wait_until
+from tests.support.processes import GUNICORN_CONF, Process, RedisServer, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -146,8 +146,8 @@ def start_gunicorn(procs: Processes, port: int, env: dict[str, str], workers: in
                    threads: int, name: str = "gunicorn") -> str:
     procs.start(
         name,
-        [str(VENV_BIN / "gunicorn"), "shop.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
+        [str(VENV_BIN / "gunicorn"), "shop.wsgi:application", "-c", str(GUNICORN_CONF),
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
          "--backlog", "2048", "--log-level", "warning"],
         env=env,
     )

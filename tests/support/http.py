@@ -81,6 +81,26 @@ def request(method: str, url: str, body: Any = None, *, token: str | None = None
         conn.close()
 
 
+def after_idle(base_url: str, idle: float, path: str = "/api/health/") -> list[Response]:
+    """Two GETs on one kept-alive connection, ``idle`` seconds apart, never reconnecting:
+    the second has ``status`` 0 if the server closed the connection in between."""
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    answers = []
+    try:
+        for pause in (0.0, idle):
+            time.sleep(pause)
+            try:
+                answers.append(_exchange(conn, "GET", path, None, None))
+            except (OSError, http.client.HTTPException) as exc:
+                answers.append(Response(0, error=repr(exc)))
+            if conn.sock is None:  # the server said Connection: close
+                break
+    finally:
+        conn.close()
+    return answers
+
+
 class Connection:
     """Requests on one keep-alive HTTP/1.1 connection (reconnecting once if the server
     closed it), as a client measuring latency would hold one. No answer raises."""

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 
 
 def free_port() -> int:
@@ -254,9 +255,9 @@ class Gunicorn(Process):
         self.port = free_port()
         super().__init__(
             "gunicorn",
-            [sys.executable, "-m", "gunicorn", "shop.wsgi", "-w", str(workers),
-             "--threads", str(threads), "-b", f"127.0.0.1:{self.port}",
-             "--graceful-timeout", "3", "--timeout", "60", "--log-level", "warning"],
+            [sys.executable, "-m", "gunicorn", "shop.wsgi", "-c", str(GUNICORN_CONF),
+             "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{self.port}",
+             "--graceful-timeout", "3", "--log-level", "warning"],
             env=env, log_dir=log_dir,
         )
 
