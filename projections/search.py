@@ -247,9 +247,9 @@ def search_products(
     if not search.q and postgresql:
         return _without_q(search, window, position_of)
     if not search.q:  # SQLite: the facets, then the rows' query
-        products, category, price = searched(search), category_filter(search), price_filter(search)
-        counted, position = _facets_without_q(search, products, category, price, position_of)
-        rows = StoredRows.of(products.filter(category & price),
+        products, price = searched(search), price_filter(search)
+        counted, position = _facets_without_q(search, products, price, position_of)
+        rows = StoredRows.of(products.filter(category_filter(search) & price),
                              order=(ORDER_SQL[search.order], ()))
         return Results(rows=rows, facets=counted, position=position)
     match = _match(search)
@@ -821,13 +821,13 @@ def _stored_facets(
 
 
 def facets_without_q(
-    search: Search, matched: QuerySet, category: Q, price: Q
+    search: Search, matched: QuerySet, price: Q
 ) -> dict[str, list[dict[str, Any]]]:
-    return _facets_without_q(search, matched, category, price, None)[0]
+    return _facets_without_q(search, matched, price, None)[0]
 
 
 def _facets_without_q(
-    search: Search, matched: QuerySet, category: Q, price: Q, position_of: str | None
+    search: Search, matched: QuerySet, price: Q, position_of: str | None
 ) -> tuple[dict[str, list[dict[str, Any]]], int | None]:
     """The same counts for a search without ``q``, from the precomputed ``CatalogFacet``
     rows (:func:`_stored_facets`), and the position of ``position_of``."""

@@ -146,7 +146,7 @@ def test_facet_counts_follow_every_event_and_answer_like_a_count(event_store, cu
         if high is not None:
             price &= Q(price__lte=high)
         assert fast == facets(matched, cat, price)[0], search
-        assert fast == facets_without_q(search, matched, cat, price)
+        assert fast == facets_without_q(search, matched, price)
 
 
 @pytest.mark.django_db(transaction=True)
